@@ -1,5 +1,7 @@
 import { Command, Flags, type Interfaces } from '@oclif/core';
-import { isWgitError } from '@wgit/core';
+import { errorSummary } from './error-summary.js';
+
+export { errorSummary };
 
 /**
  * Base for every wgit command: `--json` prints run()'s result as one JSON
@@ -41,19 +43,4 @@ export abstract class WgitCommand extends Command {
     // Returning instead of rethrowing keeps oclif from printing a stack trace.
     return undefined;
   }
-}
-
-export function errorSummary(err: unknown): { code: string; message: string } {
-  if (isWgitError(err)) return { code: err.code, message: err.message };
-  const e = err as { code?: unknown; message?: unknown; oclif?: unknown };
-  // oclif parse errors (unknown flag, missing argument) carry an oclif field.
-  if (e && typeof e === 'object' && 'oclif' in e) {
-    return { code: 'E_USAGE', message: String(e.message ?? err).split('\n')[0] };
-  }
-  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
-    // Node system errors (ENOENT, ENOSPC, EACCES …) keep their code.
-    return { code: `E_${e.code.replace(/^E/, '')}`, message: e.message.split('\n')[0] };
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: 'E_INTERNAL', message: message.split('\n')[0] };
 }

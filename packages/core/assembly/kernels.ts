@@ -1,4 +1,483 @@
-// placeholder, replaced by the kernel work
-export function version(): i32 {
-  return 1;
+// WebAssembly SIMD kernels for wgit. Every function works on one range of
+// elements in the shared memory; the JavaScript pool splits big arrays into
+// ranges, one per worker. No allocation happens here: callers pass scratch
+// space, so the same module can run on many threads over one memory.
+//
+// Element kinds used by the typed entry points: 0 = F32, 1 = BF16, 2 = F16.
+
+const KIND_F32: i32 = 0;
+const KIND_BF16: i32 = 1;
+const KIND_F16: i32 = 2;
+
+/** Elements per block of the blocked kernels; blocks stay in L1 cache. */
+const BLOCK: i32 = 1024;
+
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+export function blockSize(): i32 {
+  return BLOCK;
+}
+
+// ---------------------------------------------------------------- conversions
+
+export function copyBytes(dst: usize, src: usize, n: i32): void {
+  memory.copy(dst, src, <usize>n);
+}
+
+export function bf16ToF32(src: usize, dst: usize, n: i32): void {
+  let i: i32 = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(src + (<usize>i << 1));
+    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_low_i16x8_u(v), 16));
+    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), 16);
+  }
+  for (; i < n; i++) store<u32>(dst + (<usize>i << 2), (<u32>load<u16>(src + (<usize>i << 1))) << 16);
+}
+
+@inline function f16x4ToF32(h: v128): v128 {
+  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
+  let o = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const e = v128.and(o, i32x4.splat(0x0f800000));
+  o = i32x4.add(o, i32x4.splat(0x38000000));
+  // Inf/NaN: push the exponent the rest of the way to 255.
+  o = i32x4.add(o, v128.and(i32x4.eq(e, i32x4.splat(0x0f800000)), i32x4.splat(0x38000000)));
+  // Zero/subnormal: build 2^-14·(1 + m/1024) and subtract 2^-14, exact in f32.
+  const sub = f32x4.sub(i32x4.add(o, i32x4.splat(0x00800000)), f32x4.splat(<f32>6.103515625e-5));
+  o = v128.bitselect(sub, o, i32x4.eq(e, i32x4.splat(0)));
+  return v128.or(o, sign);
+}
+
+export function f16ToF32(src: usize, dst: usize, n: i32): void {
+  let i: i32 = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(src + (<usize>i << 1));
+    v128.store(dst + (<usize>i << 2), f16x4ToF32(i32x4.extend_low_i16x8_u(v)));
+    v128.store(dst + (<usize>i << 2), f16x4ToF32(i32x4.extend_high_i16x8_u(v)), 16);
+  }
+  for (; i < n; i++) {
+    const h = i32x4.splat(<i32>load<u16>(src + (<usize>i << 1)));
+    store<i32>(dst + (<usize>i << 2), i32x4.extract_lane(f16x4ToF32(h), 0));
+  }
+}
+
+@inline function f32x4ToBf16(b: v128): v128 {
+  const hi = i32x4.shr_u(b, 16);
+  const rounded = i32x4.shr_u(i32x4.add(b, i32x4.add(i32x4.splat(0x7fff), v128.and(hi, i32x4.splat(1)))), 16);
+  // x != x only for NaN: one compare, where an unsigned integer compare is several on x86.
+  return v128.bitselect(v128.or(hi, i32x4.splat(0x40)), rounded, f32x4.ne(b, b));
+}
+
+export function f32ToBf16(src: usize, dst: usize, n: i32): void {
+  let i: i32 = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = f32x4ToBf16(v128.load(src + (<usize>i << 2)));
+    const b = f32x4ToBf16(v128.load(src + (<usize>i << 2), 16));
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(a, b));
+  }
+  for (; i < n; i++) {
+    const r = f32x4ToBf16(i32x4.splat(load<i32>(src + (<usize>i << 2))));
+    store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(r, 0));
+  }
+}
+
+@inline function f32x4ToF16(b: v128): v128 {
+  const sign = v128.and(i32x4.shr_u(b, 16), i32x4.splat(0x8000));
+  const a = v128.and(b, i32x4.splat(0x7fffffff));
+  // Normal range: re-bias the exponent (127 → 15) and round the 13 dropped bits to even.
+  const odd = v128.and(i32x4.shr_u(a, 13), i32x4.splat(1));
+  let r = i32x4.shr_u(i32x4.add(i32x4.sub(a, i32x4.splat(0x38000000)), i32x4.add(i32x4.splat(0xfff), odd)), 13);
+  // Subnormal results: adding 0.5 puts the f16 quantum 2^-24 at the f32 ulp,
+  // so the f32 adder's own RNE does the rounding.
+  const s = i32x4.sub(f32x4.add(a, f32x4.splat(0.5)), i32x4.splat(0x3f000000));
+  r = v128.bitselect(s, r, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  // ≥ 65520 (halfway to 65536) overflows; this also catches ±inf.
+  r = v128.bitselect(i32x4.splat(0x7c00), r, i32x4.ge_s(a, i32x4.splat(0x477ff000)));
+  const nan = v128.or(i32x4.splat(0x7e00), v128.and(i32x4.shr_u(a, 13), i32x4.splat(0x3ff)));
+  r = v128.bitselect(nan, r, i32x4.gt_s(a, i32x4.splat(0x7f800000)));
+  return v128.or(r, sign);
+}
+
+export function f32ToF16(src: usize, dst: usize, n: i32): void {
+  let i: i32 = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = f32x4ToF16(v128.load(src + (<usize>i << 2)));
+    const b = f32x4ToF16(v128.load(src + (<usize>i << 2), 16));
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(a, b));
+  }
+  for (; i < n; i++) {
+    const r = f32x4ToF16(i32x4.splat(load<i32>(src + (<usize>i << 2))));
+    store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(r, 0));
+  }
+}
+
+// --------------------------------------------------------------- elementwise
+
+@inline function pick(i: i32, p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, p5: usize, p6: usize, p7: usize): usize {
+  switch (i) {
+    case 0: return p0;
+    case 1: return p1;
+    case 2: return p2;
+    case 3: return p3;
+    case 4: return p4;
+    case 5: return p5;
+    case 6: return p6;
+    default: return p7;
+  }
+}
+
+@inline function pickF(i: i32, w0: f32, w1: f32, w2: f32, w3: f32, w4: f32, w5: f32, w6: f32, w7: f32): f32 {
+  switch (i) {
+    case 0: return w0;
+    case 1: return w1;
+    case 2: return w2;
+    case 3: return w3;
+    case 4: return w4;
+    case 5: return w5;
+    case 6: return w6;
+    default: return w7;
+  }
+}
+
+// Generic element access for the fused weighted sum. The element kind is a
+// type parameter so every (input, output) pair compiles to its own loop with
+// no branches inside: f32 stands for F32, u16 for BF16, i16 for F16.
+
+@inline function loadLo<T>(p: usize, j: i32): v128 {
+  if (isFloat<T>()) return v128.load(p + (<usize>j << 2));
+  const u = i32x4.extend_low_i16x8_u(v128.load(p + (<usize>j << 1)));
+  return isSigned<T>() ? f16x4ToF32(u) : i32x4.shl(u, 16);
+}
+
+@inline function loadHi<T>(p: usize, j: i32): v128 {
+  if (isFloat<T>()) return v128.load(p + (<usize>j << 2), 16);
+  const u = i32x4.extend_high_i16x8_u(v128.load(p + (<usize>j << 1)));
+  return isSigned<T>() ? f16x4ToF32(u) : i32x4.shl(u, 16);
+}
+
+@inline function loadOne<T>(p: usize, j: i32): v128 {
+  if (isFloat<T>()) return f32x4.splat(load<f32>(p + (<usize>j << 2)));
+  const u = i32x4.splat(<i32>load<u16>(p + (<usize>j << 1)));
+  return isSigned<T>() ? f16x4ToF32(u) : i32x4.shl(u, 16);
+}
+
+@inline function store8<T>(p: usize, j: i32, a: v128, b: v128): void {
+  if (isFloat<T>()) {
+    v128.store(p + (<usize>j << 2), a);
+    v128.store(p + (<usize>j << 2), b, 16);
+  } else if (isSigned<T>()) {
+    v128.store(p + (<usize>j << 1), i16x8.narrow_i32x4_u(f32x4ToF16(a), f32x4ToF16(b)));
+  } else {
+    v128.store(p + (<usize>j << 1), i16x8.narrow_i32x4_u(f32x4ToBf16(a), f32x4ToBf16(b)));
+  }
+}
+
+@inline function storeOne<T>(p: usize, j: i32, a: v128): void {
+  if (isFloat<T>()) store<f32>(p + (<usize>j << 2), f32x4.extract_lane(a, 0));
+  else if (isSigned<T>()) store<u16>(p + (<usize>j << 1), <u16>i32x4.extract_lane(f32x4ToF16(a), 0));
+  else store<u16>(p + (<usize>j << 1), <u16>i32x4.extract_lane(f32x4ToBf16(a), 0));
+}
+
+/** Input i's pointer is at table + 4i, its splatted weight at table + 32 + 16i. */
+function wsum<I, O>(out: usize, n: i32, k: i32, table: usize): void {
+  const p0 = load<usize>(table);
+  const w0 = v128.load(table + 32);
+  let j: i32 = 0;
+  for (; j + 8 <= n; j += 8) {
+    let a = f32x4.mul(loadLo<I>(p0, j), w0);
+    let b = f32x4.mul(loadHi<I>(p0, j), w0);
+    for (let i: i32 = 1; i < k; i++) {
+      const p = load<usize>(table + (<usize>i << 2));
+      const w = v128.load(table + 32 + (<usize>i << 4));
+      a = f32x4.add(a, f32x4.mul(loadLo<I>(p, j), w));
+      b = f32x4.add(b, f32x4.mul(loadHi<I>(p, j), w));
+    }
+    store8<O>(out, j, a, b);
+  }
+  for (; j < n; j++) {
+    let a = f32x4.mul(loadOne<I>(p0, j), w0);
+    for (let i: i32 = 1; i < k; i++) {
+      const p = load<usize>(table + (<usize>i << 2));
+      a = f32x4.add(a, f32x4.mul(loadOne<I>(p, j), v128.load(table + 32 + (<usize>i << 4))));
+    }
+    storeOne<O>(out, j, a);
+  }
+}
+
+/**
+ * out = Σ wᵢ·xᵢ over k ≤ 8 inputs in one pass, reading inKind and writing
+ * outKind directly. Sum order ((w₀x₀ + w₁x₁) + w₂x₂) + …, each step rounded
+ * to f32. scratch: 160 bytes per calling thread for the pointer/weight table.
+ */
+export function weightedSum(
+  out: usize, outKind: i32, inKind: i32, n: i32, k: i32, scratch: usize,
+  p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, p5: usize, p6: usize, p7: usize,
+  w0: f32, w1: f32, w2: f32, w3: f32, w4: f32, w5: f32, w6: f32, w7: f32,
+): void {
+  for (let i: i32 = 0; i < 8; i++) {
+    store<usize>(scratch + (<usize>i << 2), pick(i, p0, p1, p2, p3, p4, p5, p6, p7));
+    v128.store(scratch + 32 + (<usize>i << 4), f32x4.splat(pickF(i, w0, w1, w2, w3, w4, w5, w6, w7)));
+  }
+  switch (inKind * 3 + outKind) {
+    case KIND_F32 * 3 + KIND_F32: wsum<f32, f32>(out, n, k, scratch); break;
+    case KIND_F32 * 3 + KIND_BF16: wsum<f32, u16>(out, n, k, scratch); break;
+    case KIND_F32 * 3 + KIND_F16: wsum<f32, i16>(out, n, k, scratch); break;
+    case KIND_BF16 * 3 + KIND_F32: wsum<u16, f32>(out, n, k, scratch); break;
+    case KIND_BF16 * 3 + KIND_BF16: wsum<u16, u16>(out, n, k, scratch); break;
+    case KIND_BF16 * 3 + KIND_F16: wsum<u16, i16>(out, n, k, scratch); break;
+    case KIND_F16 * 3 + KIND_F32: wsum<i16, f32>(out, n, k, scratch); break;
+    case KIND_F16 * 3 + KIND_BF16: wsum<i16, u16>(out, n, k, scratch); break;
+    default: wsum<i16, i16>(out, n, k, scratch);
+  }
+}
+
+/** out = a − b */
+export function sub(a: usize, b: usize, out: usize, n: i32): void {
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize>j << 2;
+    v128.store(out + o, f32x4.sub(v128.load(a + o), v128.load(b + o)));
+  }
+  for (; j < n; j++) {
+    const o = <usize>j << 2;
+    store<f32>(out + o, load<f32>(a + o) - load<f32>(b + o));
+  }
+}
+
+/** out = a + s·b */
+export function axpy(a: usize, b: usize, out: usize, n: i32, s: f32): void {
+  const sv = f32x4.splat(s);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize>j << 2;
+    v128.store(out + o, f32x4.add(v128.load(a + o), f32x4.mul(v128.load(b + o), sv)));
+  }
+  for (; j < n; j++) {
+    const o = <usize>j << 2;
+    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o) * s);
+  }
+}
+
+// ---------------------------------------------------------------- reductions
+// Four f64 lane sums (element j goes to lane j mod 4), combined as
+// (l0 + l1) + (l2 + l3), then the tail added in order. Products of two f32
+// are exact in f64, so only the sums round.
+
+@inline function lanes(lo: v128, hi: v128): f64 {
+  return (f64x2.extract_lane(lo, 0) + f64x2.extract_lane(lo, 1)) + (f64x2.extract_lane(hi, 0) + f64x2.extract_lane(hi, 1));
+}
+
+@inline function highPair(v: v128): v128 {
+  return f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1));
+}
+
+export function dot(a: usize, b: usize, n: i32): f64 {
+  let lo = f64x2.splat(0);
+  let hi = f64x2.splat(0);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize>j << 2;
+    const va = v128.load(a + o);
+    const vb = v128.load(b + o);
+    lo = f64x2.add(lo, f64x2.mul(f64x2.promote_low_f32x4(va), f64x2.promote_low_f32x4(vb)));
+    hi = f64x2.add(hi, f64x2.mul(highPair(va), highPair(vb)));
+  }
+  let r = lanes(lo, hi);
+  for (; j < n; j++) r += <f64>load<f32>(a + (<usize>j << 2)) * <f64>load<f32>(b + (<usize>j << 2));
+  return r;
+}
+
+export function sumSq(a: usize, n: i32): f64 {
+  let lo = f64x2.splat(0);
+  let hi = f64x2.splat(0);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const va = v128.load(a + (<usize>j << 2));
+    const l = f64x2.promote_low_f32x4(va);
+    const h = highPair(va);
+    lo = f64x2.add(lo, f64x2.mul(l, l));
+    hi = f64x2.add(hi, f64x2.mul(h, h));
+  }
+  let r = lanes(lo, hi);
+  for (; j < n; j++) {
+    const x = <f64>load<f32>(a + (<usize>j << 2));
+    r += x * x;
+  }
+  return r;
+}
+
+export function sumAbs(a: usize, n: i32): f64 {
+  let lo = f64x2.splat(0);
+  let hi = f64x2.splat(0);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const va = f32x4.abs(v128.load(a + (<usize>j << 2)));
+    lo = f64x2.add(lo, f64x2.promote_low_f32x4(va));
+    hi = f64x2.add(hi, highPair(va));
+  }
+  let r = lanes(lo, hi);
+  for (; j < n; j++) r += Math.abs(<f64>load<f32>(a + (<usize>j << 2)));
+  return r;
+}
+
+// ----------------------------------------------------------- radix selection
+
+/**
+ * Histogram of |x| bit patterns (sign bit dropped, so order of patterns is
+ * order of magnitudes). Pass 0 counts bits 30..15 (65,536 bins); pass 1
+ * counts bits 14..0 (32,768 bins) of the values whose bits 30..15 equal
+ * `prefix`. Counts are added to `hist` (u32), so calls can stream.
+ */
+export function absHistogram(x: usize, n: i32, pass: i32, prefix: i32, hist: usize): void {
+  if (pass == 0) {
+    for (let j: i32 = 0; j < n; j++) {
+      const bin = <usize>((load<u32>(x + (<usize>j << 2)) & 0x7fffffff) >>> 15);
+      const p = hist + (bin << 2);
+      store<u32>(p, load<u32>(p) + 1);
+    }
+    return;
+  }
+  const want = i32x4.splat(prefix);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const v = v128.and(v128.load(x + (<usize>j << 2)), i32x4.splat(0x7fffffff));
+    // Most values miss the chosen bin: test four at once before counting.
+    if (!v128.any_true(i32x4.eq(i32x4.shr_u(v, 15), want))) continue;
+    for (let t: i32 = 0; t < 4; t++) countLow(load<u32>(x + (<usize>(j + t) << 2)), prefix, hist);
+  }
+  for (; j < n; j++) countLow(load<u32>(x + (<usize>j << 2)), prefix, hist);
+}
+
+@inline function countLow(bits: u32, prefix: i32, hist: usize): void {
+  const a = bits & 0x7fffffff;
+  if (<i32>(a >>> 15) == prefix) {
+    const p = hist + (<usize>(a & 0x7fff) << 2);
+    store<u32>(p, load<u32>(p) + 1);
+  }
+}
+
+// ----------------------------------------------------------------------- TIES
+
+/**
+ * TIES trim + sign election + disjoint mean over k ≤ 8 task vectors (see
+ * reference.ts for the scalar definition). scratch: 4·BLOCK f32.
+ */
+export function ties(
+  out: usize, n: i32, k: i32, scratch: usize,
+  p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, p5: usize, p6: usize, p7: usize,
+  w0: f32, w1: f32, w2: f32, w3: f32, w4: f32, w5: f32, w6: f32, w7: f32,
+  t0: f32, t1: f32, t2: f32, t3: f32, t4: f32, t5: f32, t6: f32, t7: f32,
+): void {
+  const sBuf = scratch;
+  const numBuf = scratch + (<usize>BLOCK << 2);
+  const denBuf = scratch + (<usize>BLOCK << 3);
+  const anyBuf = scratch + (<usize>BLOCK << 2) * 3;
+  const zero = f32x4.splat(0);
+  for (let start: i32 = 0; start < n; start += BLOCK) {
+    // Whole vectors only inside the block; the last partial vector is done
+    // with padded lanes that are never stored.
+    const m = min(BLOCK, n - start);
+    const mv = (m + 3) & ~3;
+    memory.fill(sBuf, 0, <usize>mv << 2);
+    memory.fill(numBuf, 0, <usize>mv << 2);
+    memory.fill(denBuf, 0, <usize>mv << 2);
+    memory.fill(anyBuf, 0, <usize>mv << 2);
+    for (let i: i32 = 0; i < k; i++) {
+      const x = pick(i, p0, p1, p2, p3, p4, p5, p6, p7) + (<usize>start << 2);
+      const w = f32x4.splat(pickF(i, w0, w1, w2, w3, w4, w5, w6, w7));
+      const thr = f32x4.splat(pickF(i, t0, t1, t2, t3, t4, t5, t6, t7));
+      for (let j: i32 = 0; j < mv; j += 4) {
+        const o = <usize>j << 2;
+        const t = loadPartial(x + o, m - j);
+        const kept = v128.and(t, v128.and(f32x4.ge(f32x4.abs(t), thr), f32x4.ne(t, zero)));
+        v128.store(sBuf + o, f32x4.add(v128.load(sBuf + o), f32x4.mul(w, kept)));
+      }
+    }
+    for (let i: i32 = 0; i < k; i++) {
+      const x = pick(i, p0, p1, p2, p3, p4, p5, p6, p7) + (<usize>start << 2);
+      const w = f32x4.splat(pickF(i, w0, w1, w2, w3, w4, w5, w6, w7));
+      const thr = f32x4.splat(pickF(i, t0, t1, t2, t3, t4, t5, t6, t7));
+      for (let j: i32 = 0; j < mv; j += 4) {
+        const o = <usize>j << 2;
+        const t = loadPartial(x + o, m - j);
+        const kept = v128.and(t, v128.and(f32x4.ge(f32x4.abs(t), thr), f32x4.ne(t, zero)));
+        const plus = f32x4.ge(v128.load(sBuf + o), zero);
+        const agree = v128.bitselect(f32x4.gt(kept, zero), f32x4.lt(kept, zero), plus);
+        v128.store(numBuf + o, f32x4.add(v128.load(numBuf + o), v128.and(f32x4.mul(w, kept), agree)));
+        v128.store(denBuf + o, f32x4.add(v128.load(denBuf + o), v128.and(w, agree)));
+        v128.store(anyBuf + o, v128.or(v128.load(anyBuf + o), agree));
+      }
+    }
+    const dst = out + (<usize>start << 2);
+    let j: i32 = 0;
+    for (; j + 4 <= m; j += 4) {
+      const o = <usize>j << 2;
+      const r = v128.and(f32x4.div(v128.load(numBuf + o), v128.load(denBuf + o)), v128.load(anyBuf + o));
+      v128.store(dst + o, r);
+    }
+    for (; j < m; j++) {
+      const o = <usize>j << 2;
+      const r = load<u32>(anyBuf + o) != 0 ? load<f32>(numBuf + o) / load<f32>(denBuf + o) : <f32>0;
+      store<f32>(dst + o, r);
+    }
+  }
+}
+
+/** Loads up to 4 f32 without reading past the end (missing lanes are 0, which TIES ignores). */
+@inline function loadPartial(p: usize, left: i32): v128 {
+  if (left >= 4) return v128.load(p);
+  let v = f32x4.splat(0);
+  v = f32x4.replace_lane(v, 0, load<f32>(p));
+  if (left > 1) v = f32x4.replace_lane(v, 1, load<f32>(p, 4));
+  if (left > 2) v = f32x4.replace_lane(v, 2, load<f32>(p, 8));
+  return v;
+}
+
+// ------------------------------------------------------------------------ DARE
+// Counter-based RNG, defined in src/kernels/rng.ts (keep the two in step).
+
+@inline function fmix(h: v128): v128 {
+  h = v128.xor(h, i32x4.shr_u(h, 16));
+  h = i32x4.mul(h, i32x4.splat(<i32>0x85ebca6b));
+  h = v128.xor(h, i32x4.shr_u(h, 13));
+  h = i32x4.mul(h, i32x4.splat(<i32>0xc2b2ae35));
+  return v128.xor(h, i32x4.shr_u(h, 16));
+}
+
+@inline function fmix32(h: u32): u32 {
+  h ^= h >>> 16;
+  h *= 0x85ebca6b;
+  h ^= h >>> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >>> 16;
+  return h;
+}
+
+/**
+ * out[j] = keep ? x[j]·scale : 0 with keep ⇔ (hash(seed, stream, idx) >>> 8) ≥ cut,
+ * idx = (idxHi·2^32 + idxLo + j); the caller keeps idxLo + n within 2^32.
+ */
+export function dareDrop(x: usize, out: usize, n: i32, seed: u32, stream: u32, idxLo: u32, idxHi: u32, cut: u32, scale: f32): void {
+  const k1 = fmix32(fmix32(seed ^ 0x243f6a88) ^ stream ^ 0x85a308d3);
+  const k2 = fmix32(k1 ^ idxHi ^ 0x13198a2e);
+  const k1v = i32x4.splat(<i32>k1);
+  const k2v = i32x4.splat(<i32>k2);
+  const cutv = i32x4.splat(<i32>cut);
+  const sv = f32x4.splat(scale);
+  let idx = i32x4.add(i32x4.splat(<i32>idxLo), i32x4(0, 1, 2, 3));
+  const four = i32x4.splat(4);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) {
+    const h = fmix(v128.xor(fmix(v128.xor(idx, k2v)), k1v));
+    const keep = i32x4.ge_u(i32x4.shr_u(h, 8), cutv);
+    const o = <usize>j << 2;
+    v128.store(out + o, v128.and(f32x4.mul(v128.load(x + o), sv), keep));
+    idx = i32x4.add(idx, four);
+  }
+  for (; j < n; j++) {
+    const h = fmix32(fmix32((idxLo + <u32>j) ^ k2) ^ k1);
+    const o = <usize>j << 2;
+    store<f32>(out + o, (h >>> 8) >= cut ? load<f32>(x + o) * scale : <f32>0);
+  }
 }

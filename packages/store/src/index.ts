@@ -1,1 +1,20 @@
-export {};
+export { type ChunkHeader, ChunkStore } from './chunkstore.js';
+export * from './codec/index.js';
+export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
+export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
+export type { FsckProblem, FsckResult, GcResult } from './maintenance.js';
+export { StoreModel } from './model.js';
+export { checkRefName, escapeName, unescapeName } from './names.js';
+export type { ChunkRef, Manifest, TensorRecord } from './records.js';
+export {
+  type CommitInfo,
+  type CommitOptions,
+  type CommitResult,
+  type InitOptions,
+  type LogEntry,
+  Repository,
+  type ShowResult,
+  type ShowTensor,
+  type StatusResult,
+} from './repository.js';
+export { parseRevision } from './revparse.js';

@@ -1,0 +1,32 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Flags } from '@oclif/core';
+import { WgitCommand } from '../base.js';
+import type { DemoResult } from '../demo/run.js';
+
+export default class Demo extends WgitCommand {
+  static override summary = 'Train a small model lineage offline and walk through what wgit does with it';
+  static override description = `Trains a digits classifier lineage (two base releases, three task fine-tunes,
+a direct fine-tune of the second base) in a few seconds, inspects a model,
+commits the lineage to a new repository and reports stored vs raw bytes,
+checks a model out and verifies it byte for byte, runs a fine-tuning
+transfer, a LiNeS edit and two merges, and prints every model's test
+accuracy on every task. Needs no network.`;
+  static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --dir ./wgit-demo --seed 3'];
+  static override flags = {
+    dir: Flags.string({
+      description: 'empty or new folder for the models and the repository (default: a fresh temp folder)',
+    }),
+    seed: Flags.integer({ description: 'seed of the training runs', default: 1, min: 0, max: 2 ** 31 - 1 }),
+  };
+
+  async run(): Promise<DemoResult> {
+    const { flags } = await this.parse(Demo);
+    const dir = flags.dir ? resolve(flags.dir) : await mkdtemp(join(tmpdir(), 'wgit-demo-'));
+    const { runDemo } = await import('../demo/run.js');
+    const json = this.jsonEnabled();
+    if (!json) this.log(`wgit demo in ${dir}`);
+    return runDemo({ dir, seed: flags.seed, log: json ? undefined : (line) => this.log(line) });
+  }
+}

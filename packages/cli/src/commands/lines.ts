@@ -1,0 +1,128 @@
+import { join } from 'node:path';
+import { Args, Flags } from '@oclif/core';
+import { WgitError } from '@wgit/core';
+import { WgitCommand } from '../base.js';
+import {
+  branchPiece,
+  chooseBranch,
+  closeAll,
+  commitParents,
+  type ModelArg,
+  openModelArg,
+  openRepo,
+  recipeRef,
+  scratchDir,
+} from '../method-commit.js';
+
+export interface LinesResult {
+  commit: string;
+  branch: string;
+  parents: string[];
+  model: string;
+  base: string;
+  alpha: number;
+  beta: number;
+  /** Blocks found from the tensor names (layers.N., h.N., blocks.N.). */
+  blocks: number;
+  tensors: number;
+  rawBytes: number;
+  storedBytes: number;
+  warnings: string[];
+}
+
+function numberFlag(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x)) {
+    throw new WgitError('E_BAD_PARAM', `--${name} must be a finite number, got ${JSON.stringify(v)}`, { param: name });
+  }
+  return x;
+}
+
+export default class Lines extends WgitCommand {
+  static override summary = "Scale a fine-tune's update by depth (LiNeS): shallow blocks stay near the base";
+  static override description = `Result θ_base + λ(ℓ)·(θ_ft − θ_base) with λ(ℓ) = α + β·ℓ/(L−1) for block ℓ of L
+(found from names such as layers.12.), and α for tensors outside the blocks.
+β defaults to 1 − α, so the last block keeps its whole update. Smaller α
+forgets less of what the base could do, at some cost on the fine-tune's task.
+Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.`;
+  static override args = {
+    ft: Args.string({ description: 'the fine-tuned model (revision or path)', required: true }),
+  };
+  static override examples = [
+    '<%= config.bin %> lines ft-flip --base base-v1',
+    '<%= config.bin %> lines ft-flip --base base-v1 --alpha 0.3 --branch main',
+  ];
+  static override flags = {
+    base: Flags.string({ description: 'the base FT was fine-tuned from', required: true }),
+    alpha: Flags.string({ description: 'scale of the shallowest block and of non-block tensors (default 0.5)' }),
+    beta: Flags.string({ description: 'extra scale reached at the last block (default 1 − α)' }),
+    message: Flags.string({ char: 'm', description: 'commit message' }),
+    branch: Flags.string({ description: 'branch to commit on (default: a new branch lines/<FT>)' }),
+  };
+
+  async run(): Promise<LinesResult> {
+    const { args, flags } = await this.parse(Lines);
+    const alpha = numberFlag(flags.alpha, 'alpha');
+    const beta = numberFlag(flags.beta, 'beta');
+    const { linesEdit } = await import('@wgit/core');
+    const repo = await openRepo(flags.repo);
+    const opened: ModelArg[] = [];
+    const scratch = await scratchDir('lines');
+    try {
+      const ft = await openModelArg(args.ft, repo);
+      opened.push(ft);
+      const base = await openModelArg(flags.base, repo);
+      opened.push(base);
+      const target = await chooseBranch(repo, flags.branch, 'lines', branchPiece(ft));
+      const outDir = join(scratch.dir, 'model');
+      const report = await linesEdit({
+        model: ft.source,
+        base: base.source,
+        alpha,
+        beta,
+        outDir,
+        onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
+      });
+      this.progressDone();
+      const res = await repo.commit({
+        path: outDir,
+        message:
+          flags.message ??
+          `LiNeS of ${args.ft} over ${flags.base} (α = ${report.lines.alpha}, β = ${report.lines.beta})`,
+        branch: target.branch,
+        parents: commitParents([ft, base], target.head),
+        expectedHead: target.head,
+        recipe: { method: 'lines', ft: recipeRef(ft), base: recipeRef(base), ...report.lines },
+        onProgress: (e) => this.progress(`commit ${e.phase} ${e.done}/${e.total}`),
+      });
+      this.progressDone();
+      const info = await repo.readCommit(res.commit);
+      const out: LinesResult = {
+        commit: res.commit,
+        branch: res.branch,
+        parents: info.parents,
+        model: ft.commit ?? (ft.path as string),
+        base: base.commit ?? (base.path as string),
+        alpha: report.lines.alpha,
+        beta: report.lines.beta,
+        blocks: report.lines.blocks,
+        tensors: res.tensors,
+        rawBytes: res.rawBytes,
+        storedBytes: res.storedBytes,
+        warnings: report.warnings,
+      };
+      if (!this.jsonEnabled()) {
+        this.log(
+          `LiNeS α = ${out.alpha}, β = ${out.beta} over ${out.blocks} blocks → ${res.commit.slice(0, 12)} on ${res.branch}`,
+        );
+        if (out.blocks === 0) this.warn('no blocks found in the tensor names: every tensor was scaled by α');
+        for (const w of report.warnings) this.warn(w);
+      }
+      return out;
+    } finally {
+      await closeAll(opened);
+      await scratch.cleanup();
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import { Args, Flags } from '@oclif/core';
+import type { ShowResult } from '@wgit/store';
+import { WgitCommand } from '../base.js';
+
+function size(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+export default class Show extends WgitCommand {
+  static override description = 'Show a commit: parents, recipe, and every tensor with how it is stored.';
+  static override examples = ['<%= config.bin %> show HEAD', '<%= config.bin %> show v1~1 --group base'];
+  static override args = { rev: Args.string({ description: 'branch, tag or commit', required: true }) };
+  static override flags = { group: Flags.string({ description: 'show an extra tensor set recorded with the commit' }) };
+
+  async run(): Promise<ShowResult> {
+    const { args, flags } = await this.parse(Show);
+    const { Repository } = await import('@wgit/store');
+    const repo = await Repository.open(flags.repo);
+    const r = await repo.show(args.rev, { group: flags.group });
+    if (!this.jsonEnabled()) {
+      this.log(`commit ${r.commit}`);
+      if (r.parents.length) this.log(`Parents: ${r.parents.map((p) => p.slice(0, 12)).join(' ')}`);
+      this.log(`Author: ${r.author}\nDate:   ${new Date(r.timestamp * 1000).toISOString()}`);
+      if (r.recipe) this.log(`Recipe: ${JSON.stringify(r.recipe)}`);
+      if (r.groups.length) this.log(`Groups: ${r.groups.join(', ')}`);
+      this.log(`\n${r.message.replace(/^/gm, '    ')}\n`);
+      const ratio = r.storedBytes > 0 ? (r.rawBytes / r.storedBytes).toFixed(2) : '-';
+      this.log(
+        `${r.kind} ${r.shards.join(', ')}: ${r.tensors.length} tensors, ${size(r.rawBytes)} raw, ${size(r.storedBytes)} stored (${ratio}x)`,
+      );
+      if (r.files.length) this.log(`side files: ${r.files.join(', ')}`);
+      for (const t of r.tensors) {
+        const enc = Object.entries(t.encodings)
+          .map(([k, v]) => `${k}×${v}`)
+          .join(' ');
+        this.log(
+          `  ${t.name}  ${t.dtype}[${t.shape.join(',')}]  ${size(t.byteLength)} → ${size(t.storedBytes)}  ${enc}`,
+        );
+      }
+    }
+    return r;
+  }
+}

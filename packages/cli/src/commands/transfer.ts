@@ -1,0 +1,143 @@
+import { join } from 'node:path';
+import { Args, Flags } from '@oclif/core';
+import { WgitError } from '@wgit/core';
+import { WgitCommand } from '../base.js';
+import {
+  branchPiece,
+  chooseBranch,
+  closeAll,
+  commitParents,
+  type ModelArg,
+  openModelArg,
+  openRepo,
+  recipeRef,
+  scratchDir,
+} from '../method-commit.js';
+
+export interface TransferResult {
+  commit: string;
+  branch: string;
+  parents: string[];
+  ft: string;
+  from: string;
+  onto: string;
+  scale: number;
+  /** cos(θ_onto − θ_from, Δ) and ‖θ_onto − θ_from‖ / ‖θ_from‖ over the whole model. */
+  closeness: { cosine: number; relDistance: number; deltaNorm: number; baseShiftNorm: number };
+  tensors: number;
+  rawBytes: number;
+  storedBytes: number;
+  grown: { name: string; baseRows: number; rows: number }[];
+  missing: { copied: string[]; dropped: string[] };
+  warnings: string[];
+}
+
+export default class Transfer extends WgitCommand {
+  static override summary = 'Move a fine-tune onto a new base release: NEW_BASE + s·(FT − OLD_BASE)';
+  static override description = `FT, OLD_BASE and NEW_BASE are revisions or paths of model files/folders.
+The result is committed with parents NEW_BASE and FT (those that are commits)
+and the recipe in the commit. Without --branch it goes on a new branch
+transfer/<FT>. Prints how close the two bases are: when they are far apart
+(low cosine, large relative distance) the transferred update helps less.`;
+  static override args = {
+    ft: Args.string({ description: 'the fine-tune of OLD_BASE', required: true }),
+  };
+  static override examples = [
+    '<%= config.bin %> transfer ft-invert --from base-v1 --onto base-v2',
+    '<%= config.bin %> transfer ./my-ft --from v1 --onto v2 --scale 0.8 --branch main -m "instruct on v2"',
+  ];
+  static override flags = {
+    from: Flags.string({ description: 'the base FT was fine-tuned from', required: true }),
+    onto: Flags.string({ description: 'the new base release', required: true }),
+    scale: Flags.string({ description: 'scale s of the update (default 1)' }),
+    'copy-missing': Flags.boolean({
+      description: 'copy tensors present in only one version from NEW_BASE instead of failing',
+    }),
+    message: Flags.string({ char: 'm', description: 'commit message' }),
+    branch: Flags.string({ description: 'branch to commit on (default: a new branch transfer/<FT>)' }),
+  };
+
+  async run(): Promise<TransferResult> {
+    const { args, flags } = await this.parse(Transfer);
+    let scale = 1;
+    if (flags.scale !== undefined) {
+      scale = Number(flags.scale);
+      if (flags.scale.trim() === '' || !Number.isFinite(scale)) {
+        throw new WgitError('E_BAD_PARAM', `--scale must be a finite number, got ${JSON.stringify(flags.scale)}`, {
+          param: 'scale',
+        });
+      }
+    }
+    const { transferModel } = await import('@wgit/core');
+    const repo = await openRepo(flags.repo);
+    const opened: ModelArg[] = [];
+    const scratch = await scratchDir('transfer');
+    try {
+      const ft = await openModelArg(args.ft, repo);
+      opened.push(ft);
+      const from = await openModelArg(flags.from, repo);
+      opened.push(from);
+      const onto = await openModelArg(flags.onto, repo);
+      opened.push(onto);
+      const target = await chooseBranch(repo, flags.branch, 'transfer', branchPiece(ft));
+      const outDir = join(scratch.dir, 'model');
+      const report = await transferModel({
+        ft: ft.source,
+        from: from.source,
+        onto: onto.source,
+        scale,
+        copyMissing: flags['copy-missing'],
+        outDir,
+        onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
+      });
+      this.progressDone();
+      const res = await repo.commit({
+        path: outDir,
+        message: flags.message ?? `transfer ${args.ft} from ${flags.from} onto ${flags.onto}`,
+        branch: target.branch,
+        parents: commitParents([onto, ft], target.head),
+        expectedHead: target.head,
+        recipe: {
+          method: 'transfer',
+          ft: recipeRef(ft),
+          from: recipeRef(from),
+          onto: recipeRef(onto),
+          scale,
+          copyMissing: flags['copy-missing'],
+          closeness: report.closeness,
+        },
+        onProgress: (e) => this.progress(`commit ${e.phase} ${e.done}/${e.total}`),
+      });
+      this.progressDone();
+      const info = await repo.readCommit(res.commit);
+      const out: TransferResult = {
+        commit: res.commit,
+        branch: res.branch,
+        parents: info.parents,
+        ft: ft.commit ?? (ft.path as string),
+        from: from.commit ?? (from.path as string),
+        onto: onto.commit ?? (onto.path as string),
+        scale,
+        closeness: report.closeness,
+        tensors: res.tensors,
+        rawBytes: res.rawBytes,
+        storedBytes: res.storedBytes,
+        grown: report.grown,
+        missing: report.missing,
+        warnings: report.warnings,
+      };
+      if (!this.jsonEnabled()) {
+        const c = report.closeness;
+        this.log(
+          `bases: cosine(onto − from, update) = ${c.cosine.toFixed(4)}, relative distance = ${c.relDistance.toFixed(4)}`,
+        );
+        this.log(`transferred ${args.ft} onto ${flags.onto} → ${res.commit.slice(0, 12)} on ${res.branch}`);
+        for (const w of report.warnings) this.warn(w);
+      }
+      return out;
+    } finally {
+      await closeAll(opened);
+      await scratch.cleanup();
+    }
+  }
+}

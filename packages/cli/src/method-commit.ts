@@ -1,0 +1,127 @@
+/**
+ * Shared by the commands whose result is a new model built from other models
+ * (transfer, merge, lines): turning arguments into models, and committing the
+ * result with its inputs as parents and its recipe.
+ */
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
+import type { Repository } from '@wgit/store';
+
+/** A model given on the command line: a revision of the repository, or a file/folder on disk. */
+export interface ModelArg {
+  /** As the user typed it. */
+  spec: string;
+  source: ModelSource;
+  /** The commit, when the argument is a revision. */
+  commit: string | null;
+  /** Absolute path, when the argument is a file or folder. */
+  path: string | null;
+}
+
+/**
+ * Revisions win over paths of the same name (as in git); `./name` forces a
+ * path. Anything that is neither is E_UNKNOWN_REVISION, naming the argument.
+ */
+export async function openModelArg(spec: string, repo: Repository | null): Promise<ModelArg> {
+  if (typeof spec !== 'string' || spec.length === 0 || spec.includes('\0')) {
+    throw new WgitError('E_USAGE', `bad model argument ${JSON.stringify(spec)}`, { arg: spec });
+  }
+  const looksLikePath = spec.startsWith('.') || spec.startsWith('/') || spec.endsWith('.safetensors');
+  if (repo && !looksLikePath) {
+    try {
+      const commit = await repo.resolve(spec);
+      return { spec, source: await repo.openModel(commit), commit, path: null };
+    } catch (e) {
+      if (!isWgitError(e) || e.code !== 'E_UNKNOWN_REVISION') throw e;
+    }
+  }
+  const exists = await stat(spec).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    throw new WgitError(
+      'E_UNKNOWN_REVISION',
+      `${JSON.stringify(spec)} is neither a revision${repo ? '' : ' (no repository)'} nor a model file or folder`,
+      { rev: spec },
+    );
+  }
+  const { openModel } = await import('@wgit/core');
+  const { resolve } = await import('node:path');
+  const path = resolve(spec);
+  return { spec, source: await openModel(path), commit: null, path };
+}
+
+export async function closeAll(args: (ModelArg | null | undefined)[]): Promise<void> {
+  await Promise.all(args.map((a) => a?.source.close().catch(() => {})));
+}
+
+/** How an input is written in a recipe: the commit id when it is one, else the absolute path. */
+export function recipeRef(a: ModelArg): { rev: string; commit: string | null; path: string | null } {
+  return { rev: a.spec, commit: a.commit, path: a.path };
+}
+
+/** A scratch folder next to the system temp dir, removed by the returned function. */
+export async function scratchDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `wgit-${prefix}-`));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+const BRANCH_CHARS = /[^A-Za-z0-9._-]+/g;
+
+/** A branch-name-safe piece from a revision or path (`models/ft-a/` → `ft-a`). */
+export function branchPiece(a: ModelArg): string {
+  const raw = a.path ? (a.path.replace(/\/+$/, '').split('/').pop() ?? 'model') : a.spec;
+  const piece = raw
+    .replace(/\.safetensors$/, '')
+    .replace(BRANCH_CHARS, '-')
+    .replace(/^[-.]+|[-.]+$/g, '')
+    .replace(/\.\.+/g, '.')
+    .replace(/\.lock$/, '-lock');
+  return piece.slice(0, 60) || 'model';
+}
+
+export interface BranchChoice {
+  branch: string;
+  /** The branch head now (null: a new branch); passed as expectedHead so a concurrent commit is detected. */
+  head: string | null;
+}
+
+/**
+ * An explicit --branch is used as given (created when missing). Without one,
+ * a new branch `<kind>/<name>` is made, with `-2`, `-3` … appended when the
+ * name is taken, so a method never moves a branch the user did not name.
+ */
+export async function chooseBranch(
+  repo: Repository,
+  explicit: string | undefined,
+  kind: string,
+  name: string,
+): Promise<BranchChoice> {
+  const branches = new Map((await repo.branches()).map((b) => [b.name, b.commit]));
+  if (explicit !== undefined) return { branch: explicit, head: branches.get(explicit) ?? null };
+  const stem = `${kind}/${name}`;
+  let branch = stem;
+  for (let i = 2; branches.has(branch); i++) branch = `${stem}-${i}`;
+  return { branch, head: null };
+}
+
+/**
+ * Parents of a method's commit: its input commits, in argument order, without
+ * repeats; when the target branch already has a head that is not one of them,
+ * that head comes first so the branch's history continues.
+ */
+export function commitParents(inputs: ModelArg[], head: string | null): string[] {
+  const out: string[] = [];
+  if (head && !inputs.some((a) => a.commit === head)) out.push(head);
+  for (const a of inputs) if (a.commit && !out.includes(a.commit)) out.push(a.commit);
+  return out;
+}
+
+/** Opens the repository named by --repo, or the one around the current folder. */
+export async function openRepo(flagRepo: string | undefined): Promise<Repository> {
+  const { Repository } = await import('@wgit/store');
+  return Repository.open(flagRepo ?? process.cwd());
+}

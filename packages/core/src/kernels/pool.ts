@@ -1,0 +1,783 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { WgitError } from '../errors.js';
+import { Arena } from './arena.js';
+import type { KernelDType } from './reference.js';
+import { dareCut, dareScale } from './rng.js';
+import { type WasmMemory, type WasmModule, wasm } from './wasm.js';
+
+/** Both layouts (src/kernels under tsx, dist/kernels when built) sit two levels below the package root. */
+const WASM_URL = new URL('../../wasm/kernels.wasm', import.meta.url);
+const WORKER_URL = new URL('../../worker/kernel-worker.js', import.meta.url);
+
+/** Below this many elements a call runs on the calling thread: a worker round trip costs more. */
+const DEFAULT_PARALLEL_MIN = 1 << 18;
+/** Must equal BLOCK in assembly/kernels.ts: ranges start on block boundaries. */
+const BLOCK = 1024;
+const SCRATCH_BYTES = 4 * BLOCK * 4;
+const HIST_BINS = 65536;
+const MAX_INPUTS = 8;
+const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
+const KIND_SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2, F16: 2 };
+
+export interface KernelOptions {
+  /** Worker threads for large calls; default WGIT_THREADS, else os.availableParallelism(). 1 = no workers. */
+  threads?: number;
+  /** Element count from which a call is split across the workers (default 262,144). */
+  parallelMin?: number;
+}
+
+export interface Kernels {
+  readonly threads: number;
+  readonly memory: WasmMemory;
+  /** Views on the shared memory (4 KiB aligned, reused after free); pass them to avoid copies. */
+  allocF32(n: number): Float32Array;
+  allocBytes(n: number): Uint8Array;
+  free(view: ArrayBufferView): void;
+  toF32(src: Uint8Array, dtype: KernelDType, dst: Float32Array): Promise<void>;
+  fromF32(src: Float32Array, dtype: KernelDType, dst: Uint8Array): Promise<void>;
+  /** out = Σ wᵢ·xᵢ, 1..8 inputs, f32 arithmetic summed left to right; out may be one of the inputs. */
+  weightedSum(inputs: Float32Array[], weights: number[], out: Float32Array): Promise<void>;
+  /** weightedSum reading `dtype` inputs and writing `outDtype` directly (RNE), one pass. */
+  weightedSumTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    weights: number[],
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<void>;
+  /** out = a − b */
+  sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void>;
+  /** out = a + s·b */
+  axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array): Promise<void>;
+  /** Σ aᵢbᵢ, Σ aᵢ², Σ |aᵢ| accumulated in f64; deterministic for a given thread count. */
+  dot(a: Float32Array, b: Float32Array): Promise<number>;
+  sumSq(a: Float32Array): Promise<number>;
+  sumAbs(a: Float32Array): Promise<number>;
+  /** Adds to `hist` (65,536 bins) bits 30..15 of |x| (pass 0) or bits 14..0 of those in bin `prefixHi` (pass 1). */
+  absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): Promise<void>;
+  /** Exact k-th largest |x| over all arrays together (k = 1 is the maximum). */
+  kthLargestAbs(arrays: Float32Array[], k: number): Promise<number>;
+  /** TIES trim / elect / disjoint mean (see reference.ts); thresholds 0 keep every non-zero entry. */
+  ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void>;
+  /** DARE: drop with probability p (rng.ts), rescale survivors; x[0] is element `offset` of the tensor. */
+  dareDrop(x: Float32Array, p: number, seed: number, stream: number, offset: number, out: Float32Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+type Exports = Record<string, (...args: number[]) => number | undefined>;
+
+interface Pending {
+  resolve: (v: number) => void;
+  reject: (e: unknown) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/** A view resolved to a wasm address, with the copy-out/release to do afterwards. */
+interface Placed {
+  ptr: number;
+  done(copyOut: boolean): void;
+}
+
+const pools = new Map<string, Promise<KernelPool>>();
+let compiled: WasmModule | null = null;
+
+function resolveThreads(opts: KernelOptions): number {
+  const fromEnv = process.env.WGIT_THREADS;
+  let t: number;
+  if (opts.threads !== undefined) t = opts.threads;
+  else if (fromEnv !== undefined && fromEnv !== '') t = Number(fromEnv);
+  else t = os.availableParallelism();
+  if (!Number.isInteger(t) || t < 1 || t > 256) {
+    throw new WgitError('E_KERNEL_THREADS', `thread count must be an integer from 1 to 256, got ${String(t)}`, {
+      threads: t,
+    });
+  }
+  return t;
+}
+
+/** The shared kernel pool for these options (one per thread count and threshold). */
+export function getKernels(opts: KernelOptions = {}): Promise<Kernels> {
+  const threads = resolveThreads(opts);
+  const parallelMin = opts.parallelMin ?? DEFAULT_PARALLEL_MIN;
+  if (!Number.isInteger(parallelMin) || parallelMin < 1) {
+    throw new WgitError('E_KERNEL_ARG', `parallelMin must be a positive integer, got ${parallelMin}`, { parallelMin });
+  }
+  const key = `${threads}/${parallelMin}`;
+  let p = pools.get(key);
+  if (!p) {
+    p = KernelPool.start(threads, parallelMin, key);
+    pools.set(key, p);
+    p.catch(() => pools.delete(key));
+  }
+  return p;
+}
+
+function loadModule(): WasmModule {
+  if (compiled) return compiled;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(WASM_URL);
+  } catch {
+    throw new WgitError(
+      'E_KERNEL_MISSING',
+      `kernel module ${WASM_URL.pathname} is missing: run \`pnpm build\` in packages/core`,
+      { path: WASM_URL.pathname },
+    );
+  }
+  compiled = new wasm.Module(bytes);
+  return compiled;
+}
+
+function argError(message: string, data: Record<string, unknown> = {}): WgitError {
+  return new WgitError('E_KERNEL_ARG', message, data);
+}
+
+function checkKind(d: string, what: string): KernelDType {
+  if (d !== 'F32' && d !== 'BF16' && d !== 'F16') {
+    throw new WgitError('E_KERNEL_DTYPE', `${what}: kernels take F32, BF16 or F16, not ${String(d)}`, { dtype: d });
+  }
+  return d;
+}
+
+function checkF32(x: unknown, what: string): Float32Array {
+  if (!(x instanceof Float32Array)) throw argError(`${what} must be a Float32Array`);
+  return x;
+}
+
+function checkBytes(x: unknown, what: string): Uint8Array {
+  if (!(x instanceof Uint8Array)) throw argError(`${what} must be a Uint8Array`);
+  return x;
+}
+
+function checkLength(actual: number, expected: number, what: string): void {
+  if (actual !== expected) {
+    throw new WgitError('E_KERNEL_LENGTH', `${what}: ${actual} elements where ${expected} were expected`, {
+      expected,
+      actual,
+    });
+  }
+}
+
+function checkWeights(weights: unknown, count: number, what: string): number[] {
+  if (!Array.isArray(weights) || weights.length !== count) {
+    throw argError(`${what}: need ${count} numbers, one per input`);
+  }
+  for (const w of weights) {
+    if (typeof w !== 'number' || !Number.isFinite(w)) throw argError(`${what}: ${String(w)} is not a finite number`);
+  }
+  return weights;
+}
+
+function checkInputCount(n: unknown[], what: string): void {
+  if (!Array.isArray(n) || n.length < 1 || n.length > MAX_INPUTS) {
+    throw argError(`${what}: 1 to ${MAX_INPUTS} inputs, got ${Array.isArray(n) ? n.length : 'none'}`);
+  }
+}
+
+function pad<T>(xs: T[], fill: T): T[] {
+  const r = xs.slice();
+  while (r.length < MAX_INPUTS) r.push(fill);
+  return r;
+}
+
+class KernelPool implements Kernels {
+  readonly threads: number;
+  readonly memory: WasmMemory;
+  private readonly arena: Arena;
+  private readonly main: Exports;
+  private readonly workers: PoolWorker[] = [];
+  private readonly parallelMin: number;
+  private readonly key: string;
+  private readonly scratch: number;
+  private nextId = 1;
+  private closed = false;
+  private failure: WgitError | null = null;
+
+  private constructor(threads: number, parallelMin: number, key: string) {
+    this.threads = threads;
+    this.parallelMin = parallelMin;
+    this.key = key;
+    const module = loadModule();
+    this.memory = new wasm.Memory({ initial: 256, maximum: 65536, shared: true });
+    const instance = new wasm.Instance(module, { env: { memory: this.memory } });
+    this.main = instance.exports as unknown as Exports;
+    this.arena = new Arena(this.memory, Math.max(65536, this.main.heapBase() as number));
+    // Slot 0 is the calling thread, slot 1 + w worker w.
+    this.scratch = this.arena.alloc(SCRATCH_BYTES * (threads + 1));
+  }
+
+  static async start(threads: number, parallelMin: number, key: string): Promise<KernelPool> {
+    const pool = new KernelPool(threads, parallelMin, key);
+    if (threads > 1) {
+      const module = loadModule();
+      try {
+        await Promise.all(Array.from({ length: threads }, () => pool.spawn(module)));
+      } catch (e) {
+        await pool.close();
+        throw e;
+      }
+    }
+    return pool;
+  }
+
+  private spawn(module: WasmModule): Promise<void> {
+    return new Promise((resolve, reject) => {
+      // The worker is plain JavaScript: it needs none of the parent's flags, and
+      // some (--input-type, --eval) would stop it from starting.
+      const worker = new Worker(WORKER_URL, { workerData: { module, memory: this.memory }, execArgv: [] });
+      const pw: PoolWorker = { worker, pending: new Map() };
+      let ready = false;
+      worker.on('message', (msg: { ready?: boolean; id?: number; result?: number; error?: string }) => {
+        if (msg.ready) {
+          ready = true;
+          // Idle workers must not keep the process alive; see send().
+          worker.unref();
+          resolve();
+          return;
+        }
+        const p = pw.pending.get(msg.id as number);
+        if (!p) return;
+        pw.pending.delete(msg.id as number);
+        if (pw.pending.size === 0) worker.unref();
+        if (msg.error !== undefined) p.reject(new WgitError('E_KERNEL_TRAP', `kernel failed: ${msg.error}`));
+        else p.resolve(msg.result ?? 0);
+      });
+      const fail = (why: string) => {
+        const err = new WgitError('E_KERNEL_WORKER', `kernel worker stopped: ${why}`);
+        if (!this.closed) {
+          this.failure = err;
+          // A broken pool is not handed out again; the next getKernels starts afresh.
+          pools.delete(this.key);
+        }
+        for (const p of pw.pending.values()) p.reject(this.closed ? this.closedError() : err);
+        pw.pending.clear();
+        if (!ready) reject(err);
+      };
+      worker.on('error', (e) => fail(e instanceof Error ? e.message : String(e)));
+      worker.on('exit', (code) => fail(`exit code ${code}`));
+      this.workers.push(pw);
+    });
+  }
+
+  private closedError(): WgitError {
+    return new WgitError('E_KERNEL_CLOSED', 'the kernel pool was closed');
+  }
+
+  private live(): void {
+    if (this.closed) throw this.closedError();
+    if (this.failure) throw this.failure;
+  }
+
+  private send(pw: PoolWorker, fn: string, args: number[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      // Keep the event loop alive exactly while a worker owes us a result.
+      if (pw.pending.size === 0) pw.worker.ref();
+      pw.pending.set(id, { resolve, reject });
+      pw.worker.postMessage({ id, fn, args });
+    });
+  }
+
+  private callMain(fn: string, args: number[]): number {
+    try {
+      return (this.main[fn](...args) as number | undefined) ?? 0;
+    } catch (e) {
+      throw new WgitError('E_KERNEL_TRAP', `kernel ${fn} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /**
+   * Runs `build`'s calls over [0, n): on this thread when small, else one
+   * block-aligned range per worker. Results come back in range order.
+   */
+  private async parallel(
+    fn: string,
+    n: number,
+    build: (start: number, count: number, scratch: number, slot: number) => number[][],
+  ): Promise<number[]> {
+    this.live();
+    if (this.workers.length === 0 || n < this.parallelMin) {
+      return build(0, n, this.scratch, 0).map((args) => this.callMain(fn, args));
+    }
+    const w = this.workers.length;
+    const chunk = Math.ceil(n / w / BLOCK) * BLOCK;
+    const jobs: Promise<number[]>[] = [];
+    for (let r = 0; r * chunk < n; r++) {
+      const start = r * chunk;
+      const count = Math.min(chunk, n - start);
+      const calls = build(start, count, this.scratch + SCRATCH_BYTES * (r + 1), r + 1);
+      const pw = this.workers[r];
+      jobs.push(Promise.all(calls.map((args) => this.send(pw, fn, args))));
+    }
+    // Wait for every range even when one fails: the caller frees staging
+    // space afterwards, and a straggler must not write into reused memory.
+    const settled = await Promise.allSettled(jobs);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return settled.flatMap((r) => (r as PromiseFulfilledResult<number[]>).value);
+  }
+
+  // ------------------------------------------------------------ memory
+
+  allocF32(n: number): Float32Array {
+    this.live();
+    if (!Number.isSafeInteger(n) || n < 0) throw argError(`cannot allocate ${n} floats`);
+    const off = this.arena.alloc(n * 4);
+    return new Float32Array(this.arena.buffer, off, n);
+  }
+
+  allocBytes(n: number): Uint8Array {
+    this.live();
+    if (!Number.isSafeInteger(n) || n < 0) throw argError(`cannot allocate ${n} bytes`);
+    const off = this.arena.alloc(n);
+    return new Uint8Array(this.arena.buffer, off, n);
+  }
+
+  free(view: ArrayBufferView): void {
+    const size = this.arena.owns(view) ? this.arena.sizeOf(view.byteOffset) : undefined;
+    if (size === undefined || view.byteLength > size) {
+      throw new WgitError('E_KERNEL_BAD_FREE', 'free() takes a view returned by allocF32/allocBytes of this pool');
+    }
+    this.arena.release(view.byteOffset);
+  }
+
+  /** Gives the wasm address of `view`, copying it into scratch space when it is an ordinary array. */
+  private place(view: ArrayBufferView, copyIn: boolean): Placed {
+    if (this.arena.owns(view)) return { ptr: view.byteOffset, done: () => {} };
+    const bytes = view.byteLength;
+    const ptr = this.arena.alloc(bytes);
+    const src = new Uint8Array(view.buffer, view.byteOffset, bytes);
+    if (copyIn) new Uint8Array(this.arena.buffer, ptr, bytes).set(src);
+    return {
+      ptr,
+      done: (copyOut) => {
+        if (copyOut) src.set(new Uint8Array(this.arena.buffer, ptr, bytes));
+        this.arena.release(ptr);
+      },
+    };
+  }
+
+  /**
+   * Places inputs and the output, runs, copies the output back if it was
+   * staged, and releases staging space whatever happens. `out` may equal an
+   * input exactly only where `inPlace` allows it; any other overlap would
+   * let one range's writes feed another's reads.
+   */
+  private async withPlaced<T>(
+    inputs: ArrayBufferView[],
+    out: ArrayBufferView | null,
+    inPlace: (i: number) => boolean,
+    body: (inPtrs: number[], outPtr: number) => Promise<T>,
+  ): Promise<T> {
+    if (out) {
+      inputs.forEach((v, i) => {
+        const o = this.overlap(v, out);
+        if (o === 'partial' || (o === 'same' && !inPlace(i))) {
+          throw new WgitError('E_KERNEL_ALIAS', `output overlaps input ${i}`, { input: i });
+        }
+      });
+    }
+    const placed: Placed[] = [];
+    try {
+      for (const v of inputs) placed.push(this.place(v, true));
+      const outPlaced = out ? this.place(out, false) : null;
+      if (outPlaced) placed.push(outPlaced);
+      const r = await body(
+        placed.slice(0, inputs.length).map((p) => p.ptr),
+        outPlaced ? outPlaced.ptr : 0,
+      );
+      if (outPlaced) {
+        placed.pop();
+        outPlaced.done(true);
+      }
+      return r;
+    } finally {
+      for (const p of placed) p.done(false);
+    }
+  }
+
+  private overlap(a: ArrayBufferView, b: ArrayBufferView): 'none' | 'same' | 'partial' {
+    const ours = this.arena.owns(a) && this.arena.owns(b);
+    if (!ours && a.buffer !== b.buffer) return 'none';
+    const a0 = a.byteOffset;
+    const b0 = b.byteOffset;
+    if (a0 + a.byteLength <= b0 || b0 + b.byteLength <= a0 || a.byteLength === 0 || b.byteLength === 0) return 'none';
+    return a0 === b0 && a.byteLength === b.byteLength ? 'same' : 'partial';
+  }
+
+  // ------------------------------------------------------------ conversions
+
+  async toF32(src: Uint8Array, dtype: KernelDType, dst: Float32Array): Promise<void> {
+    checkBytes(src, 'toF32 source');
+    checkF32(dst, 'toF32 destination');
+    const kind = checkKind(dtype, 'toF32');
+    const n = dst.length;
+    checkLength(src.byteLength, n * KIND_SIZE[kind], `toF32 source bytes for ${n} ${kind} values`);
+    const fn = kind === 'BF16' ? 'bf16ToF32' : kind === 'F16' ? 'f16ToF32' : 'copyBytes';
+    const size = KIND_SIZE[kind];
+    await this.withPlaced(
+      [src],
+      dst,
+      () => kind === 'F32',
+      async ([s], d) => {
+        await this.parallel(fn, n, (start, count) =>
+          fn === 'copyBytes' ? [[d + start * 4, s + start * 4, count * 4]] : [[s + start * size, d + start * 4, count]],
+        );
+      },
+    );
+  }
+
+  async fromF32(src: Float32Array, dtype: KernelDType, dst: Uint8Array): Promise<void> {
+    checkF32(src, 'fromF32 source');
+    checkBytes(dst, 'fromF32 destination');
+    const kind = checkKind(dtype, 'fromF32');
+    const n = src.length;
+    checkLength(dst.byteLength, n * KIND_SIZE[kind], `fromF32 destination bytes for ${n} ${kind} values`);
+    const fn = kind === 'BF16' ? 'f32ToBf16' : kind === 'F16' ? 'f32ToF16' : 'copyBytes';
+    const size = KIND_SIZE[kind];
+    await this.withPlaced(
+      [src],
+      dst,
+      () => kind === 'F32',
+      async ([s], d) => {
+        await this.parallel(fn, n, (start, count) =>
+          fn === 'copyBytes' ? [[d + start * 4, s + start * 4, count * 4]] : [[s + start * 4, d + start * size, count]],
+        );
+      },
+    );
+  }
+
+  // ------------------------------------------------------------ elementwise
+
+  async weightedSum(inputs: Float32Array[], weights: number[], out: Float32Array): Promise<void> {
+    checkInputCount(inputs, 'weightedSum');
+    checkF32(out, 'weightedSum output');
+    for (const [i, x] of inputs.entries()) {
+      checkLength(checkF32(x, `weightedSum input ${i}`).length, out.length, `input ${i}`);
+    }
+    checkWeights(weights, inputs.length, 'weightedSum weights');
+    return this.runWeighted(inputs, 'F32', weights, 'F32', out, out.length);
+  }
+
+  async weightedSumTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    weights: number[],
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<void> {
+    checkInputCount(inputs, 'weightedSumTyped');
+    const inKind = checkKind(dtype, 'weightedSumTyped input');
+    const outKind = checkKind(outDtype, 'weightedSumTyped output');
+    checkBytes(out, 'weightedSumTyped output');
+    if (out.byteLength % KIND_SIZE[outKind] !== 0) {
+      throw new WgitError('E_KERNEL_LENGTH', `output of ${out.byteLength} bytes is not whole ${outKind} values`);
+    }
+    const n = out.byteLength / KIND_SIZE[outKind];
+    for (const [i, x] of inputs.entries()) {
+      checkLength(checkBytes(x, `weightedSumTyped input ${i}`).byteLength, n * KIND_SIZE[inKind], `input ${i} bytes`);
+    }
+    checkWeights(weights, inputs.length, 'weightedSumTyped weights');
+    return this.runWeighted(inputs, inKind, weights, outKind, out, n);
+  }
+
+  private async runWeighted(
+    inputs: ArrayBufferView[],
+    inKind: KernelDType,
+    weights: number[],
+    outKind: KernelDType,
+    out: ArrayBufferView,
+    n: number,
+  ): Promise<void> {
+    const inSize = KIND_SIZE[inKind];
+    const outSize = KIND_SIZE[outKind];
+    // Each group of 8 elements is read from every input before it is
+    // written, so the output may be any one input exactly (same layout).
+    await this.withPlaced(
+      inputs,
+      out,
+      () => inKind === outKind,
+      async (ptrs, o) => {
+        const ws = pad(weights, 0);
+        await this.parallel('weightedSum', n, (start, count, scratch) => [
+          [
+            o + start * outSize,
+            KIND[outKind],
+            KIND[inKind],
+            count,
+            inputs.length,
+            scratch,
+            ...pad(
+              ptrs.map((p) => p + start * inSize),
+              0,
+            ),
+            ...ws,
+          ],
+        ]);
+      },
+    );
+  }
+
+  async sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void> {
+    checkF32(out, 'sub output');
+    checkLength(checkF32(a, 'sub a').length, out.length, 'sub a');
+    checkLength(checkF32(b, 'sub b').length, out.length, 'sub b');
+    await this.withPlaced(
+      [a, b],
+      out,
+      () => true,
+      async ([pa, pb], po) => {
+        await this.parallel('sub', out.length, (s, c) => [[pa + s * 4, pb + s * 4, po + s * 4, c]]);
+      },
+    );
+  }
+
+  async axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array): Promise<void> {
+    checkF32(out, 'axpy output');
+    checkLength(checkF32(a, 'axpy a').length, out.length, 'axpy a');
+    checkLength(checkF32(b, 'axpy b').length, out.length, 'axpy b');
+    checkWeights([s], 1, 'axpy scale');
+    await this.withPlaced(
+      [a, b],
+      out,
+      () => true,
+      async ([pa, pb], po) => {
+        await this.parallel('axpy', out.length, (st, c) => [[pa + st * 4, pb + st * 4, po + st * 4, c, s]]);
+      },
+    );
+  }
+
+  // ------------------------------------------------------------ reductions
+
+  private async reduce(fn: string, arrays: Float32Array[]): Promise<number> {
+    const n = arrays[0].length;
+    return this.withPlaced(
+      arrays,
+      null,
+      () => false,
+      async (ptrs) => {
+        const parts = await this.parallel(fn, n, (s, c) => [[...ptrs.map((p) => p + s * 4), c]]);
+        // Fixed order, so a given thread count always gives the same bits.
+        let total = 0;
+        for (const p of parts) total += p;
+        return total;
+      },
+    );
+  }
+
+  async dot(a: Float32Array, b: Float32Array): Promise<number> {
+    checkLength(checkF32(b, 'dot b').length, checkF32(a, 'dot a').length, 'dot b');
+    return this.reduce('dot', [a, b]);
+  }
+
+  async sumSq(a: Float32Array): Promise<number> {
+    return this.reduce('sumSq', [checkF32(a, 'sumSq input')]);
+  }
+
+  async sumAbs(a: Float32Array): Promise<number> {
+    return this.reduce('sumAbs', [checkF32(a, 'sumAbs input')]);
+  }
+
+  // ------------------------------------------------------------ selection
+
+  /**
+   * One zeroed 65,536-bin u32 histogram per slot, taken from the arena for
+   * one call (the free list makes this cheap after the first), so that
+   * concurrent selections never share counters.
+   */
+  private allocHistograms(): number {
+    const base = this.arena.alloc(HIST_BINS * 4 * (this.threads + 1));
+    new Uint32Array(this.arena.buffer, base, HIST_BINS * (this.threads + 1)).fill(0);
+    return base;
+  }
+
+  /** Runs one histogram pass over `x`, adding into the slot histograms at `base`. */
+  private async histogramInto(x: Float32Array, pass: 0 | 1, prefix: number, base: number): Promise<void> {
+    await this.withPlaced(
+      [x],
+      null,
+      () => false,
+      async ([p]) => {
+        await this.parallel('absHistogram', x.length, (s, c, _scratch, slot) => [
+          [p + s * 4, c, pass, prefix, base + slot * HIST_BINS * 4],
+        ]);
+      },
+    );
+  }
+
+  /** Adds every slot histogram at `base` into `into` and clears them. */
+  private drainHistograms(base: number, into: Uint32Array | Float64Array): void {
+    for (let slot = 0; slot <= this.threads; slot++) {
+      const h = new Uint32Array(this.arena.buffer, base + slot * HIST_BINS * 4, HIST_BINS);
+      for (let b = 0; b < HIST_BINS; b++) if (h[b] !== 0) into[b] += h[b];
+      h.fill(0);
+    }
+  }
+
+  async absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): Promise<void> {
+    checkF32(x, 'absHistogram input');
+    if (pass !== 0 && pass !== 1) throw argError(`histogram pass must be 0 or 1, got ${String(pass)}`);
+    if (!Number.isInteger(prefixHi) || prefixHi < 0 || prefixHi >= HIST_BINS) {
+      throw argError(`histogram prefix must be an integer in [0, 65535], got ${prefixHi}`);
+    }
+    if (!(hist instanceof Uint32Array) || hist.length !== HIST_BINS) {
+      throw argError('histogram must be a Uint32Array of 65,536 bins');
+    }
+    this.live();
+    const base = this.allocHistograms();
+    try {
+      await this.histogramInto(x, pass, prefixHi, base);
+      this.drainHistograms(base, hist);
+    } finally {
+      this.arena.release(base);
+    }
+  }
+
+  async kthLargestAbs(arrays: Float32Array[], k: number): Promise<number> {
+    if (!Array.isArray(arrays)) throw argError('kthLargestAbs takes an array of Float32Array');
+    let total = 0;
+    arrays.forEach((a, i) => {
+      total += checkF32(a, `kthLargestAbs input ${i}`).length;
+    });
+    if (!Number.isSafeInteger(k) || k < 1 || k > total) {
+      throw argError(`k must be an integer from 1 to ${total}, got ${k}`, { k, total });
+    }
+    this.live();
+    const base = this.allocHistograms();
+    const pass = async (which: 0 | 1, prefix: number): Promise<Float64Array> => {
+      // f64 totals: a whole model can put more than 2^32 values in one bin;
+      // the u32 slot histograms are drained before they could overflow.
+      const totals = new Float64Array(HIST_BINS);
+      let sinceDrain = 0;
+      for (const a of arrays) {
+        if (sinceDrain + a.length >= 2 ** 32) {
+          this.drainHistograms(base, totals);
+          sinceDrain = 0;
+        }
+        await this.histogramInto(a, which, prefix, base);
+        sinceDrain += a.length;
+      }
+      this.drainHistograms(base, totals);
+      return totals;
+    };
+    const pick = (counts: Float64Array, bins: number, want: number): { bin: number; left: number } => {
+      let above = 0;
+      for (let b = bins - 1; b >= 0; b--) {
+        if (above + counts[b] >= want) return { bin: b, left: want - above };
+        above += counts[b];
+      }
+      throw new WgitError('E_KERNEL_INTERNAL', 'histogram counts do not add up');
+    };
+    let hi: { bin: number; left: number };
+    let lo: { bin: number; left: number };
+    try {
+      hi = pick(await pass(0, 0), HIST_BINS, k);
+      lo = pick(await pass(1, hi.bin), HIST_BINS / 2, hi.left);
+    } finally {
+      this.arena.release(base);
+    }
+    const bits = new Uint32Array([(hi.bin << 15) | lo.bin]);
+    return new Float32Array(bits.buffer)[0];
+  }
+
+  // ------------------------------------------------------------ methods
+
+  async ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void> {
+    checkInputCount(taus, 'ties');
+    checkF32(out, 'ties output');
+    for (const [i, t] of taus.entries()) {
+      checkLength(checkF32(t, `ties input ${i}`).length, out.length, `ties input ${i}`);
+    }
+    checkWeights(weights, taus.length, 'ties weights');
+    if (!Array.isArray(thresholds) || thresholds.length !== taus.length) {
+      throw argError(`ties thresholds: need ${taus.length} numbers, one per input`);
+    }
+    for (const t of thresholds) {
+      if (typeof t !== 'number' || !(t >= 0)) throw argError(`ties threshold ${String(t)} is not a number ≥ 0`);
+    }
+    await this.withPlaced(
+      taus,
+      out,
+      () => true,
+      async (ptrs, o) => {
+        await this.parallel('ties', out.length, (s, c, scratch) => [
+          [
+            o + s * 4,
+            c,
+            taus.length,
+            scratch,
+            ...pad(
+              ptrs.map((p) => p + s * 4),
+              0,
+            ),
+            ...pad(weights, 0),
+            ...pad(thresholds, 0),
+          ],
+        ]);
+      },
+    );
+  }
+
+  async dareDrop(
+    x: Float32Array,
+    p: number,
+    seed: number,
+    stream: number,
+    offset: number,
+    out: Float32Array,
+  ): Promise<void> {
+    checkF32(out, 'dareDrop output');
+    checkLength(checkF32(x, 'dareDrop input').length, out.length, 'dareDrop input');
+    if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw argError(`drop probability must be in [0, 1), got ${p}`);
+    for (const [name, v] of [
+      ['seed', seed],
+      ['stream', stream],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) throw argError(`${name} must be a u32, got ${v}`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + x.length > 2 ** 53) {
+      throw argError(`offset must be an integer in [0, 2^53), got ${offset}`);
+    }
+    if (p === 0) {
+      // Exactly the identity (a multiply by 1 could still touch NaN payloads).
+      if (x !== out) await this.fromF32(x, 'F32', new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+      return;
+    }
+    const cut = dareCut(p);
+    const scale = dareScale(p);
+    await this.withPlaced(
+      [x],
+      out,
+      () => true,
+      async ([px], po) => {
+        await this.parallel('dareDrop', x.length, (s, c) => {
+          // The kernel counts indices in u32: split where the low word wraps.
+          const calls: number[][] = [];
+          let at = s;
+          while (at < s + c) {
+            const index = offset + at;
+            const hi = Math.floor(index / 2 ** 32);
+            const lo = index - hi * 2 ** 32;
+            const len = Math.min(s + c - at, 2 ** 32 - lo);
+            calls.push([px + at * 4, po + at * 4, len, seed, stream, lo, hi, cut, scale]);
+            at += len;
+          }
+          return calls;
+        });
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (pools.get(this.key)) pools.delete(this.key);
+    await Promise.all(this.workers.map((pw) => pw.worker.terminate()));
+  }
+}

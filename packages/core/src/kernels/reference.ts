@@ -1,0 +1,180 @@
+/**
+ * Plain TypeScript versions of every kernel: straightforward loops, with
+ * Math.fround wherever the WebAssembly kernel rounds to f32, so that the
+ * results are bit-identical (the tests hold the kernels to that). They are
+ * also the fallback a reader can check the math against.
+ */
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../dtypes.js';
+import { dareCut, dareHash, dareScale } from './rng.js';
+
+export type KernelDType = 'BF16' | 'F16' | 'F32';
+
+const fr = Math.fround;
+
+function u32(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+export function toF32(src: Uint8Array, dtype: KernelDType, dst: Float32Array): void {
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const bits = u32(dst);
+  for (let i = 0; i < dst.length; i++) {
+    if (dtype === 'F32') bits[i] = dv.getUint32(i * 4, true);
+    else {
+      const h = dv.getUint16(i * 2, true);
+      // f16 NaNs go through bits so their payload survives.
+      if (dtype === 'BF16') bits[i] = (h << 16) >>> 0;
+      else if ((h & 0x7c00) === 0x7c00) bits[i] = (((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13)) >>> 0;
+      else dst[i] = f16BitsToF32(h);
+    }
+  }
+}
+
+export function fromF32(src: Float32Array, dtype: KernelDType, dst: Uint8Array): void {
+  const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+  const bits = u32(src);
+  const view = new Float32Array(1);
+  const viewBits = new Uint32Array(view.buffer);
+  for (let i = 0; i < src.length; i++) {
+    if (dtype === 'F32') {
+      dv.setUint32(i * 4, bits[i], true);
+      continue;
+    }
+    viewBits[0] = bits[i];
+    const nanPattern = (bits[i] & 0x7fffffff) > 0x7f800000;
+    let h: number;
+    if (dtype === 'BF16') h = nanPattern ? ((bits[i] >>> 16) | 0x40) & 0xffff : f32ToBf16Bits(view[0]);
+    else h = nanPattern ? ((bits[i] >>> 16) & 0x8000) | 0x7e00 | ((bits[i] >>> 13) & 0x3ff) : f32ToF16Bits(view[0]);
+    dv.setUint16(i * 2, h, true);
+  }
+}
+
+/** out = Σ wᵢ·xᵢ, summed left to right, every product and sum rounded to f32. */
+export function weightedSum(inputs: Float32Array[], weights: number[], out: Float32Array): void {
+  const w = weights.map(fr);
+  for (let j = 0; j < out.length; j++) {
+    let acc = fr(inputs[0][j] * w[0]);
+    for (let i = 1; i < inputs.length; i++) acc = fr(acc + fr(inputs[i][j] * w[i]));
+    out[j] = acc;
+  }
+}
+
+export function weightedSumTyped(
+  inputs: Uint8Array[],
+  dtype: KernelDType,
+  weights: number[],
+  outDtype: KernelDType,
+  out: Uint8Array,
+): void {
+  const n = out.byteLength / (outDtype === 'F32' ? 4 : 2);
+  const decoded = inputs.map((b) => {
+    const f = new Float32Array(n);
+    toF32(b, dtype, f);
+    return f;
+  });
+  const acc = new Float32Array(n);
+  weightedSum(decoded, weights, acc);
+  fromF32(acc, outDtype, out);
+}
+
+export function sub(a: Float32Array, b: Float32Array, out: Float32Array): void {
+  for (let j = 0; j < out.length; j++) out[j] = a[j] - b[j];
+}
+
+export function axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array): void {
+  const sf = fr(s);
+  for (let j = 0; j < out.length; j++) out[j] = fr(a[j] + fr(sf * b[j]));
+}
+
+/**
+ * The kernels' summation order for one range: element j adds into lane
+ * j mod 4 over the whole multiple-of-4 prefix, lanes combine as
+ * (l0 + l1) + (l2 + l3), then the tail adds in order. All in f64.
+ */
+function laneSum(n: number, term: (j: number) => number): number {
+  const lanes = [0, 0, 0, 0];
+  const body = n - (n % 4);
+  for (let j = 0; j < body; j++) lanes[j % 4] += term(j);
+  let r = lanes[0] + lanes[1] + (lanes[2] + lanes[3]);
+  for (let j = body; j < n; j++) r += term(j);
+  return r;
+}
+
+export function dot(a: Float32Array, b: Float32Array): number {
+  return laneSum(a.length, (j) => a[j] * b[j]);
+}
+
+export function sumSq(a: Float32Array): number {
+  return laneSum(a.length, (j) => a[j] * a[j]);
+}
+
+export function sumAbs(a: Float32Array): number {
+  return laneSum(a.length, (j) => Math.abs(a[j]));
+}
+
+/** Adds to `hist` the counts of bits 30..15 of |x| (pass 0) or bits 14..0 within bin `prefixHi` (pass 1). */
+export function absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): void {
+  const bits = u32(x);
+  for (let j = 0; j < x.length; j++) {
+    const a = bits[j] & 0x7fffffff;
+    if (pass === 0) hist[a >>> 15]++;
+    else if (a >>> 15 === prefixHi) hist[a & 0x7fff]++;
+  }
+}
+
+/** k-th largest |x| (k = 1 is the maximum) over all arrays, by sorting. */
+export function kthLargestAbs(arrays: Float32Array[], k: number): number {
+  const all: number[] = [];
+  for (const a of arrays) for (const v of a) all.push(Math.abs(v));
+  all.sort((p, q) => q - p);
+  return all[k - 1];
+}
+
+/**
+ * TIES: τ̂ᵢ = |τᵢ| ≥ thrᵢ and τᵢ ≠ 0 ? τᵢ : 0; s = Σ wᵢτ̂ᵢ; γ = s ≥ 0 ? + : −;
+ * out = Σ_{sign τ̂ᵢ = γ} wᵢτ̂ᵢ / Σ_{same} wᵢ, or 0 when no τ̂ᵢ agrees.
+ */
+export function ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): void {
+  const w = weights.map(fr);
+  const thr = thresholds.map(fr);
+  const trimmed = (i: number, j: number) => {
+    const t = taus[i][j];
+    return Math.abs(t) >= thr[i] && t !== 0 ? t : 0;
+  };
+  for (let j = 0; j < out.length; j++) {
+    let s = 0;
+    for (let i = 0; i < taus.length; i++) s = fr(s + fr(w[i] * trimmed(i, j)));
+    let num = 0;
+    let den = 0;
+    let any = false;
+    for (let i = 0; i < taus.length; i++) {
+      const t = trimmed(i, j);
+      if (s >= 0 ? t > 0 : t < 0) {
+        num = fr(num + fr(w[i] * t));
+        den = fr(den + w[i]);
+        any = true;
+      }
+    }
+    out[j] = any ? fr(num / den) : 0;
+  }
+}
+
+/** DARE drop with the counter-based RNG of rng.ts; x[0] is element `offset` of its tensor. */
+export function dareDrop(
+  x: Float32Array,
+  p: number,
+  seed: number,
+  stream: number,
+  offset: number,
+  out: Float32Array,
+): void {
+  if (p === 0) {
+    out.set(x);
+    return;
+  }
+  const cut = dareCut(p);
+  const scale = dareScale(p);
+  for (let j = 0; j < x.length; j++) {
+    out[j] = dareHash(seed, stream, offset + j) >>> 8 >= cut ? fr(x[j] * scale) : 0;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The kernel path of the registry methods: the same operations in the same
+ * order as the plain functions (sparse-consensus.ts, linear.ts), run by the
+ * WASM SIMD kernels on buffers in their shared memory. Tests check both paths
+ * give the same bytes.
+ */
+import type { KernelDType, Kernels } from '../kernels/index.js';
+import { streamId } from '../kernels/rng.js';
+import type { BufferPool } from './engine.js';
+import { linearCoefficients } from './linear.js';
+import { keepCount } from './select.js';
+import { combine, combineCoefficients } from './sparse-consensus.js';
+import type { MergeMethod, TensorContext, TensorParams } from './types.js';
+
+const MAX_KERNEL_INPUTS = 8;
+
+export interface FastTensor {
+  k: Kernels;
+  method: MergeMethod;
+  params: TensorParams;
+  ctx: TensorContext;
+  /** LiNeS post-step scale for this tensor, when on. */
+  linesScale?: number;
+}
+
+/**
+ * Merges one tensor on the kernels, writing `outBytes`. Returns false (and
+ * does nothing) where the kernels do not cover the case, so the caller takes
+ * the plain path.
+ */
+export async function fastMergeTensor(
+  f: FastTensor,
+  raw: Uint8Array[],
+  dtype: KernelDType,
+  outDtype: KernelDType,
+  outBytes: Uint8Array,
+  pool: BufferPool,
+): Promise<boolean> {
+  const { k, method, params: p } = f;
+  const n = p.weights.length;
+  if (n > MAX_KERNEL_INPUTS) return false;
+  if (method.name === 'linear') {
+    if (f.linesScale !== undefined) return false;
+    await k.weightedSumTyped(raw.slice(0, n), dtype, linearCoefficients(p.weights, p.normalize), outDtype, outBytes);
+    return true;
+  }
+  const cfg = method.config;
+  if (!cfg || raw.length !== n + 1) return false;
+  const len = raw[n].byteLength / (dtype === 'F32' ? 4 : 2);
+  const base = pool.f32('kb', len);
+  await k.toF32(raw[n], dtype, base);
+  const taus: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = pool.f32(`kt${i}`, len);
+    await k.toF32(raw[i], dtype, t);
+    await k.sub(t, base, t);
+    taus.push(t);
+  }
+  let thresholds = taus.map(() => 0);
+  if (cfg.sparsify === 'magnitude') {
+    if (f.ctx.thresholds) thresholds = f.ctx.thresholds;
+    else {
+      for (let i = 0; i < n; i++) {
+        const d = p.density[i];
+        if (d >= 1) continue;
+        const kc = keepCount(d, len);
+        thresholds[i] = kc <= 0 ? Number.POSITIVE_INFINITY : await k.kthLargestAbs([taus[i]], kc);
+      }
+    }
+  } else if (cfg.sparsify === 'random') {
+    for (let i = 0; i < n; i++) {
+      const drop = 1 - p.density[i];
+      if (drop > 0) await k.dareDrop(taus[i], drop, p.seed, streamId(f.ctx.name, i), 0, taus[i]);
+    }
+  }
+  const merged = pool.f32('km', len);
+  if (cfg.consensus === 'none') {
+    if (cfg.sparsify === 'magnitude') return false;
+    await k.weightedSum(taus, combineCoefficients(p.weights, p.normalize), merged);
+  } else if (p.normalize && p.weights.every((w) => w > 0)) {
+    await k.ties(taus, p.weights, thresholds, merged);
+  } else {
+    // unnormalized (or signed-weight) consensus has no kernel: trim, then the plain loop
+    if (cfg.sparsify === 'magnitude') {
+      for (let i = 0; i < n; i++) {
+        const thr = thresholds[i];
+        if (thr <= 0) continue;
+        const t = taus[i];
+        for (let j = 0; j < len; j++) if (!(Math.abs(t[j]) >= thr)) t[j] = 0;
+      }
+    }
+    combine(cfg, taus, p.weights, p.normalize, merged);
+  }
+  await k.axpy(base, p.lambda, merged, merged);
+  if (f.linesScale !== undefined) {
+    const tmp = taus[0];
+    await k.sub(merged, base, tmp);
+    await k.axpy(base, f.linesScale, tmp, merged);
+  }
+  await k.fromF32(merged, outDtype, outBytes);
+  return true;
+}

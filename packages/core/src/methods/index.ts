@@ -1,0 +1,58 @@
+/**
+ * Weight-space methods: the merge registry, the streaming engine, LiNeS,
+ * reversible merge, fine-tuning transfer and mergekit YAML configs.
+ *
+ *   mergeModels({ inputs, base?, method, params?, outDir, outDtype?, onProgress?, groupDir? }) → MergeReport
+ *   transferModel({ ft, from, onto, scale?, copyMissing?, outDir, … })                          → TransferReport
+ *   linesEdit({ model, base, alpha?, beta?, outDir, … })                                         → LinesReport
+ *   reversibleMerge({ inputs, base, params?, outDir, groupDir, … }) / recoverModel({ group, model, outDir })
+ *   parseMergekitYaml(text) → MergekitRecipe   (feed recipe.method / recipe.params to mergeModels)
+ *   mergeTensor(method, params, inputs, base?, ctx?) → Float32Array   (one tensor, plain TypeScript)
+ */
+export { dareLinear, dareTies } from './dare.js';
+export { type Eigen, symmetricEigen } from './eigen.js';
+export {
+  BufferPool,
+  copySideFiles,
+  type MergeModelsOptions,
+  mergeModels,
+  modelWideThresholds,
+  validateModels,
+} from './engine.js';
+export { linear, linearCoefficients } from './linear.js';
+export {
+  BLOCK_PATTERN,
+  blockIndex,
+  countBlocks,
+  DEFAULT_LINES_ALPHA,
+  type LinesEditOptions,
+  type LinesReport,
+  linesEdit,
+  linesMergeAlpha,
+  linesScale,
+} from './lines.js';
+export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
+export { DEFAULT_DENSITY, tensorParams, valueFor } from './params.js';
+export { getMethod, METHODS } from './registry.js';
+export {
+  decompose,
+  gramMatrix,
+  type RecoverOptions,
+  type RecoverReport,
+  type ReversibleMergeOptions,
+  RMM_META_TENSOR,
+  type RmmMeta,
+  type RmmReport,
+  type RmmTensorMeta,
+  reconstruct,
+  recoverModel,
+  reversibleMerge,
+} from './rmm.js';
+export { rmm } from './rmm-method.js';
+export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
+export { combine, dareInPlace, magnitudeThresholds, sparseConsensusTensor, trimInPlace } from './sparse-consensus.js';
+export { taskArithmetic } from './task-arithmetic.js';
+export { mergeTensor } from './tensor.js';
+export { ties } from './ties.js';
+export { type TensorCloseness, type TransferOptions, type TransferReport, transferModel } from './transfer.js';
+export type * from './types.js';

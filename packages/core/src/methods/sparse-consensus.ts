@@ -1,0 +1,210 @@
+/**
+ * The general sparsify + consensus method (mergekit's "generalized task
+ * arithmetic"). Task arithmetic, TIES, DARE-linear and DARE-TIES are
+ * configurations of this one function, not copies of it:
+ *
+ *   τᵢ = θᵢ − θ₀
+ *   τ̂ᵢ = sparsify(τᵢ)          none | magnitude (top-k by |τ|) | random (DARE drop + rescale)
+ *   consensus none:  τ = Σ wᵢ τ̂ᵢ,                        divisor Σ wᵢ
+ *   consensus sum:   γ = sign(Σ wᵢ τ̂ᵢ) (0 counts as +),
+ *                    τ = Σ_{τ̂ᵢ≠0, sign τ̂ᵢ = γ} wᵢ τ̂ᵢ,    divisor Σ of the same wᵢ
+ *   normalize:       τ /= divisor (a zero divisor counts as 1)
+ *   θ = θ₀ + λ τ
+ */
+import { WgitError } from '../errors.js';
+import { dareCut, dareHash, dareScale, streamId } from '../kernels/rng.js';
+import { resolveCommon } from './params.js';
+import { keepCount, kthLargestAbs } from './select.js';
+import type { MergeMethod, MergeParams, SparseConsensusConfig, TensorContext, TensorParams } from './types.js';
+
+const fr = Math.fround;
+
+/** Per-input magnitude thresholds for one tensor's task vectors. */
+export function magnitudeThresholds(taus: Float32Array[], density: number[]): number[] {
+  return taus.map((t, i) => {
+    if (density[i] >= 1) return 0;
+    return kthLargestAbs([t], keepCount(density[i], t.length));
+  });
+}
+
+/**
+ * DARE on one task vector, in place: drop each entry with probability
+ * p = 1 − density, scale survivors by 1/(1 − p) in f32. The draw for entry j
+ * depends only on (seed, tensor name, input index, j), so chunked, threaded
+ * and GPU runs draw the same mask.
+ */
+export function dareInPlace(tau: Float32Array, density: number, seed: number, stream: number, offset = 0): void {
+  const p = 1 - density;
+  if (p <= 0) return;
+  const scale = dareScale(p);
+  const cut = dareCut(p);
+  for (let j = 0; j < tau.length; j++) {
+    tau[j] = dareHash(seed, stream, offset + j) >>> 8 >= cut ? fr(tau[j] * scale) : 0;
+  }
+}
+
+/** Trims a task vector in place to the entries with |τ| ≥ threshold. */
+export function trimInPlace(tau: Float32Array, threshold: number): void {
+  if (threshold <= 0) return;
+  for (let j = 0; j < tau.length; j++) if (!(Math.abs(tau[j]) >= threshold)) tau[j] = 0;
+}
+
+/**
+ * Combines sparsified task vectors into the merged task vector (no λ, no base).
+ * Accumulation is in f32 in input order, the same operations in the same
+ * order as the WASM kernels (weightedSum, ties), so both paths give the same bits.
+ */
+export function combine(
+  config: SparseConsensusConfig,
+  taus: Float32Array[],
+  weights: number[],
+  normalize: boolean,
+  out: Float32Array,
+): void {
+  const n = taus.length;
+  const w = weights.map(fr);
+  if (config.consensus === 'none') {
+    const c = combineCoefficients(weights, normalize);
+    for (let j = 0; j < out.length; j++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) s = fr(s + fr(c[i] * taus[i][j]));
+      out[j] = s;
+    }
+    return;
+  }
+  for (let j = 0; j < out.length; j++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s = fr(s + fr(w[i] * taus[i][j]));
+    const positive = s >= 0;
+    let num = 0;
+    let den = 0;
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      const t = taus[i][j];
+      if (positive ? t > 0 : t < 0) {
+        num = fr(num + fr(w[i] * t));
+        den = fr(den + w[i]);
+        any = true;
+      }
+    }
+    // a zero divisor (weights cancelling) counts as 1, as in mergekit
+    out[j] = !any ? 0 : normalize && den !== 0 ? fr(num / den) : num;
+  }
+}
+
+/** f32 coefficients of the weighted sum without consensus: wᵢ, or wᵢ/Σw when normalizing (a near-zero sum counts as 1). */
+export function combineCoefficients(weights: number[], normalize: boolean): number[] {
+  let div = 0;
+  for (const x of weights) div += x;
+  return normalize && Math.abs(div) >= 1e-8 ? weights.map((x) => fr(x / div)) : weights.map(fr);
+}
+
+/** Plain (reference) per-tensor merge; `taus` scratch may be passed to avoid allocation. */
+export function sparseConsensusTensor(
+  config: SparseConsensusConfig,
+  p: TensorParams,
+  inputs: Float32Array[],
+  base: Float32Array,
+  ctx: TensorContext,
+  out: Float32Array,
+  scratch?: Float32Array[],
+): void {
+  const len = base.length;
+  const taus = inputs.map((x, i) => {
+    const t = scratch?.[i]?.length === len ? scratch[i] : new Float32Array(len);
+    for (let j = 0; j < len; j++) t[j] = fr(x[j] - base[j]);
+    return t;
+  });
+  if (config.sparsify === 'magnitude') {
+    const thr = ctx.thresholds ?? magnitudeThresholds(taus, p.density);
+    for (let i = 0; i < taus.length; i++) trimInPlace(taus[i], thr[i]);
+  } else if (config.sparsify === 'random') {
+    for (let i = 0; i < taus.length; i++) dareInPlace(taus[i], p.density[i], p.seed, streamId(ctx.name, i));
+  }
+  combine(config, taus, p.weights, p.normalize, out);
+  const lambda = fr(p.lambda);
+  for (let j = 0; j < len; j++) out[j] = fr(base[j] + fr(lambda * out[j]));
+}
+
+export function makeSparseConsensusMethod(
+  name: string,
+  description: string,
+  reference: string,
+  config: SparseConsensusConfig,
+): MergeMethod {
+  const params: MergeMethod['params'] = [
+    { name: 'weights', type: 'number[]', default: 1, required: false, help: 'per input model; default 1 each' },
+    { name: 'lambda', type: 'number', default: 1, required: false, help: 'scale of the merged task vector' },
+  ];
+  if (config.sparsify !== 'none') {
+    params.push({
+      name: 'density',
+      type: 'number',
+      default: 0.2,
+      required: false,
+      help:
+        config.sparsify === 'magnitude'
+          ? 'fraction of each task vector kept (largest |τ|)'
+          : 'keep probability (1 − drop)',
+    });
+  }
+  if (config.sparsify === 'random') {
+    params.push({
+      name: 'drop',
+      type: 'number',
+      default: 0.8,
+      required: false,
+      help: 'drop probability (1 − density)',
+    });
+    params.push({ name: 'seed', type: 'integer', default: 0, required: false, help: 'seed of the drop masks' });
+  }
+  if (config.sparsify === 'magnitude') {
+    params.push({
+      name: 'trim',
+      type: 'enum',
+      choices: ['tensor', 'model'],
+      default: 'tensor',
+      required: false,
+      help: 'top-k per tensor (mergekit) or over the whole model (paper; one extra pass)',
+    });
+  }
+  params.push({
+    name: 'normalize',
+    type: 'boolean',
+    default: config.defaultNormalize,
+    required: false,
+    help: 'divide by the sum of the weights that took part',
+  });
+  params.push({ name: 'lines', type: 'object', default: null, required: false, help: 'LiNeS post-step {beta}' });
+  return {
+    name,
+    description,
+    reference,
+    params,
+    needsBase: true,
+    minInputs: 1,
+    config,
+    resolve(p: MergeParams, nInputs: number) {
+      if (config.sparsify === 'none' && (p.density !== undefined || p.drop !== undefined))
+        throw new WgitError('E_BAD_PARAM', `${name} takes no density/drop`, { param: 'density', method: name });
+      if (config.sparsify !== 'random' && p.drop !== undefined)
+        throw new WgitError('E_BAD_PARAM', `${name} takes density, not drop`, { param: 'drop', method: name });
+      if (config.sparsify !== 'magnitude' && p.trim !== undefined && p.trim !== 'tensor')
+        throw new WgitError('E_BAD_PARAM', `${name} has no magnitude trimming to scope`, {
+          param: 'trim',
+          method: name,
+        });
+      if (p.rank !== undefined)
+        throw new WgitError('E_BAD_PARAM', `${name} takes no rank`, { param: 'rank', method: name });
+      const r = resolveCommon(p, nInputs, config.defaultNormalize);
+      if (config.sparsify === 'none') r.density = r.density.map(() => 1);
+      return r;
+    },
+    build(tp: TensorParams) {
+      return (inputs, base, ctx, out) => {
+        if (!base) throw new WgitError('E_BASE_REQUIRED', `${name} needs a base model`, { method: name });
+        sparseConsensusTensor(config, tp, inputs, base, ctx, out);
+      };
+    },
+  };
+}

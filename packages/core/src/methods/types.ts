@@ -1,0 +1,149 @@
+import type { DType } from '../dtypes.js';
+
+/**
+ * A parameter value that may differ per tensor, in mergekit's list form:
+ * the first rule whose `filter` is a substring of the tensor name wins; a rule
+ * without a filter matches every tensor (so it belongs last).
+ */
+export interface TensorRule<T> {
+  filter?: string;
+  value: T;
+}
+export type PerTensor<T> = T | TensorRule<T>[];
+
+/** Parameters as a caller (CLI, mergekit recipe) passes them; every field optional. */
+export interface MergeParams {
+  /** One per input model; default 1 each (linear divides by their sum). */
+  weights?: PerTensor<number>[];
+  /** Scale of the merged task vector, θ₀ + λ·τ (default 1). */
+  lambda?: PerTensor<number>;
+  /** Fraction kept: TIES top-k fraction by |τ|, DARE keep probability. One value or one per input. Default 0.2. */
+  density?: PerTensor<number> | PerTensor<number>[];
+  /** DARE drop probability, the same as density = 1 − drop (give one of the two). */
+  drop?: number;
+  /** Seed of the counter-based RNG (DARE). Default 0. */
+  seed?: number;
+  /** Magnitude trimming scope: per tensor (mergekit, default) or over the whole flattened model (paper). */
+  trim?: 'tensor' | 'model';
+  /** Divide the merged task vector by the sum of the weights that took part (mergekit's flag). */
+  normalize?: boolean;
+  /** rmm: number of basis tensors kept per tensor (default n = exact). */
+  rank?: number;
+  /** LiNeS as a post-step: depth-dependent scaling of the merged task vector. */
+  lines?: { beta: number } | null;
+}
+
+/** Parameters after validation and defaults, with per-tensor values still unresolved. */
+export interface ResolvedParams {
+  weights: PerTensor<number>[];
+  lambda: PerTensor<number>;
+  density: PerTensor<number>[];
+  seed: number;
+  trim: 'tensor' | 'model';
+  normalize: boolean;
+  rank: number;
+  lines: { beta: number } | null;
+}
+
+/** The numbers one tensor is merged with. */
+export interface TensorParams {
+  weights: number[];
+  lambda: number;
+  density: number[];
+  seed: number;
+  normalize: boolean;
+}
+
+export interface MethodParamDef {
+  name: string;
+  type: 'number' | 'number[]' | 'integer' | 'boolean' | 'enum' | 'object';
+  default: unknown;
+  required: boolean;
+  help: string;
+  choices?: string[];
+}
+
+/** Per-tensor context handed to the pure merge functions. */
+export interface TensorContext {
+  /** Tensor name (drives per-tensor parameters and the DARE stream id). */
+  name: string;
+  /**
+   * Per input: keep entries with |τ| ≥ threshold. Set by the engine for model-wide
+   * trimming; when absent, magnitude sparsification computes a per-tensor threshold.
+   */
+  thresholds?: number[];
+}
+
+/**
+ * How the general sparsify + consensus method is configured. TIES, DARE and
+ * task arithmetic are instances of it (see sparse-consensus.ts).
+ */
+export interface SparseConsensusConfig {
+  sparsify: 'none' | 'magnitude' | 'random';
+  consensus: 'none' | 'sum';
+  defaultNormalize: boolean;
+}
+
+export interface MergeMethod {
+  name: string;
+  description: string;
+  /** Paper the math follows. */
+  reference: string;
+  params: MethodParamDef[];
+  needsBase: boolean;
+  minInputs: number;
+  /** For methods built on the general sparsify + consensus method. */
+  config?: SparseConsensusConfig;
+  /** Validate raw parameters and fill in defaults; throws E_BAD_PARAM. */
+  resolve(params: MergeParams, nInputs: number): ResolvedParams;
+  /**
+   * The per-tensor function: writes the merged values of one float tensor into
+   * `out` (f32). `inputs` are the models' values, `base` the base's (when needsBase).
+   */
+  build(
+    params: TensorParams,
+  ): (inputs: Float32Array[], base: Float32Array | undefined, ctx: TensorContext, out: Float32Array) => void;
+}
+
+export interface TensorNote {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** 'merged' | 'copied' (integer/bool: taken from the first model) | other method-specific notes */
+  action: string;
+  note?: string;
+}
+
+export interface ProgressEvent {
+  phase: string;
+  done: number;
+  total: number;
+  tensor?: string;
+}
+
+export interface Timings {
+  validateMs: number;
+  /** Whole-model first passes (model-wide trim threshold, LiNeS norms). */
+  firstPassMs: number;
+  mergeMs: number;
+  totalMs: number;
+}
+
+export interface MergeReport {
+  method: string;
+  /** Resolved parameters (seed included) and the output dtype. */
+  params: Partial<ResolvedParams> & Record<string, unknown> & { outDtype: DType | null };
+  tensors: TensorNote[];
+  warnings: string[];
+  timings: Timings;
+  /** Integer/bool tensors copied from the first model. */
+  copied: string[];
+  /** LiNeS post-step: α and the number of blocks found. */
+  lines?: { alpha: number; beta: number; blocks: number };
+  /** Model-wide trim: per-input threshold |τ| ≥ t. */
+  thresholds?: number[];
+  outDir: string;
+  bytesWritten: number;
+  /** Whether the WASM kernels were loaded, and how many tensors took the kernel path. */
+  engine?: { kernels: boolean; kernelTensors: number };
+}

@@ -1,0 +1,251 @@
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { type DType, isDType, WgitError } from '@wgit/core';
+import { type ChunkEncoding, decodeChunk, encodeChunk } from './codec/index.js';
+import { atomicWrite, exists } from './fsutil.js';
+
+/**
+ * Content-addressed chunk files: `chunks/ab/cdef…` named by the sha256 of the
+ * chunk's raw bytes, whatever encoding stores them, so an identical chunk is
+ * stored once however it was coded. File layout (little-endian):
+ *
+ *   0  4  magic "WGCH"
+ *   4  1  version (1)
+ *   5  1  encoding: 0 raw, 1 zipnn, 2 xor-zipnn
+ *   6  1  delta depth: 0, or 1 + the base's depth for xor-zipnn
+ *   7  1  dtype name length n
+ *   8  4  raw length
+ *  12  4  payload length
+ *  16  32 base chunk id (sha256), only for xor-zipnn
+ *   …  n  dtype name (ASCII)
+ *   …     payload
+ */
+const MAGIC = 0x48434757; // "WGCH" read as u32 LE
+const ENCODINGS: ChunkEncoding[] = ['raw', 'zipnn', 'xor-zipnn'];
+export const HASH_RE = /^[0-9a-f]{64}$/;
+
+export interface ChunkHeader {
+  encoding: ChunkEncoding;
+  depth: number;
+  dtype: DType;
+  rawLength: number;
+  payloadLength: number;
+  base: string | null;
+  headerLength: number;
+  fileSize: number;
+}
+
+export interface PutResult {
+  id: string;
+  encoding: ChunkEncoding;
+  depth: number;
+  stored: number;
+  created: boolean;
+}
+
+export function sha256hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function corrupt(id: string, why: string): WgitError {
+  return new WgitError('E_CORRUPT_CHUNK', `chunk ${id.slice(0, 12)} is corrupt: ${why}`, { chunk: id });
+}
+
+export function encodeChunkFile(
+  encoding: ChunkEncoding,
+  depth: number,
+  dtype: DType,
+  rawLength: number,
+  base: string | null,
+  payload: Uint8Array,
+): Uint8Array {
+  const dt = Buffer.from(dtype, 'ascii');
+  const baseLen = encoding === 'xor-zipnn' ? 32 : 0;
+  const head = Buffer.alloc(16 + baseLen + dt.length);
+  head.writeUInt32LE(MAGIC, 0);
+  head[4] = 1;
+  head[5] = ENCODINGS.indexOf(encoding);
+  head[6] = depth;
+  head[7] = dt.length;
+  head.writeUInt32LE(rawLength, 8);
+  head.writeUInt32LE(payload.length, 12);
+  if (baseLen) Buffer.from(base!, 'hex').copy(head, 16);
+  dt.copy(head, 16 + baseLen);
+  return Buffer.concat([head, payload]);
+}
+
+export function parseChunkHeader(id: string, buf: Uint8Array, fileSize: number): ChunkHeader {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < 16 || b.readUInt32LE(0) !== MAGIC) throw corrupt(id, 'bad magic');
+  if (b[4] !== 1) throw corrupt(id, `unknown version ${b[4]}`);
+  const encoding = ENCODINGS[b[5]];
+  if (!encoding) throw corrupt(id, `unknown encoding ${b[5]}`);
+  const depth = b[6];
+  const baseLen = encoding === 'xor-zipnn' ? 32 : 0;
+  if (depth > 0 !== baseLen > 0) throw corrupt(id, 'delta depth does not match the encoding');
+  const n = b[7];
+  const headerLength = 16 + baseLen + n;
+  if (b.length < headerLength) throw corrupt(id, 'truncated header');
+  const dtype = b.toString('ascii', 16 + baseLen, headerLength);
+  if (!isDType(dtype)) throw corrupt(id, `unknown dtype ${JSON.stringify(dtype)}`);
+  const rawLength = b.readUInt32LE(8);
+  const payloadLength = b.readUInt32LE(12);
+  if (headerLength + payloadLength !== fileSize) throw corrupt(id, 'file length does not match its header');
+  const base = baseLen ? b.toString('hex', 16, 48) : null;
+  return { encoding, depth, dtype, rawLength, payloadLength, base, headerLength, fileSize };
+}
+
+export class ChunkStore {
+  private readonly cache = new Map<string, Uint8Array>();
+  private cachedBytes = 0;
+
+  /**
+   * `cacheBytes` > 0 keeps recently verified chunks in memory (LRU), which
+   * makes walking whole histories (fsck) decode each delta base once instead
+   * of once per descendant. Only short-lived stores should cache: a cached
+   * chunk is not re-read from disk.
+   */
+  constructor(
+    readonly dir: string,
+    readonly tmpDir: string,
+    private readonly cacheBytes = 0,
+  ) {}
+
+  private remember(id: string, raw: Uint8Array): void {
+    if (this.cacheBytes <= 0 || raw.length > this.cacheBytes / 4) return;
+    this.cache.set(id, raw);
+    this.cachedBytes += raw.length;
+    for (const [k, v] of this.cache) {
+      if (this.cachedBytes <= this.cacheBytes) break;
+      this.cache.delete(k);
+      this.cachedBytes -= v.length;
+    }
+  }
+
+  pathOf(id: string): string {
+    return path.join(this.dir, id.slice(0, 2), id.slice(2));
+  }
+
+  has(id: string): Promise<boolean> {
+    return exists(this.pathOf(id));
+  }
+
+  async readHeader(id: string): Promise<ChunkHeader> {
+    const file = this.pathOf(id);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(file, 'r');
+    } catch {
+      throw new WgitError('E_MISSING_CHUNK', `chunk ${id.slice(0, 12)} is missing`, { chunk: id });
+    }
+    try {
+      const st = await fh.stat();
+      const buf = Buffer.alloc(Math.min(st.size, 16 + 32 + 255));
+      await fh.read(buf, 0, buf.length, 0);
+      return parseChunkHeader(id, buf, st.size);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The raw bytes of a chunk, decoded through its delta chain and checked against its id. Callers must not modify them. */
+  async get(id: string, maxDepth = 255): Promise<Uint8Array> {
+    const hit = this.cache.get(id);
+    if (hit) {
+      this.cache.delete(id);
+      this.cache.set(id, hit);
+      return hit;
+    }
+    let file: Uint8Array;
+    try {
+      file = await fsp.readFile(this.pathOf(id));
+    } catch {
+      throw new WgitError('E_MISSING_CHUNK', `chunk ${id.slice(0, 12)} is missing`, { chunk: id });
+    }
+    const h = parseChunkHeader(id, file, file.length);
+    if (h.depth > maxDepth) throw corrupt(id, `delta chain deeper (${h.depth}) than allowed (${maxDepth})`);
+    let base: Uint8Array | undefined;
+    if (h.base) {
+      const bh = await this.readHeader(h.base).catch((e) => {
+        throw new WgitError(
+          'E_CORRUPT_CHUNK',
+          `chunk ${id.slice(0, 12)}: its delta base is unreadable (${e.message})`,
+          {
+            chunk: id,
+            base: h.base,
+          },
+        );
+      });
+      // Depth must drop by one at each step: a hostile or damaged file can't make us loop.
+      if (bh.depth !== h.depth - 1) throw corrupt(id, 'delta base has an inconsistent depth');
+      base = await this.get(h.base, h.depth - 1).catch((e) => {
+        throw new WgitError('E_CORRUPT_CHUNK', `chunk ${id.slice(0, 12)}: its delta base is corrupt (${e.message})`, {
+          chunk: id,
+          base: h.base,
+        });
+      });
+      if (base.length !== h.rawLength) throw corrupt(id, 'delta base has a different length');
+    }
+    const payload = file.subarray(h.headerLength);
+    let raw: Uint8Array;
+    try {
+      raw = decodeChunk({ encoding: h.encoding, payload }, h.dtype, h.rawLength, base);
+    } catch (e) {
+      throw corrupt(id, `cannot decode (${(e as Error).message})`);
+    }
+    if (raw.length !== h.rawLength || sha256hex(raw) !== id) throw corrupt(id, 'content does not match its hash');
+    // Callers get a plain Uint8Array view, whatever the codec handed back.
+    const view = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    this.remember(id, view);
+    return view;
+  }
+
+  /**
+   * Stores a chunk unless one with the same raw bytes exists. `base` is the
+   * parent's chunk at the same position; it is offered to the codec only when
+   * the resulting chain stays within maxDepth.
+   */
+  async put(
+    id: string,
+    raw: Uint8Array,
+    dtype: DType,
+    base: { id: string; raw: Uint8Array; depth: number } | null,
+    maxDepth: number,
+  ): Promise<PutResult> {
+    const file = this.pathOf(id);
+    if (await exists(file)) {
+      const h = await this.readHeader(id);
+      return { id, encoding: h.encoding, depth: h.depth, stored: h.fileSize, created: false };
+    }
+    const useBase = base && base.depth + 1 <= maxDepth && base.raw.length === raw.length && base.id !== id;
+    let enc = encodeChunk(raw, dtype, useBase ? base.raw : undefined);
+    if (enc.encoding === 'xor-zipnn' && !useBase) throw new Error('codec returned a delta without a base');
+    if (enc.payload.length > raw.length) enc = { encoding: 'raw', payload: raw };
+    const isDelta = enc.encoding === 'xor-zipnn';
+    const depth = isDelta ? base!.depth + 1 : 0;
+    const bytes = encodeChunkFile(enc.encoding, depth, dtype, raw.length, isDelta ? base!.id : null, enc.payload);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await atomicWrite(this.tmpDir, file, bytes);
+    return { id, encoding: enc.encoding, depth, stored: bytes.length, created: true };
+  }
+
+  /** Every chunk id present, by walking the fan-out folders. */
+  async list(): Promise<string[]> {
+    const out: string[] = [];
+    let fans: string[];
+    try {
+      fans = await fsp.readdir(this.dir);
+    } catch {
+      return out;
+    }
+    for (const fan of fans) {
+      if (!/^[0-9a-f]{2}$/.test(fan)) continue;
+      for (const rest of await fsp.readdir(path.join(this.dir, fan)).catch(() => [] as string[])) {
+        const id = fan + rest;
+        if (HASH_RE.test(id)) out.push(id);
+      }
+    }
+    return out.sort();
+  }
+}

@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import { WgitError } from '@wgit/core';
+
+/**
+ * Test hook for fault injection: called before every file write the store
+ * makes; throwing from it simulates a failing disk (e.g. ENOSPC) without
+ * filling one.
+ */
+export type WriteFaultHook = (file: string, bytes: number) => void;
+let writeFaultHook: WriteFaultHook | null = null;
+
+export function setWriteFaultHook(hook: WriteFaultHook | null): void {
+  writeFaultHook = hook;
+}
+
+function checkFault(file: string, bytes: number): void {
+  if (writeFaultHook) writeFaultHook(file, bytes);
+}
+
+export const HOST = hostname();
+
+/** Temp files carry the writer's host and pid so gc can tell a dead writer's leftovers from live work. */
+export function tempName(purpose: string): string {
+  return `${purpose}-${HOST.replace(/[^A-Za-z0-9]/g, '_')}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+export function parseTempName(name: string): { host: string; pid: number } | null {
+  const m = /^[a-z]+-([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{12}(?:\.d)?$/.exec(name);
+  return m ? { host: m[1], pid: Number(m[2]) } : null;
+}
+
+export function isPidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Turns low-level write failures into stable codes; a full disk is common enough to deserve its own. */
+export function mapFsError(e: unknown, what: string): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new WgitError('E_DISK_FULL', `no space left on device while writing ${what}`, { path: what });
+  }
+  return e;
+}
+
+async function writeAllFd(fh: fsp.FileHandle, data: Uint8Array, file: string): Promise<void> {
+  checkFault(file, data.length);
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Writes `data` to `target` atomically: a temp file in `tmpDir` (same file
+ * system), fsync, rename. A crash leaves either the old file or the new one,
+ * plus at worst a temp file that gc removes.
+ */
+export async function atomicWrite(tmpDir: string, target: string, data: Uint8Array | string): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const tmp = path.join(tmpDir, tempName('w'));
+  let fh: fsp.FileHandle | null = null;
+  try {
+    fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+    await writeAllFd(fh, bytes, target);
+    await fh.sync();
+    await fh.close();
+    fh = null;
+    try {
+      await fsp.rename(tmp, target);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await fsp.mkdir(path.dirname(target), { recursive: true });
+      await fsp.rename(tmp, target);
+    }
+  } catch (e) {
+    if (fh) await fh.close().catch(() => {});
+    await fsp.unlink(tmp).catch(() => {});
+    throw mapFsError(e, target);
+  }
+}
+
+/** A streamed temp file: chunks are appended, then `commit` fsyncs and renames it into place. */
+export class TempFile {
+  private constructor(
+    readonly tmp: string,
+    private fh: fsp.FileHandle | null,
+    private readonly label: string,
+  ) {}
+  bytes = 0;
+
+  static async create(tmpPath: string, label: string): Promise<TempFile> {
+    try {
+      const fh = await fsp.open(tmpPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+      return new TempFile(tmpPath, fh, label);
+    } catch (e) {
+      throw mapFsError(e, label);
+    }
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    try {
+      await writeAllFd(this.fh!, data, this.label);
+      this.bytes += data.length;
+    } catch (e) {
+      throw mapFsError(e, this.label);
+    }
+  }
+
+  async finish(): Promise<void> {
+    try {
+      await this.fh!.sync();
+      await this.fh!.close();
+      this.fh = null;
+    } catch (e) {
+      throw mapFsError(e, this.label);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.fh) await this.fh.close().catch(() => {});
+    this.fh = null;
+    await fsp.unlink(this.tmp).catch(() => {});
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const fh = await fsp.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
+}

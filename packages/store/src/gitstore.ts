@@ -1,0 +1,193 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { WgitError } from '@wgit/core';
+import git from 'isomorphic-git';
+import { atomicWrite, mapFsError } from './fsutil.js';
+
+/**
+ * isomorphic-git writes loose objects with a plain writeFile, so a process
+ * killed mid-write would leave a truncated object under its final name
+ * (and isomorphic-git skips writing objects that "exist"). We hand it a file
+ * system whose writeFile is temp + fsync + rename.
+ */
+function atomicFs(tmpDir: string) {
+  return {
+    promises: {
+      readFile: fsp.readFile,
+      writeFile: (file: string, data: Uint8Array | string) => atomicWrite(tmpDir, file, data),
+      unlink: fsp.unlink,
+      readdir: fsp.readdir,
+      mkdir: (p: string) =>
+        fsp.mkdir(p).catch((e) => {
+          throw mapFsError(e, p);
+        }),
+      rmdir: fsp.rmdir,
+      stat: fsp.stat,
+      lstat: fsp.lstat,
+      readlink: fsp.readlink,
+      symlink: fsp.symlink,
+      chmod: fsp.chmod,
+    },
+  };
+}
+
+export interface TreeEntry {
+  mode: string;
+  path: string;
+  oid: string;
+  type: 'blob' | 'tree' | 'commit';
+}
+
+export interface GitCommit {
+  oid: string;
+  tree: string;
+  parents: string[];
+  message: string;
+  author: { name: string; email: string; timestamp: number; timezoneOffset: number };
+  committer: { name: string; email: string; timestamp: number; timezoneOffset: number };
+}
+
+export class GitStore {
+  private readonly fs: ReturnType<typeof atomicFs>;
+  private readonly cache: object = {};
+
+  constructor(
+    readonly gitdir: string,
+    tmpDir: string,
+  ) {
+    this.fs = atomicFs(tmpDir);
+  }
+
+  async init(): Promise<void> {
+    await git.init({ fs: this.fs, gitdir: this.gitdir, bare: true, defaultBranch: 'main' });
+  }
+
+  async writeBlob(data: Uint8Array): Promise<string> {
+    try {
+      return await git.writeBlob({ fs: this.fs, gitdir: this.gitdir, blob: data });
+    } catch (e) {
+      throw mapFsError(e, 'a git object');
+    }
+  }
+
+  async writeTree(entries: TreeEntry[]): Promise<string> {
+    try {
+      return await git.writeTree({ fs: this.fs, gitdir: this.gitdir, tree: entries });
+    } catch (e) {
+      throw mapFsError(e, 'a git tree');
+    }
+  }
+
+  async writeCommit(c: Omit<GitCommit, 'oid'>): Promise<string> {
+    try {
+      return await git.writeCommit({
+        fs: this.fs,
+        gitdir: this.gitdir,
+        commit: { tree: c.tree, parent: c.parents, message: c.message, author: c.author, committer: c.committer },
+      });
+    } catch (e) {
+      throw mapFsError(e, 'a git commit');
+    }
+  }
+
+  private wrap(e: unknown, oid: string, what: string): never {
+    const code = (e as { code?: string }).code;
+    if (code === 'NotFoundError')
+      throw new WgitError('E_MISSING_OBJECT', `${what} ${oid.slice(0, 12)} is missing`, { oid });
+    if (code === 'ObjectTypeError')
+      throw new WgitError('E_CORRUPT', `object ${oid.slice(0, 12)} is not a ${what}`, { oid });
+    throw new WgitError('E_CORRUPT', `cannot read ${what} ${oid.slice(0, 12)}: ${(e as Error).message}`, { oid });
+  }
+
+  async readCommit(oid: string): Promise<GitCommit> {
+    try {
+      const r = await git.readCommit({ fs: this.fs, gitdir: this.gitdir, oid, cache: this.cache });
+      return {
+        oid: r.oid,
+        tree: r.commit.tree,
+        parents: r.commit.parent,
+        message: r.commit.message,
+        author: r.commit.author,
+        committer: r.commit.committer,
+      };
+    } catch (e) {
+      this.wrap(e, oid, 'commit');
+    }
+  }
+
+  async readTree(oid: string): Promise<TreeEntry[]> {
+    try {
+      const r = await git.readTree({ fs: this.fs, gitdir: this.gitdir, oid, cache: this.cache });
+      return r.tree as TreeEntry[];
+    } catch (e) {
+      this.wrap(e, oid, 'tree');
+    }
+  }
+
+  async readBlob(oid: string): Promise<Uint8Array> {
+    try {
+      const r = await git.readBlob({ fs: this.fs, gitdir: this.gitdir, oid, cache: this.cache });
+      return r.blob;
+    } catch (e) {
+      this.wrap(e, oid, 'blob');
+    }
+  }
+
+  /** The type of an object, or null when absent. isomorphic-git re-hashes what it reads. */
+  async typeOf(oid: string): Promise<string | null> {
+    try {
+      const r = await git.readObject({ fs: this.fs, gitdir: this.gitdir, oid, format: 'content', cache: this.cache });
+      return r.type;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Full ids of loose (and packed) objects starting with a hex prefix. */
+  async idsWithPrefix(prefix: string): Promise<string[]> {
+    const out = new Set<string>();
+    const fan = prefix.slice(0, 2);
+    const rest = prefix.slice(2);
+    for (const name of await fsp.readdir(path.join(this.gitdir, 'objects', fan)).catch(() => [] as string[])) {
+      if (name.startsWith(rest) && /^[0-9a-f]{38}$/.test(name)) out.add(fan + name);
+    }
+    if (fs.existsSync(path.join(this.gitdir, 'objects', 'pack'))) {
+      try {
+        out.add(await git.expandOid({ fs: this.fs, gitdir: this.gitdir, oid: prefix, cache: this.cache }));
+      } catch {
+        // Not found in packs, or ambiguous there: the loose scan decides.
+      }
+    }
+    return [...out];
+  }
+}
+
+/** Builds nested trees from `a/b/c → blob oid` (paths already made of valid entry names). */
+export async function buildTree(store: GitStore, files: Map<string, string>): Promise<string> {
+  interface Dir {
+    blobs: Map<string, string>;
+    dirs: Map<string, Dir>;
+  }
+  const root: Dir = { blobs: new Map(), dirs: new Map() };
+  for (const [p, oid] of files) {
+    const segs = p.split('/');
+    let d = root;
+    for (const s of segs.slice(0, -1)) {
+      let next = d.dirs.get(s);
+      if (!next) {
+        next = { blobs: new Map(), dirs: new Map() };
+        d.dirs.set(s, next);
+      }
+      d = next;
+    }
+    d.blobs.set(segs[segs.length - 1], oid);
+  }
+  const write = async (d: Dir): Promise<string> => {
+    const entries: TreeEntry[] = [];
+    for (const [name, oid] of d.blobs) entries.push({ mode: '100644', path: name, oid, type: 'blob' });
+    for (const [name, sub] of d.dirs) entries.push({ mode: '040000', path: name, oid: await write(sub), type: 'tree' });
+    return store.writeTree(entries);
+  };
+  return write(root);
+}

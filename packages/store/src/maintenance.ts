@@ -1,0 +1,299 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { isWgitError, parseSafetensorsHeader, WgitError } from '@wgit/core';
+import { ChunkStore } from './chunkstore.js';
+import type { GitCommit } from './gitstore.js';
+import { inspectLock } from './lock.js';
+import {
+  headerTreePath,
+  loadTensorSet,
+  lookupPath,
+  readAllRecords,
+  sideFileTreePath,
+  streamTensor,
+  type TensorSet,
+} from './model.js';
+import { readHeadTarget } from './refs.js';
+import type { Repository } from './repository.js';
+
+export interface FsckProblem {
+  code: string;
+  message: string;
+  commit?: string;
+  tensor?: string;
+  group?: string | null;
+  chunk?: string;
+  ref?: string;
+}
+
+export interface FsckResult {
+  ok: boolean;
+  commits: number;
+  tensors: number;
+  chunks: number;
+  problems: FsckProblem[];
+  warnings: string[];
+  unreachableChunks: number;
+}
+
+export interface GcResult {
+  chunksRemoved: number;
+  chunksKept: number;
+  bytesFreed: number;
+  tempFilesRemoved: number;
+  locksRemoved: number;
+}
+
+type Progress = { onProgress?: (e: { phase: string; done: number; total: number }) => void };
+
+function describe(e: unknown): { code: string; message: string } {
+  if (isWgitError(e)) return { code: e.code, message: e.message };
+  return { code: 'E_CORRUPT', message: String((e as Error)?.message ?? e) };
+}
+
+/** Commits reachable from every ref and reflog entry, newest-first order not guaranteed. */
+async function walkCommits(
+  repo: Repository,
+  starts: Iterable<[string, string]>,
+  onBad: (p: FsckProblem) => void,
+): Promise<Map<string, GitCommit>> {
+  const seen = new Map<string, GitCommit>();
+  const stack = [...starts];
+  while (stack.length > 0) {
+    const [oid, from] = stack.pop()!;
+    if (seen.has(oid)) continue;
+    let c: GitCommit;
+    try {
+      c = await repo.git.readCommit(oid);
+    } catch (e) {
+      const d = describe(e);
+      onBad({ code: d.code, message: `${from}: commit ${oid.slice(0, 12)}: ${d.message}`, commit: oid });
+      continue;
+    }
+    seen.set(oid, c);
+    for (const p of c.parents) stack.push([p, `parent of ${oid.slice(0, 12)}`]);
+  }
+  return seen;
+}
+
+async function tensorSetsOf(repo: Repository, c: GitCommit): Promise<TensorSet[]> {
+  const main = await loadTensorSet(repo.git, c.oid, c.tree, null);
+  const sets = [main];
+  for (const g of main.manifest.groups) sets.push(await loadTensorSet(repo.git, c.oid, c.tree, g));
+  return sets;
+}
+
+/**
+ * Checks everything reachable: refs, commits, trees, manifests, records,
+ * every chunk (decoded through its delta chain and re-hashed) and every
+ * tensor's sha256. Each damaged tensor is reported with its commit.
+ */
+export async function fsckRepository(repo: Repository, opts: Progress = {}): Promise<FsckResult> {
+  const problems: FsckProblem[] = [];
+  const warnings: string[] = [];
+  try {
+    await readHeadTarget(repo.gitdir);
+  } catch (e) {
+    problems.push({ ...describe(e), ref: 'HEAD' });
+  }
+  let roots: Awaited<ReturnType<Repository['rootCommits']>>;
+  try {
+    roots = await repo.rootCommits();
+  } catch (e) {
+    problems.push(describe(e));
+    roots = { refs: new Map(), reflog: new Set() };
+  }
+  const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
+  for (const oid of roots.reflog) starts.push([oid, 'reflog']);
+  const commits = await walkCommits(repo, starts, (p) => problems.push(p));
+  // A store of its own: every chunk is read from disk once in this run, then delta bases come from memory.
+  const chunks = new ChunkStore(repo.chunks.dir, repo.tmpDir, 64 * 1024 * 1024);
+
+  const chunkOk = new Map<string, string | null>(); // chunk → null when good, else the error message
+  const tensorOk = new Map<string, FsckProblem | null>();
+  let tensorCount = 0;
+  const total = commits.size;
+  let done = 0;
+  for (const c of commits.values()) {
+    let sets: TensorSet[];
+    try {
+      sets = await tensorSetsOf(repo, c);
+    } catch (e) {
+      problems.push({ ...describe(e), commit: c.oid });
+      continue;
+    }
+    for (const set of sets) {
+      let records: Awaited<ReturnType<typeof readAllRecords>>;
+      try {
+        records = await readAllRecords(repo.git, set);
+        await checkBlobs(repo, set);
+      } catch (e) {
+        problems.push({ ...describe(e), commit: c.oid, group: set.group });
+        continue;
+      }
+      for (const rec of records.values()) {
+        tensorCount++;
+        const key = `${rec.sha256}:${rec.byteLength}:${rec.chunks.map((x) => x.hash).join(',')}`;
+        let verdict = tensorOk.get(key);
+        if (verdict === undefined) {
+          verdict = null;
+          try {
+            await streamTensor(chunks, set, rec, 255, () => {});
+            for (const ch of rec.chunks) chunkOk.set(ch.hash, null);
+          } catch (e) {
+            const d = describe(e);
+            verdict = { code: d.code, message: d.message, chunk: (e as WgitError).data?.chunk as string | undefined };
+            if (verdict.chunk) chunkOk.set(verdict.chunk, d.message);
+          }
+          tensorOk.set(key, verdict);
+        }
+        if (verdict) {
+          const where = `commit ${c.oid.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}, tensor ${JSON.stringify(rec.name)}`;
+          const why = verdict.message.replace(/^commit [0-9a-f]+(?: \(group [^)]*\))?, tensor "(?:[^"\\]|\\.)*": /, '');
+          problems.push({
+            code: verdict.code,
+            message: `${where}: ${why}`,
+            commit: c.oid,
+            tensor: rec.name,
+            group: set.group,
+            chunk: verdict.chunk,
+          });
+        }
+      }
+    }
+    opts.onProgress?.({ phase: 'fsck', done: ++done, total });
+  }
+
+  for (const t of await repo.staleTemps()) warnings.push(`stale temp file .wgit/wgit/tmp/${t} (wgit gc removes it)`);
+  for (const l of await repo.staleLocks())
+    warnings.push(`stale lock .wgit/${l} (its process is gone; the next writer breaks it)`);
+  const all = await repo.chunks.list();
+  const reachable = await reachableChunks(repo, commits);
+  return {
+    ok: problems.length === 0,
+    commits: commits.size,
+    tensors: tensorCount,
+    chunks: chunkOk.size,
+    problems,
+    warnings,
+    unreachableChunks: all.filter((id) => !reachable.has(id)).length,
+  };
+}
+
+/** Side files and shard headers: present, intact (the git layer re-hashes blobs), headers parseable. */
+async function checkBlobs(repo: Repository, set: TensorSet): Promise<void> {
+  const at = `commit ${set.commit.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}`;
+  for (const rel of set.manifest.files) {
+    const e = await lookupPath(repo.git, set.tree, sideFileTreePath(rel));
+    if (e?.type !== 'blob') throw new WgitError('E_CORRUPT', `${at}: side file ${rel} is missing`);
+    await repo.git.readBlob(e.oid);
+  }
+  for (const s of set.manifest.shards) {
+    const e = await lookupPath(repo.git, set.tree, headerTreePath(s.file));
+    if (e?.type !== 'blob') throw new WgitError('E_CORRUPT', `${at}: header of ${s.file} is missing`);
+    const h = parseSafetensorsHeader(await repo.git.readBlob(e.oid), s.size, s.file);
+    const names = [...h.tensors].sort((a, b) => a.begin - b.begin).map((t) => t.name);
+    if (names.join('\0') !== s.tensors.join('\0'))
+      throw new WgitError('E_CORRUPT', `${at}: header of ${s.file} disagrees with the manifest`);
+  }
+}
+
+/** Chunk ids referenced by the commits' records, plus the delta bases they need. */
+async function reachableChunks(
+  repo: Repository,
+  commits: Map<string, GitCommit>,
+  strict = false,
+): Promise<Set<string>> {
+  const live = new Set<string>();
+  const doneTrees = new Set<string>();
+  for (const c of commits.values()) {
+    if (doneTrees.has(c.tree)) continue;
+    doneTrees.add(c.tree);
+    let sets: TensorSet[];
+    try {
+      sets = await tensorSetsOf(repo, c);
+      for (const set of sets)
+        for (const rec of (await readAllRecords(repo.git, set)).values())
+          for (const ch of rec.chunks) live.add(ch.hash);
+    } catch (e) {
+      if (strict) throw e;
+    }
+  }
+  const queue = [...live];
+  while (queue.length > 0) {
+    const id = queue.pop()!;
+    try {
+      const h = await repo.chunks.readHeader(id);
+      if (h.base && !live.has(h.base)) {
+        live.add(h.base);
+        queue.push(h.base);
+      }
+    } catch (e) {
+      if (strict && (e as WgitError).code !== 'E_MISSING_CHUNK') throw e;
+    }
+  }
+  return live;
+}
+
+/**
+ * Deletes chunks that no ref, tag or reflog entry reaches (directly or as a
+ * delta base), temp files of dead processes, and stale locks. Refuses to
+ * delete anything when the history cannot be read completely.
+ */
+export async function gcRepository(repo: Repository, opts: Progress = {}): Promise<GcResult> {
+  const roots = await repo.rootCommits();
+  const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
+  for (const oid of roots.reflog) starts.push([oid, 'reflog']);
+  const bad: FsckProblem[] = [];
+  const commits = await walkCommits(repo, starts, (p) => bad.push(p));
+  if (bad.length > 0) {
+    throw new WgitError('E_CORRUPT', `gc stopped, history is damaged (${bad[0].message}); run wgit fsck`, {
+      problems: bad,
+    });
+  }
+  let live: Set<string>;
+  try {
+    live = await reachableChunks(repo, commits, true);
+  } catch (e) {
+    throw new WgitError('E_CORRUPT', `gc stopped, cannot read every commit (${describe(e).message}); run wgit fsck`);
+  }
+  const all = await repo.chunks.list();
+  let chunksRemoved = 0;
+  let bytesFreed = 0;
+  let n = 0;
+  for (const id of all) {
+    opts.onProgress?.({ phase: 'gc', done: ++n, total: all.length });
+    if (live.has(id)) continue;
+    const file = repo.chunks.pathOf(id);
+    try {
+      const st = await fsp.stat(file);
+      await fsp.unlink(file);
+      chunksRemoved++;
+      bytesFreed += st.size;
+    } catch {
+      // Already gone.
+    }
+  }
+  let tempFilesRemoved = 0;
+  for (const t of await repo.staleTemps()) {
+    const full = path.join(repo.tmpDir, t);
+    try {
+      const st = await fsp.stat(full);
+      await fsp.rm(full, { recursive: true, force: true });
+      tempFilesRemoved++;
+      bytesFreed += st.isFile() ? st.size : 0;
+    } catch {
+      // Raced with another cleaner.
+    }
+  }
+  let locksRemoved = 0;
+  for (const l of await repo.staleLocks()) {
+    const full = path.join(repo.gitdir, l);
+    if (full.endsWith('gc.lock')) continue;
+    if ((await inspectLock(full, 30)).state === 'stale') {
+      await fsp.unlink(full).catch(() => {});
+      locksRemoved++;
+    }
+  }
+  return { chunksRemoved, chunksKept: all.length - chunksRemoved, bytesFreed, tempFilesRemoved, locksRemoved };
+}

@@ -1,0 +1,283 @@
+import { createHash } from 'node:crypto';
+import { type ModelSource, type ModelTensor, WgitError } from '@wgit/core';
+import type { ChunkStore } from './chunkstore.js';
+import type { GitStore, TreeEntry } from './gitstore.js';
+import { escapeName } from './names.js';
+import { decodeManifest, decodeRecord, type Manifest, type TensorRecord } from './records.js';
+
+/** Tree paths of one tensor set (the commit's root, or groups/<name>/). */
+export const MANIFEST = 'wgit.json';
+export const TENSORS_DIR = 'tensors';
+export const HEADERS_DIR = 'headers';
+export const FILES_DIR = 'files';
+export const GROUPS_DIR = 'groups';
+
+export function sideFileTreePath(rel: string): string {
+  return `${FILES_DIR}/${rel.split('/').map(escapeName).join('/')}`;
+}
+
+export function headerTreePath(shardFile: string): string {
+  return `${HEADERS_DIR}/${escapeName(shardFile)}`;
+}
+
+export function tensorTreePath(name: string): string {
+  return `${TENSORS_DIR}/${escapeName(name)}`;
+}
+
+async function entriesOf(git: GitStore, treeOid: string): Promise<Map<string, TreeEntry>> {
+  return new Map((await git.readTree(treeOid)).map((e) => [e.path, e]));
+}
+
+/** Looks up `a/b/c` below a tree. */
+export async function lookupPath(git: GitStore, treeOid: string, treePath: string): Promise<TreeEntry | null> {
+  let cur = treeOid;
+  const segs = treePath.split('/');
+  for (let i = 0; i < segs.length; i++) {
+    const e = (await entriesOf(git, cur)).get(segs[i]);
+    if (!e) return null;
+    if (i === segs.length - 1) return e;
+    if (e.type !== 'tree') return null;
+    cur = e.oid;
+  }
+  return null;
+}
+
+export interface TensorSet {
+  commit: string;
+  group: string | null;
+  tree: string;
+  manifest: Manifest;
+  /** Record blob oid per tensor name. */
+  recordOids: Map<string, string>;
+}
+
+/** Reads the manifest and the record index of one tensor set, checking that they agree. */
+export async function loadTensorSet(
+  git: GitStore,
+  commit: string,
+  rootTree: string,
+  group: string | null,
+): Promise<TensorSet> {
+  let tree = rootTree;
+  if (group !== null) {
+    const e = await lookupPath(git, rootTree, `${GROUPS_DIR}/${escapeName(group)}`);
+    if (e?.type !== 'tree') {
+      throw new WgitError('E_UNKNOWN_GROUP', `commit ${commit.slice(0, 12)} has no group ${JSON.stringify(group)}`, {
+        commit,
+        group,
+      });
+    }
+    tree = e.oid;
+  }
+  const where = `${commit.slice(0, 12)}${group === null ? '' : `:${group}`}`;
+  const top = await entriesOf(git, tree);
+  const m = top.get(MANIFEST);
+  if (m?.type !== 'blob') throw new WgitError('E_CORRUPT', `commit ${where} has no ${MANIFEST}`, { commit });
+  const manifest = decodeManifest(await git.readBlob(m.oid), where);
+  const recordOids = new Map<string, string>();
+  const t = top.get(TENSORS_DIR);
+  const byEntry = t && t.type === 'tree' ? await entriesOf(git, t.oid) : new Map<string, TreeEntry>();
+  for (const name of manifest.tensors) {
+    const e = byEntry.get(escapeName(name));
+    if (e?.type !== 'blob') {
+      throw new WgitError('E_CORRUPT', `commit ${where}: no record for tensor ${JSON.stringify(name)}`, {
+        commit,
+        tensor: name,
+      });
+    }
+    recordOids.set(name, e.oid);
+  }
+  if (byEntry.size !== manifest.tensors.length) {
+    throw new WgitError('E_CORRUPT', `commit ${where}: tensors/ holds records the manifest does not list`, { commit });
+  }
+  return { commit, group, tree, manifest, recordOids };
+}
+
+export async function readRecord(git: GitStore, set: TensorSet, name: string): Promise<TensorRecord> {
+  const oid = set.recordOids.get(name);
+  if (oid === undefined) {
+    throw new WgitError(
+      'E_TENSOR_NOT_FOUND',
+      `commit ${set.commit.slice(0, 12)} has no tensor ${JSON.stringify(name)}`,
+      {
+        commit: set.commit,
+        tensor: name,
+      },
+    );
+  }
+  const rec = decodeRecord(await git.readBlob(oid), `${set.commit.slice(0, 12)}:${name}`);
+  if (rec.name !== name) {
+    throw new WgitError(
+      'E_CORRUPT',
+      `commit ${set.commit.slice(0, 12)}: record for ${JSON.stringify(name)} names ${JSON.stringify(rec.name)}`,
+      {
+        commit: set.commit,
+        tensor: name,
+      },
+    );
+  }
+  return rec;
+}
+
+/** Reads all records with a little concurrency (loose-object reads are latency bound). */
+export async function readAllRecords(git: GitStore, set: TensorSet): Promise<Map<string, TensorRecord>> {
+  const out = new Map<string, TensorRecord>();
+  const names = set.manifest.tensors;
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const name = names[next++];
+      out.set(name, await readRecord(git, set, name));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, names.length) }, worker));
+  return out;
+}
+
+/** Adds the commit and tensor to a chunk error so the user learns what is damaged. */
+export function tensorError(e: unknown, set: TensorSet, name: string): unknown {
+  const err = e as { code?: string; message?: string; data?: Record<string, unknown> };
+  if (err && (err.code === 'E_CORRUPT_CHUNK' || err.code === 'E_MISSING_CHUNK')) {
+    return new WgitError(
+      err.code,
+      `commit ${set.commit.slice(0, 12)}, tensor ${JSON.stringify(name)}: ${err.message}`,
+      {
+        ...err.data,
+        commit: set.commit,
+        tensor: name,
+        group: set.group,
+      },
+    );
+  }
+  return e;
+}
+
+/**
+ * Streams a tensor's raw bytes chunk by chunk, each chunk checked against its
+ * hash and the whole tensor against the record's sha256 at the end.
+ */
+export async function streamTensor(
+  chunks: ChunkStore,
+  set: TensorSet,
+  rec: TensorRecord,
+  maxDepth: number,
+  onChunk: (raw: Uint8Array, offset: number) => Promise<void> | void,
+): Promise<void> {
+  const h = createHash('sha256');
+  let off = 0;
+  try {
+    for (const c of rec.chunks) {
+      const raw = await chunks.get(c.hash, maxDepth);
+      const want = Math.min(rec.chunkSize, rec.byteLength - off);
+      if (raw.length !== want) {
+        throw new WgitError(
+          'E_CORRUPT_CHUNK',
+          `chunk ${c.hash.slice(0, 12)} has ${raw.length} bytes, expected ${want}`,
+          { chunk: c.hash },
+        );
+      }
+      h.update(raw);
+      await onChunk(raw, off);
+      off += raw.length;
+    }
+  } catch (e) {
+    throw tensorError(e, set, rec.name);
+  }
+  if (h.digest('hex') !== rec.sha256) {
+    throw new WgitError(
+      'E_CORRUPT',
+      `commit ${set.commit.slice(0, 12)}, tensor ${JSON.stringify(rec.name)}: bytes do not match the recorded sha256`,
+      {
+        commit: set.commit,
+        tensor: rec.name,
+      },
+    );
+  }
+}
+
+/** A commit (or one of its groups) as a ModelSource: records up front, tensor bytes on demand. */
+export class StoreModel implements ModelSource {
+  readonly root: string;
+  readonly kind: 'file' | 'folder';
+  readonly tensors: ModelTensor[];
+  readonly sideFiles: string[];
+  readonly indexFile: string | null;
+  private readonly byName = new Map<string, ModelTensor>();
+
+  constructor(
+    private readonly git: GitStore,
+    private readonly chunks: ChunkStore,
+    readonly set: TensorSet,
+    readonly records: Map<string, TensorRecord>,
+    private readonly maxDepth: number,
+  ) {
+    this.root = `wgit:${set.commit}${set.group === null ? '' : `:${set.group}`}`;
+    this.kind = set.manifest.kind;
+    this.indexFile = set.manifest.index;
+    this.sideFiles = set.manifest.files.filter((f) => f !== set.manifest.index).sort();
+    this.tensors = set.manifest.tensors.map((name) => {
+      const r = records.get(name)!;
+      const t: ModelTensor = { name, dtype: r.dtype, shape: r.shape, byteLength: r.byteLength };
+      this.byName.set(name, t);
+      return t;
+    });
+  }
+
+  get commit(): string {
+    return this.set.commit;
+  }
+
+  get manifest(): Manifest {
+    return this.set.manifest;
+  }
+
+  tensor(name: string): ModelTensor {
+    const t = this.byName.get(name);
+    if (!t) {
+      throw new WgitError('E_TENSOR_NOT_FOUND', `${this.root}: no tensor ${JSON.stringify(name)}`, {
+        commit: this.set.commit,
+        tensor: name,
+      });
+    }
+    return t;
+  }
+
+  record(name: string): TensorRecord {
+    this.tensor(name);
+    return this.records.get(name)!;
+  }
+
+  async readSideFile(rel: string): Promise<Uint8Array> {
+    if (!this.set.manifest.files.includes(rel)) {
+      throw new WgitError('E_NOT_FOUND', `${this.root}: no side file ${JSON.stringify(rel)}`, {
+        commit: this.set.commit,
+        file: rel,
+      });
+    }
+    const e = await lookupPath(this.git, this.set.tree, sideFileTreePath(rel));
+    if (e?.type !== 'blob') {
+      throw new WgitError('E_CORRUPT', `${this.root}: side file ${JSON.stringify(rel)} is missing from the tree`, {
+        commit: this.set.commit,
+      });
+    }
+    return this.git.readBlob(e.oid);
+  }
+
+  async readTensor(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    const rec = this.record(name);
+    if (into && into.byteLength < rec.byteLength) {
+      throw new WgitError(
+        'E_BUFFER_TOO_SMALL',
+        `${this.root}: tensor ${JSON.stringify(name)} needs ${rec.byteLength} bytes`,
+        { tensor: name },
+      );
+    }
+    const target = into ? into.subarray(0, rec.byteLength) : new Uint8Array(rec.byteLength);
+    await streamTensor(this.chunks, this.set, rec, this.maxDepth, (raw, off) => {
+      target.set(raw, off);
+    });
+    return target;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,147 @@
+import { type DType, dtypeSize, isDType, WgitError } from '@wgit/core';
+import { Packr, Unpackr } from 'msgpackr';
+import { HASH_RE } from './chunkstore.js';
+import type { ChunkEncoding } from './codec/index.js';
+import { checkRelPath } from './names.js';
+
+/**
+ * One msgpack record per tensor under `tensors/<escaped name>` in a commit's
+ * tree (plain msgpack maps, no msgpackr extensions, so any msgpack reader
+ * can decode them). Chunk i covers bytes [i·chunkSize, (i+1)·chunkSize).
+ */
+export interface ChunkRef {
+  hash: string; // sha256 of the raw chunk bytes = the chunk file's name
+  encoding: ChunkEncoding; // as stored when the commit was made
+  stored: number; // chunk file bytes
+  depth: number; // delta chain depth at commit time
+}
+
+export interface TensorRecord {
+  format: 1;
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+  sha256: string; // of the whole tensor's raw bytes
+  chunkSize: number;
+  chunks: ChunkRef[];
+}
+
+export interface ShardEntry {
+  file: string; // relative POSIX path of the .safetensors file in the model
+  size: number; // its byte size
+  tensors: string[]; // tensor names in data-offset order, the order their bytes follow the header
+}
+
+/** `wgit.json` at the root of a commit's tree (and of each group). */
+export interface Manifest {
+  format: 1;
+  kind: 'file' | 'folder';
+  shards: ShardEntry[];
+  tensors: string[]; // model order: shard order, then header order
+  index: string | null; // the sharded index file's relative path (kept under files/ like any side file)
+  files: string[]; // side files, relative POSIX paths, under files/
+  rawBytes: number;
+  recipe: Record<string, unknown> | null;
+  groups: string[];
+}
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+export function encodeRecord(r: TensorRecord): Uint8Array {
+  return packr.pack({
+    format: r.format,
+    name: r.name,
+    dtype: r.dtype,
+    shape: r.shape,
+    byteLength: r.byteLength,
+    sha256: r.sha256,
+    chunkSize: r.chunkSize,
+    chunks: r.chunks.map((c) => ({ hash: c.hash, encoding: c.encoding, stored: c.stored, depth: c.depth })),
+  });
+}
+
+const ENCODINGS = new Set(['raw', 'zipnn', 'xor-zipnn']);
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
+export function decodeRecord(bytes: Uint8Array, where: string): TensorRecord {
+  const fail = (why: string) => new WgitError('E_CORRUPT', `tensor record ${where}: ${why}`, { where });
+  let r: Record<string, unknown>;
+  try {
+    r = unpackr.unpack(bytes) as Record<string, unknown>;
+  } catch {
+    throw fail('not msgpack');
+  }
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw fail('not a map');
+  if (r.format !== 1) throw fail(`unsupported format ${String(r.format)}`);
+  if (typeof r.name !== 'string') throw fail('name is not a string');
+  if (typeof r.dtype !== 'string' || !isDType(r.dtype)) throw fail('unknown dtype');
+  if (!Array.isArray(r.shape) || !r.shape.every(isCount)) throw fail('bad shape');
+  if (!isCount(r.byteLength)) throw fail('bad byteLength');
+  const elements = (r.shape as number[]).reduce((a, b) => a * b, 1);
+  if (elements * dtypeSize(r.dtype) !== r.byteLength) throw fail('shape and dtype do not match byteLength');
+  if (typeof r.sha256 !== 'string' || !HASH_RE.test(r.sha256)) throw fail('bad sha256');
+  if (!isCount(r.chunkSize) || r.chunkSize === 0 || r.chunkSize % 8 !== 0) throw fail('bad chunkSize');
+  if (!Array.isArray(r.chunks) || r.chunks.length !== Math.ceil(r.byteLength / r.chunkSize)) {
+    throw fail('chunk list does not cover the tensor');
+  }
+  const chunks: ChunkRef[] = r.chunks.map((c: Record<string, unknown>) => {
+    if (!c || typeof c !== 'object') throw fail('bad chunk entry');
+    if (typeof c.hash !== 'string' || !HASH_RE.test(c.hash)) throw fail('bad chunk hash');
+    if (typeof c.encoding !== 'string' || !ENCODINGS.has(c.encoding)) throw fail('bad chunk encoding');
+    if (!isCount(c.stored) || !isCount(c.depth)) throw fail('bad chunk sizes');
+    return { hash: c.hash, encoding: c.encoding as ChunkEncoding, stored: c.stored, depth: c.depth };
+  });
+  return {
+    format: 1,
+    name: r.name,
+    dtype: r.dtype,
+    shape: r.shape as number[],
+    byteLength: r.byteLength,
+    sha256: r.sha256,
+    chunkSize: r.chunkSize,
+    chunks,
+  };
+}
+
+export function encodeManifest(m: Manifest): Uint8Array {
+  return Buffer.from(`${JSON.stringify(m, null, 2)}\n`);
+}
+
+export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
+  const fail = (why: string) => new WgitError('E_CORRUPT', `manifest ${where}: ${why}`, { where });
+  let m: Manifest;
+  try {
+    m = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    throw fail('not JSON');
+  }
+  if (!m || typeof m !== 'object') throw fail('not an object');
+  if (m.format !== 1) throw fail(`unsupported format ${String(m.format)}`);
+  if (m.kind !== 'file' && m.kind !== 'folder') throw fail('bad kind');
+  const strList = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === 'string');
+  if (!strList(m.tensors) || !strList(m.files) || !strList(m.groups)) throw fail('bad lists');
+  if (m.index !== null && typeof m.index !== 'string') throw fail('bad index');
+  if (!isCount(m.rawBytes)) throw fail('bad rawBytes');
+  if (m.recipe !== null && (typeof m.recipe !== 'object' || Array.isArray(m.recipe))) throw fail('bad recipe');
+  if (!Array.isArray(m.shards) || m.shards.length === 0) throw fail('no shards');
+  if (m.kind === 'file' && m.shards.length !== 1) throw fail('a file commit has exactly one shard');
+  const seen = new Set<string>();
+  for (const s of m.shards) {
+    if (!s || typeof s.file !== 'string' || !isCount(s.size) || !strList(s.tensors)) throw fail('bad shard entry');
+    checkRelPath(s.file, 'shard');
+    for (const t of s.tensors) {
+      if (seen.has(t)) throw fail(`tensor ${JSON.stringify(t)} listed twice`);
+      seen.add(t);
+    }
+  }
+  if (seen.size !== m.tensors.length || !m.tensors.every((t) => seen.has(t)))
+    throw fail('shards and tensor list disagree');
+  for (const f of m.files) checkRelPath(f, 'side file');
+  if (m.index !== null) {
+    checkRelPath(m.index, 'index');
+    if (!m.files.includes(m.index)) throw fail('index is not among the side files');
+  }
+  return m;
+}

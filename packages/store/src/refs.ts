@@ -1,0 +1,244 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { WgitError } from '@wgit/core';
+import { atomicWrite, mapFsError } from './fsutil.js';
+import { formatTz, type Identity } from './identity.js';
+import { LockFile } from './lock.js';
+
+/**
+ * Loose refs in git's own format (`<40 hex>\n`), written by us rather than
+ * isomorphic-git because its ref writes are plain overwrites: we take
+ * `<ref>.lock` with O_EXCL, re-check the old value under the lock, append
+ * the reflog line, then rename a fully written temp file over the ref.
+ */
+export const ZERO_OID = '0'.repeat(40);
+const OID_RE = /^[0-9a-f]{40}$/;
+
+export interface RefContext {
+  gitdir: string;
+  tmpDir: string;
+  lockWaitMs?: number;
+}
+
+function refPath(gitdir: string, fullname: string): string {
+  return path.join(gitdir, ...fullname.split('/'));
+}
+
+async function readPackedRefs(gitdir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(gitdir, 'packed-refs'), 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{40}) (refs\/\S+)$/.exec(line);
+    if (m) out.set(m[2], m[1]);
+  }
+  return out;
+}
+
+/** The object id a ref points to, or null when it does not exist. */
+export async function readRef(gitdir: string, fullname: string): Promise<string | null> {
+  let text: string;
+  try {
+    text = await fsp.readFile(refPath(gitdir, fullname), 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
+      return (await readPackedRefs(gitdir)).get(fullname) ?? null;
+    }
+    throw e;
+  }
+  const oid = text.trim();
+  if (!OID_RE.test(oid))
+    throw new WgitError('E_CORRUPT', `ref ${fullname} does not hold an object id`, { ref: fullname });
+  return oid;
+}
+
+/** The branch HEAD names (`refs/heads/x`); wgit keeps HEAD symbolic. */
+export async function readHeadTarget(gitdir: string): Promise<string> {
+  const text = (await fsp.readFile(path.join(gitdir, 'HEAD'), 'utf8')).trim();
+  const m = /^ref: (refs\/heads\/\S+)$/.exec(text);
+  if (!m) throw new WgitError('E_CORRUPT', `HEAD is not a symbolic ref to a branch: ${text.slice(0, 60)}`);
+  return m[1];
+}
+
+export async function listRefs(gitdir: string, prefix: 'refs/heads/' | 'refs/tags/'): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const [name, oid] of await readPackedRefs(gitdir)) if (name.startsWith(prefix)) out.set(name, oid);
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) await walk(path.join(dir, e.name), `${rel}${e.name}/`);
+      else if (e.isFile() && !e.name.endsWith('.lock')) {
+        const full = `${rel}${e.name}`;
+        const oid = await readRef(gitdir, full);
+        if (oid) out.set(full, oid);
+      }
+    }
+  };
+  await walk(refPath(gitdir, prefix.slice(0, -1)), prefix);
+  return out;
+}
+
+export interface ReflogEntry {
+  old: string;
+  new: string;
+  name: string;
+  email: string;
+  timestamp: number;
+  tz: string;
+  message: string;
+}
+
+export async function readReflog(gitdir: string, fullname: string): Promise<ReflogEntry[]> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(gitdir, 'logs', ...fullname.split('/')), 'utf8');
+  } catch {
+    return [];
+  }
+  const out: ReflogEntry[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{40}) ([0-9a-f]{40}) (.*) <([^>]*)> (\d+) ([+-]\d{4})(?:\t(.*))?$/.exec(line);
+    if (m)
+      out.push({
+        old: m[1],
+        new: m[2],
+        name: m[3],
+        email: m[4],
+        timestamp: Number(m[5]),
+        tz: m[6],
+        message: m[7] ?? '',
+      });
+  }
+  return out;
+}
+
+/**
+ * Appends one reflog line. A writer killed mid-append leaves a line without
+ * its newline; we hold the ref lock, so it is safe to cut that tail first.
+ */
+async function appendReflog(ctx: RefContext, fullname: string, line: string): Promise<number> {
+  const file = path.join(ctx.gitdir, 'logs', ...fullname.split('/'));
+  let sizeBefore = -1;
+  try {
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const fh = await fsp.open(file, 'a+');
+    try {
+      const st = await fh.stat();
+      sizeBefore = st.size;
+      if (st.size > 0) {
+        const tail = Buffer.alloc(Math.min(st.size, 4096));
+        await fh.read(tail, 0, tail.length, st.size - tail.length);
+        if (tail[tail.length - 1] !== 0x0a) {
+          const nl = tail.lastIndexOf(0x0a);
+          const keep = nl < 0 ? (st.size > tail.length ? st.size - tail.length : 0) : st.size - tail.length + nl + 1;
+          await fh.truncate(keep);
+          sizeBefore = keep;
+        }
+      }
+      await fh.write(line);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    if (sizeBefore >= 0) await fsp.truncate(file, sizeBefore).catch(() => {});
+    throw mapFsError(e, file);
+  }
+  return sizeBefore;
+}
+
+export interface UpdateRefOptions {
+  /** undefined: no check; null: the ref must not exist; a string: it must hold that id. */
+  expectedOld?: string | null;
+  message: string;
+  identity: Identity;
+  /** Error raised when the expectation fails. */
+  movedCode?: string;
+}
+
+/** Compare-and-swap update of one ref (newOid null deletes it). Returns the previous value. */
+export async function updateRef(
+  ctx: RefContext,
+  fullname: string,
+  newOid: string | null,
+  opts: UpdateRefOptions,
+): Promise<string | null> {
+  if (newOid !== null && !OID_RE.test(newOid)) throw new Error(`updateRef: bad object id ${newOid}`);
+  const file = refPath(ctx.gitdir, fullname);
+  await fsp.mkdir(path.dirname(file), { recursive: true }).catch((e) => {
+    throw mapFsError(e, file);
+  });
+  const lock = await LockFile.acquire(`${file}.lock`, { what: fullname, waitMs: ctx.lockWaitMs });
+  try {
+    const current = await readRef(ctx.gitdir, fullname);
+    if (opts.expectedOld !== undefined && current !== opts.expectedOld) {
+      const short = (x: string | null) => (x ? x.slice(0, 12) : 'nothing');
+      throw new WgitError(
+        opts.movedCode ?? 'E_BRANCH_MOVED',
+        `${fullname} moved: expected ${short(opts.expectedOld)}, found ${short(current)}; re-run the command`,
+        { ref: fullname, expected: opts.expectedOld, found: current },
+      );
+    }
+    if (newOid === null) {
+      if (current === null) return null;
+      await fsp.unlink(file).catch((e) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+      await removePacked(ctx, fullname);
+      await fsp.unlink(path.join(ctx.gitdir, 'logs', ...fullname.split('/'))).catch(() => {});
+      return current;
+    }
+    const id = opts.identity;
+    const msg = opts.message.replace(/[\n\t]/g, ' ');
+    const line = `${current ?? ZERO_OID} ${newOid} ${id.name} <${id.email}> ${id.timestamp} ${formatTz(id.timezoneOffset)}\t${msg}\n`;
+    // Reflog before the ref, as git does: a crash in between leaves an extra
+    // reflog line (which only keeps objects alive), never a ref without history.
+    const logSize = await appendReflog(ctx, fullname, line);
+    try {
+      await atomicWrite(ctx.tmpDir, file, `${newOid}\n`);
+    } catch (e) {
+      // The ref did not move (a full disk, say): its reflog must not claim it did.
+      await fsp.truncate(path.join(ctx.gitdir, 'logs', ...fullname.split('/')), logSize).catch(() => {});
+      throw e;
+    }
+    return current;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function removePacked(ctx: RefContext, fullname: string): Promise<void> {
+  const packed = path.join(ctx.gitdir, 'packed-refs');
+  let text: string;
+  try {
+    text = await fsp.readFile(packed, 'utf8');
+  } catch {
+    return;
+  }
+  const lines = text.split('\n');
+  const keep: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].endsWith(` ${fullname}`)) {
+      if (lines[i + 1]?.startsWith('^')) i++;
+      continue;
+    }
+    keep.push(lines[i]);
+  }
+  if (keep.length === lines.length) return;
+  const lock = await LockFile.acquire(`${packed}.lock`, { what: 'packed-refs', waitMs: ctx.lockWaitMs });
+  try {
+    await atomicWrite(ctx.tmpDir, packed, keep.join('\n'));
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,623 @@
+import { constants as fsc } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
+import { checkoutSet } from './checkout.js';
+import { ChunkStore } from './chunkstore.js';
+import { openInput, type StoreContext, type StoredSet, storeModel } from './commit.js';
+import { DEFAULT_CONFIG, type RepoConfig, readConfig, validateConfig } from './config.js';
+import { atomicWrite, HOST, isPidAlive, mapFsError, parseTempName, tempName } from './fsutil.js';
+import { buildTree, type GitCommit, GitStore } from './gitstore.js';
+import { currentIdentity } from './identity.js';
+import { inspectLock, LockFile } from './lock.js';
+import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
+import { GROUPS_DIR, loadTensorSet, readAllRecords, StoreModel, type TensorSet } from './model.js';
+import { checkRefName, escapeName } from './names.js';
+import { listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
+import { resolveRevision } from './revparse.js';
+
+export interface CommitOptions {
+  path: string;
+  message?: string;
+  branch?: string;
+  parents?: string[];
+  recipe?: Record<string, unknown>;
+  groups?: Record<string, string>;
+  expectedHead?: string | null;
+  onProgress?: (e: { phase: string; done: number; total: number }) => void;
+  /** Overrides WGIT_AUTHOR_* for this commit. */
+  author?: { name?: string; email?: string; date?: string | number };
+}
+
+export interface CommitResult {
+  commit: string;
+  branch: string;
+  tensors: number;
+  rawBytes: number;
+  storedBytes: number;
+  newBytes: number;
+}
+
+export interface CommitInfo {
+  commit: string;
+  parents: string[];
+  message: string;
+  timestamp: number;
+  recipe: Record<string, unknown> | null;
+  groups: string[];
+}
+
+export interface LogEntry extends CommitInfo {
+  author: string;
+  rawBytes: number;
+}
+
+export interface ShowTensor {
+  name: string;
+  dtype: string;
+  shape: number[];
+  byteLength: number;
+  storedBytes: number;
+  chunks: number;
+  encodings: Record<string, number>;
+  maxDepth: number;
+}
+
+export interface ShowResult extends LogEntry {
+  kind: 'file' | 'folder';
+  shards: string[];
+  files: string[];
+  tensors: ShowTensor[];
+  storedBytes: number;
+}
+
+export interface StatusResult {
+  root: string;
+  branch: string;
+  head: string | null;
+  branches: number;
+  tags: number;
+  chunks: { count: number; rawBytes: number; storedBytes: number };
+  config: RepoConfig;
+  tempFiles: string[];
+  staleLocks: string[];
+}
+
+export interface InitOptions {
+  chunkSize?: number;
+  maxDeltaDepth?: number;
+}
+
+const WGIT = 'wgit';
+
+export class Repository {
+  readonly wgitDir: string;
+  readonly tmpDir: string;
+  readonly git: GitStore;
+  readonly chunks: ChunkStore;
+
+  private constructor(
+    readonly root: string,
+    readonly gitdir: string,
+    readonly config: RepoConfig,
+  ) {
+    this.wgitDir = path.join(gitdir, WGIT);
+    this.tmpDir = path.join(this.wgitDir, 'tmp');
+    this.git = new GitStore(gitdir, this.tmpDir);
+    this.chunks = new ChunkStore(path.join(this.wgitDir, 'chunks'), this.tmpDir);
+  }
+
+  /**
+   * Creates `dir/.wgit`. Built under a temp name and renamed, so an
+   * interrupted init leaves no half repository behind.
+   */
+  static async init(dir: string, opts: InitOptions = {}): Promise<Repository> {
+    const root = path.resolve(dir);
+    const gitdir = path.join(root, '.wgit');
+    try {
+      await fsp.lstat(gitdir);
+      throw new WgitError('E_REPO_EXISTS', `${gitdir} already exists`, { path: gitdir });
+    } catch (e) {
+      if (isWgitError(e)) throw e;
+    }
+    const config = validateConfig({ ...DEFAULT_CONFIG, ...opts }, 'init options');
+    const staging = path.join(root, `.wgit.${tempName('init')}`);
+    try {
+      await fsp.mkdir(path.join(staging, WGIT, 'tmp'), { recursive: true });
+      await fsp.mkdir(path.join(staging, WGIT, 'chunks'), { recursive: true });
+      const git = new GitStore(staging, path.join(staging, WGIT, 'tmp'));
+      await git.init();
+      await fsp.mkdir(path.join(staging, 'refs', 'tags'), { recursive: true });
+      await atomicWrite(
+        path.join(staging, WGIT, 'tmp'),
+        path.join(staging, WGIT, 'config.json'),
+        `${JSON.stringify(config, null, 2)}\n`,
+      );
+      await fsp.rename(staging, gitdir).catch((e) => {
+        if (e.code === 'ENOTEMPTY' || e.code === 'EEXIST')
+          throw new WgitError('E_REPO_EXISTS', `${gitdir} already exists`, { path: gitdir });
+        throw e;
+      });
+    } catch (e) {
+      await fsp.rm(staging, { recursive: true, force: true }).catch(() => {});
+      throw mapFsError(e, gitdir);
+    }
+    return new Repository(root, gitdir, config);
+  }
+
+  /** Finds the repository containing `dir` (default: the current folder), searching upward. */
+  static async open(dir: string = process.cwd()): Promise<Repository> {
+    let cur = path.resolve(dir);
+    for (;;) {
+      const gitdir = path.join(cur, '.wgit');
+      const cfg = path.join(gitdir, WGIT, 'config.json');
+      try {
+        await fsp.access(cfg);
+        return new Repository(cur, gitdir, await readConfig(cfg));
+      } catch (e) {
+        if (isWgitError(e)) throw e;
+      }
+      const up = path.dirname(cur);
+      if (up === cur)
+        throw new WgitError(
+          'E_NOT_A_REPO',
+          `not a wgit repository (no .wgit here or in any parent of ${path.resolve(dir)})`,
+        );
+      cur = up;
+    }
+  }
+
+  private refCtx() {
+    return { gitdir: this.gitdir, tmpDir: this.tmpDir };
+  }
+
+  async currentBranch(): Promise<string> {
+    return (await readHeadTarget(this.gitdir)).slice('refs/heads/'.length);
+  }
+
+  private async lookupName(name: string): Promise<string | null> {
+    if (name === 'HEAD' || name === '@') return readRef(this.gitdir, await readHeadTarget(this.gitdir));
+    if (/[\0\n]/.test(name) || name.includes('..')) return null;
+    for (const full of [`refs/heads/${name}`, `refs/tags/${name}`]) {
+      const oid = await readRef(this.gitdir, full).catch(() => null);
+      if (oid) return oid;
+    }
+    if (/^[0-9a-f]{40}$/.test(name) && (await this.git.typeOf(name)) === 'commit') return name;
+    return null;
+  }
+
+  /** Resolves branch, tag, HEAD, full or short commit id, with `~N` / `^N` steps. */
+  async resolve(rev: string): Promise<string> {
+    return resolveRevision(rev, {
+      lookupName: (n) => this.lookupName(n),
+      commitsWithPrefix: async (p) => {
+        const ids = await this.git.idsWithPrefix(p);
+        const out: string[] = [];
+        for (const id of ids) if ((await this.git.typeOf(id)) === 'commit') out.push(id);
+        return out;
+      },
+      parentsOf: async (c) => (await this.git.readCommit(c)).parents,
+    });
+  }
+
+  private async gitCommit(oid: string): Promise<GitCommit> {
+    return this.git.readCommit(oid);
+  }
+
+  private async tensorSet(commit: string, group: string | null = null): Promise<TensorSet> {
+    const c = await this.gitCommit(commit);
+    return loadTensorSet(this.git, commit, c.tree, group);
+  }
+
+  async readCommit(rev: string): Promise<CommitInfo> {
+    const commit = await this.resolve(rev);
+    const c = await this.gitCommit(commit);
+    const set = await loadTensorSet(this.git, commit, c.tree, null);
+    return {
+      commit,
+      parents: c.parents,
+      message: c.message.replace(/\n$/, ''),
+      timestamp: c.committer.timestamp,
+      recipe: set.manifest.recipe,
+      groups: set.manifest.groups,
+    };
+  }
+
+  async openModel(rev: string, group?: string): Promise<ModelSource & StoreModel> {
+    const commit = await this.resolve(rev);
+    const set = await this.tensorSet(commit, group ?? null);
+    const records = await readAllRecords(this.git, set);
+    return new StoreModel(this.git, this.chunks, set, records, 255);
+  }
+
+  async checkout(
+    rev: string,
+    outDir: string,
+    opts: { group?: string; onProgress?: (e: { phase: string; done: number; total: number }) => void } = {},
+  ): Promise<{ files: string[]; bytes: number }> {
+    const commit = await this.resolve(rev);
+    const set = await this.tensorSet(commit, opts.group ?? null);
+    return checkoutSet(this.git, this.chunks, set, outDir, opts.onProgress);
+  }
+
+  /**
+   * Marks this process as writing, so gc (which deletes unreferenced chunks)
+   * never runs while a commit has chunks that no ref reaches yet.
+   */
+  private async beginWrite(): Promise<string> {
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+    const marker = path.join(this.tmpDir, tempName('active'));
+    try {
+      const fh = await fsp.open(marker, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL);
+      await fh.close();
+    } catch (e) {
+      throw mapFsError(e, marker);
+    }
+    const gc = await inspectLock(path.join(this.wgitDir, 'gc.lock'), 3600);
+    if (gc.state === 'live') {
+      await fsp.unlink(marker).catch(() => {});
+      throw new WgitError('E_LOCKED', `wgit gc is running (process ${gc.owner?.pid ?? '?'}); retry when it is done`);
+    }
+    return marker;
+  }
+
+  async commit(opts: CommitOptions): Promise<CommitResult> {
+    const identity = currentIdentity(opts.author);
+    const branch = opts.branch ?? (await this.currentBranch());
+    checkRefName(branch, 'branch');
+    const ref = `refs/heads/${branch}`;
+    const oldHead = await readRef(this.gitdir, ref);
+    if (opts.expectedHead !== undefined && opts.expectedHead !== oldHead) {
+      throw new WgitError(
+        'E_BRANCH_MOVED',
+        `branch ${branch} is at ${oldHead?.slice(0, 12) ?? 'nothing'}, expected ${opts.expectedHead?.slice(0, 12) ?? 'nothing'}`,
+        {
+          branch,
+          expected: opts.expectedHead,
+          found: oldHead,
+        },
+      );
+    }
+    let parents: string[];
+    if (opts.parents) {
+      parents = [];
+      for (const p of opts.parents) parents.push(await this.resolve(p));
+    } else if (oldHead) parents = [oldHead];
+    else {
+      // A new branch starts from where HEAD is, so its first commit can be a delta against it.
+      const head = await this.lookupName('HEAD');
+      parents = head ? [head] : [];
+    }
+    const model = await openInput(opts.path);
+    const groupModels: [string, Awaited<ReturnType<typeof openInput>>][] = [];
+    const marker = await this.beginWrite();
+    const ctx: StoreContext = {
+      git: this.git,
+      chunks: this.chunks,
+      config: this.config,
+      created: [],
+      onProgress: opts.onProgress,
+      progress: { done: 0, total: 0 },
+    };
+    try {
+      for (const [name, p] of Object.entries(opts.groups ?? {})) {
+        if (name.length === 0 || name.length > 200)
+          throw new WgitError('E_BAD_GROUP_NAME', `bad group name ${JSON.stringify(name)}`);
+        groupModels.push([name, await openInput(p)]);
+      }
+      ctx.progress.total = [model, ...groupModels.map((g) => g[1])].reduce(
+        (a, m) => a + m.tensors.reduce((s, t) => s + t.byteLength, 0),
+        0,
+      );
+      const parentCommit = parents.length ? await this.gitCommit(parents[0]) : null;
+      const parentSet = async (group: string | null) => {
+        if (!parentCommit) return null;
+        try {
+          return { set: await loadTensorSet(this.git, parents[0], parentCommit.tree, group), git: this.git };
+        } catch {
+          return null;
+        }
+      };
+      const main = await storeModel(
+        ctx,
+        model,
+        await parentSet(null),
+        opts.recipe ?? null,
+        groupModels.map((g) => g[0]),
+      );
+      const all = new Map(main.entries);
+      const totals: StoredSet[] = [main];
+      for (const [name, gm] of groupModels) {
+        const g = await storeModel(ctx, gm, await parentSet(name), null, []);
+        for (const [p, oid] of g.entries) all.set(`${GROUPS_DIR}/${escapeName(name)}/${p}`, oid);
+        totals.push(g);
+      }
+      const tree = await buildTree(this.git, all);
+      const message = `${(opts.message ?? `Commit ${path.basename(path.resolve(opts.path))}`).replace(/\s+$/, '')}\n`;
+      const commit = await this.git.writeCommit({ tree, parents, message, author: identity, committer: identity });
+      await updateRef(this.refCtx(), ref, commit, {
+        expectedOld: opts.expectedHead !== undefined ? opts.expectedHead : oldHead,
+        message: `commit${parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : ''}: ${message.split('\n')[0]}`,
+        identity,
+      });
+      return {
+        commit,
+        branch,
+        tensors: main.tensors,
+        rawBytes: totals.reduce((a, t) => a + t.rawBytes, 0),
+        storedBytes: totals.reduce((a, t) => a + t.storedBytes, 0),
+        newBytes: totals.reduce((a, t) => a + t.newBytes, 0),
+      };
+    } catch (e) {
+      await this.rollbackChunks(ctx.created, marker);
+      throw mapFsError(e, this.gitdir);
+    } finally {
+      await model.close();
+      for (const [, gm] of groupModels) await gm.close();
+      await fsp.unlink(marker).catch(() => {});
+    }
+  }
+
+  /**
+   * A failed commit removes the chunks it created, unless another writer is
+   * active (it may have found one of them and be about to reference it).
+   */
+  private async rollbackChunks(created: string[], marker: string): Promise<void> {
+    if (created.length === 0) return;
+    const others = (await this.liveTemps()).filter((t) => t !== path.basename(marker));
+    if (others.length > 0) return;
+    for (const id of created) await fsp.unlink(this.chunks.pathOf(id)).catch(() => {});
+  }
+
+  /** Entries in the temp folder that belong to a live process on this host. */
+  private async liveTemps(): Promise<string[]> {
+    const names = await fsp.readdir(this.tmpDir).catch(() => [] as string[]);
+    return names.filter((n) => {
+      const t = parseTempName(n);
+      return t && t.host === HOST.replace(/[^A-Za-z0-9]/g, '_') && isPidAlive(t.pid);
+    });
+  }
+
+  async log(rev?: string, opts: { limit?: number } = {}): Promise<LogEntry[]> {
+    let start: string;
+    if (rev === undefined) {
+      const head = await this.lookupName('HEAD');
+      if (!head) return [];
+      start = head;
+    } else start = await this.resolve(rev);
+    const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+    const out: LogEntry[] = [];
+    const seen = new Set<string>([start]);
+    const queue: GitCommit[] = [await this.gitCommit(start)];
+    while (queue.length > 0 && out.length < limit) {
+      // Newest first, like git log's default order for a DAG.
+      queue.sort((a, b) => b.committer.timestamp - a.committer.timestamp);
+      const c = queue.shift()!;
+      out.push(await this.logEntry(c));
+      for (const p of c.parents) {
+        if (seen.has(p)) continue;
+        seen.add(p);
+        queue.push(await this.gitCommit(p));
+      }
+    }
+    return out;
+  }
+
+  private async logEntry(c: GitCommit): Promise<LogEntry> {
+    const set = await loadTensorSet(this.git, c.oid, c.tree, null);
+    return {
+      commit: c.oid,
+      parents: c.parents,
+      message: c.message.replace(/\n$/, ''),
+      timestamp: c.committer.timestamp,
+      author: `${c.author.name} <${c.author.email}>`,
+      recipe: set.manifest.recipe,
+      groups: set.manifest.groups,
+      rawBytes: set.manifest.rawBytes,
+    };
+  }
+
+  async show(rev: string, opts: { group?: string } = {}): Promise<ShowResult> {
+    const commit = await this.resolve(rev);
+    const c = await this.gitCommit(commit);
+    const entry = await this.logEntry(c);
+    const set = await loadTensorSet(this.git, commit, c.tree, opts.group ?? null);
+    const records = await readAllRecords(this.git, set);
+    const tensors: ShowTensor[] = set.manifest.tensors.map((name) => {
+      const r = records.get(name)!;
+      const encodings: Record<string, number> = {};
+      for (const ch of r.chunks) encodings[ch.encoding] = (encodings[ch.encoding] ?? 0) + 1;
+      return {
+        name,
+        dtype: r.dtype,
+        shape: r.shape,
+        byteLength: r.byteLength,
+        storedBytes: r.chunks.reduce((a, ch) => a + ch.stored, 0),
+        chunks: r.chunks.length,
+        encodings,
+        maxDepth: r.chunks.reduce((a, ch) => Math.max(a, ch.depth), 0),
+      };
+    });
+    return {
+      ...entry,
+      rawBytes: set.manifest.rawBytes,
+      kind: set.manifest.kind,
+      shards: set.manifest.shards.map((s) => s.file),
+      files: set.manifest.files,
+      tensors,
+      storedBytes: tensors.reduce((a, t) => a + t.storedBytes, 0),
+    };
+  }
+
+  async status(): Promise<StatusResult> {
+    const branch = await this.currentBranch();
+    const head = await readRef(this.gitdir, `refs/heads/${branch}`);
+    let rawBytes = 0;
+    let storedBytes = 0;
+    const ids = await this.chunks.list();
+    for (const id of ids) {
+      try {
+        const h = await this.chunks.readHeader(id);
+        rawBytes += h.rawLength;
+        storedBytes += h.fileSize;
+      } catch {
+        // fsck reports damaged chunks; status only counts.
+      }
+    }
+    return {
+      root: this.root,
+      branch,
+      head,
+      branches: (await listRefs(this.gitdir, 'refs/heads/')).size,
+      tags: (await listRefs(this.gitdir, 'refs/tags/')).size,
+      chunks: { count: ids.length, rawBytes, storedBytes },
+      config: this.config,
+      tempFiles: await this.staleTemps(),
+      staleLocks: await this.staleLocks(),
+    };
+  }
+
+  /** Temp files left by processes that are gone. */
+  async staleTemps(): Promise<string[]> {
+    const names = await fsp.readdir(this.tmpDir).catch(() => [] as string[]);
+    const live = new Set(await this.liveTemps());
+    return names.filter((n) => !live.has(n)).sort();
+  }
+
+  /** Lock files (refs, gc) whose owner is gone. */
+  async staleLocks(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const full = path.join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        else if (e.name.endsWith('.lock')) {
+          const v = await inspectLock(full, 30);
+          if (v.state === 'stale') out.push(path.relative(this.gitdir, full));
+        }
+      }
+    };
+    await walk(path.join(this.gitdir, 'refs'));
+    const gc = path.join(this.wgitDir, 'gc.lock');
+    if ((await inspectLock(gc, 3600)).state === 'stale') out.push(path.relative(this.gitdir, gc));
+    return out.sort();
+  }
+
+  async branches(): Promise<{ name: string; commit: string; current: boolean }[]> {
+    const cur = await this.currentBranch();
+    const refs = await listRefs(this.gitdir, 'refs/heads/');
+    return [...refs]
+      .map(([full, commit]) => ({
+        name: full.slice('refs/heads/'.length),
+        commit,
+        current: full === `refs/heads/${cur}`,
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async createBranch(name: string, rev = 'HEAD'): Promise<{ name: string; commit: string }> {
+    checkRefName(name, 'branch');
+    const commit = await this.resolve(rev);
+    await updateRef(this.refCtx(), `refs/heads/${name}`, commit, {
+      expectedOld: null,
+      movedCode: 'E_BRANCH_EXISTS',
+      message: `branch: Created from ${rev}`,
+      identity: currentIdentity(),
+    });
+    return { name, commit };
+  }
+
+  async deleteBranch(name: string): Promise<{ name: string; commit: string }> {
+    checkRefName(name, 'branch');
+    if (name === (await this.currentBranch())) {
+      throw new WgitError('E_CURRENT_BRANCH', `cannot delete branch ${name}: HEAD points to it`, { branch: name });
+    }
+    const old = await readRef(this.gitdir, `refs/heads/${name}`);
+    if (!old) throw new WgitError('E_UNKNOWN_REVISION', `no branch ${name}`, { rev: name });
+    await updateRef(this.refCtx(), `refs/heads/${name}`, null, {
+      expectedOld: old,
+      message: 'delete',
+      identity: currentIdentity(),
+    });
+    return { name, commit: old };
+  }
+
+  async tags(): Promise<{ name: string; commit: string }[]> {
+    const refs = await listRefs(this.gitdir, 'refs/tags/');
+    return [...refs]
+      .map(([full, commit]) => ({ name: full.slice('refs/tags/'.length), commit }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async createTag(name: string, rev = 'HEAD'): Promise<{ name: string; commit: string }> {
+    checkRefName(name, 'tag');
+    const commit = await this.resolve(rev);
+    await updateRef(this.refCtx(), `refs/tags/${name}`, commit, {
+      expectedOld: null,
+      movedCode: 'E_TAG_EXISTS',
+      message: `tag: ${name}`,
+      identity: currentIdentity(),
+    });
+    return { name, commit };
+  }
+
+  async deleteTag(name: string): Promise<{ name: string; commit: string }> {
+    checkRefName(name, 'tag');
+    const old = await readRef(this.gitdir, `refs/tags/${name}`);
+    if (!old) throw new WgitError('E_UNKNOWN_REVISION', `no tag ${name}`, { rev: name });
+    await updateRef(this.refCtx(), `refs/tags/${name}`, null, {
+      expectedOld: old,
+      message: 'delete',
+      identity: currentIdentity(),
+    });
+    return { name, commit: old };
+  }
+
+  async fsck(
+    opts: { onProgress?: (e: { phase: string; done: number; total: number }) => void } = {},
+  ): Promise<FsckResult> {
+    return fsckRepository(this, opts);
+  }
+
+  async gc(opts: { onProgress?: (e: { phase: string; done: number; total: number }) => void } = {}): Promise<GcResult> {
+    const lock = await LockFile.acquire(path.join(this.wgitDir, 'gc.lock'), {
+      what: 'the repository (gc)',
+      waitMs: 0,
+      staleSeconds: 3600,
+    });
+    try {
+      const live = (await this.liveTemps()).filter((n) => parseTempName(n)?.pid !== process.pid);
+      if (live.length > 0) {
+        const pid = parseTempName(live[0])?.pid;
+        throw new WgitError(
+          'E_LOCKED',
+          `another wgit process (pid ${pid}) is writing to the repository; run gc when it is done`,
+        );
+      }
+      return await gcRepository(this, opts);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Every commit id any ref or reflog entry names (what gc keeps and fsck checks). */
+  async rootCommits(): Promise<{ refs: Map<string, string>; reflog: Set<string> }> {
+    const refs = new Map<string, string>([
+      ...(await listRefs(this.gitdir, 'refs/heads/')),
+      ...(await listRefs(this.gitdir, 'refs/tags/')),
+    ]);
+    const reflog = new Set<string>();
+    const logsDir = path.join(this.gitdir, 'logs');
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        if (e.isDirectory()) await walk(path.join(dir, e.name), `${rel}${e.name}/`);
+        else
+          for (const entry of await readReflog(this.gitdir, `${rel}${e.name}`)) {
+            for (const oid of [entry.old, entry.new]) if (!/^0{40}$/.test(oid)) reflog.add(oid);
+          }
+      }
+    };
+    await walk(logsDir, '');
+    return { refs, reflog };
+  }
+}

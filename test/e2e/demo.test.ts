@@ -1,0 +1,72 @@
+/** `wgit demo --json` through the built CLI: the story's key facts hold. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const BIN = path.join(ROOT, 'packages/cli/bin/run.js');
+let tmp: string;
+
+after(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('wgit demo --json trains, commits, verifies, transfers, merges and reports accuracies', () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-'));
+  const dir = path.join(tmp, 'demo');
+  const r = spawnSync(process.execPath, [BIN, 'demo', '--dir', dir, '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const d = JSON.parse(r.stdout);
+  const row = (name: string) => {
+    const x = d.table.find((t: { name: string }) => t.name === name);
+    assert.ok(x, `row ${name}`);
+    return x.scores;
+  };
+
+  assert.equal(d.dir, dir);
+  assert.equal(d.inspect.tensors.length, 8);
+  assert.equal(
+    d.inspect.parameters,
+    d.inspect.tensors.reduce((s: number, t: { shape: number[] }) => s + t.shape.reduce((a, b) => a * b, 1), 0),
+  );
+  assert.equal(d.inspect.bytes, d.inspect.parameters * 4);
+  assert.equal(d.repo.commits.length, 6);
+  assert.ok(d.repo.storedBytes < d.repo.rawBytes, `stored ${d.repo.storedBytes} vs raw ${d.repo.rawBytes}`);
+  assert.equal(d.checkout.identical, true);
+  assert.ok(fs.existsSync(path.join(d.repo.root, '.wgit')));
+  // the checked-out copy really is the committed file
+  assert.ok(
+    fs
+      .readFileSync(path.join(d.checkout.dir, 'model.safetensors'))
+      .equals(fs.readFileSync(path.join(dir, 'models/ft-flip/model.safetensors'))),
+  );
+
+  const v2 = row('base-v2');
+  const transfer = row('transfer');
+  const direct = row('v2-ft-invert');
+  assert.ok(transfer.invert > v2.invert + 0.4);
+  assert.ok(transfer.invert > 0.7 * direct.invert);
+
+  const ft = row('ft-flip');
+  const lines = row('lines');
+  assert.ok(lines.clean > ft.clean);
+  assert.ok(lines.flip > 0.85 * ft.flip);
+
+  const avg = (s: { flip: number; rot: number }) => (s.flip + s.rot) / 2;
+  const best = Math.max(avg(row('ft-flip')), avg(row('ft-rot')));
+  assert.ok(avg(row('merge task-arithmetic')) > best);
+  assert.ok(avg(row('merge ties')) > best);
+  for (const t of d.table) for (const v of Object.values(t.scores) as number[]) assert.ok(v >= 0 && v <= 1);
+});
+
+test('wgit demo refuses a folder that is not empty', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-'));
+  fs.writeFileSync(path.join(dir, 'x'), 'x');
+  const r = spawnSync(process.execPath, [BIN, 'demo', '--dir', dir, '--json'], { encoding: 'utf8' });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 1);
+  assert.equal(JSON.parse(r.stdout).error.code, 'E_OUT_EXISTS');
+});
