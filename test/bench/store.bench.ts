@@ -15,7 +15,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-bench-'));
 function writeModel(file: string, tensors: number, seed: number, base?: string): void {
   const per = Math.floor((MIB * 1048576) / tensors / 2);
   const header: Record<string, unknown> = {};
-  for (let t = 0; t < tensors; t++) header[`layers.${t}.weight`] = { dtype: 'BF16', shape: [per], data_offsets: [t * per * 2, (t + 1) * per * 2] };
+  for (let t = 0; t < tensors; t++)
+    header[`layers.${t}.weight`] = { dtype: 'BF16', shape: [per], data_offsets: [t * per * 2, (t + 1) * per * 2] };
   let json = JSON.stringify(header);
   while ((8 + json.length) % 8) json += ' ';
   const fd = fs.openSync(file, 'w');
@@ -82,5 +83,7 @@ row('fsck (2 commits)', 2 * size, performance.now() - t, f.ok ? 'ok' : 'PROBLEMS
 console.log(`model: ${(size / 1048576).toFixed(0)} MiB bf16, 16 tensors, chunk 4 MiB, ${os.cpus().length} cores`);
 console.log('| step | time | throughput | note |\n|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-console.log(`peak RSS: ${rss0.toFixed(0)} MiB before the repository work, ${rssMiB().toFixed(0)} MiB after (model ${(size / 1048576).toFixed(0)} MiB)`);
+console.log(
+  `peak RSS: ${rss0.toFixed(0)} MiB before the repository work, ${rssMiB().toFixed(0)} MiB after (model ${(size / 1048576).toFixed(0)} MiB)`,
+);
 fs.rmSync(dir, { recursive: true, force: true });

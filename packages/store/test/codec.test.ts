@@ -186,6 +186,126 @@ describe('codec round trips', () => {
       'E_INVALID_ARGUMENT',
     );
   });
+
+  test('encodes into a caller buffer: the payload is a view of it, equal to the fresh one', () => {
+    const raw = toBf16(normals(70_000, 0.02, 2));
+    const fresh = encodeChunk(raw, 'BF16');
+    const buf = new Uint8Array(raw.length);
+    const viewed = encodeChunk(raw, 'BF16', undefined, { into: buf });
+    assert.equal(viewed.payload.buffer, buf.buffer);
+    assert.equal(viewed.encoding, fresh.encoding);
+    assert.deepEqual(viewed.payload, fresh.payload);
+    const noise = randomBytes(5000, 1);
+    const r = encodeChunk(noise, 'U8', undefined, { into: buf });
+    assert.equal(r.encoding, 'raw');
+    assert.deepEqual(r.payload, noise);
+    assert.equal(
+      codeOf(() => encodeChunk(raw, 'BF16', undefined, { into: new Uint8Array(10) })),
+      'E_INVALID_ARGUMENT',
+    );
+  });
+});
+
+describe('palette layout for low-cardinality chunks', () => {
+  // uint8-quantized weights dequantized to f32: value = q * scale + min
+  function dequantized(n: number, seed: number): Float32Array {
+    const r = rng(seed);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const q = Math.max(
+        0,
+        Math.min(255, Math.round(128 + 30 * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()))),
+      );
+      out[i] = q * 0.0057930146946626555 - 0.7125408074435067;
+    }
+    return out;
+  }
+
+  test('dequantized f32 weights: one index byte per element, beating byte streams', () => {
+    const values = dequantized(200_000, 4);
+    const raw = new Uint8Array(values.buffer);
+    const enc = roundTrip(raw, 'F32');
+    assert.equal(enc.encoding, 'zipnn');
+    assert.equal(enc.payload[4], 2, 'palette layout');
+    // ~6.9 bits of entropy per element out of 32
+    assert.ok(raw.length / enc.payload.length > 4, `ratio ${raw.length / enc.payload.length}`);
+  });
+
+  test('2-byte types, a tail, and an unaligned view', () => {
+    // 200 arbitrary 16-bit patterns: both byte streams look random, the index does not
+    const r = rng(5);
+    const levels = Array.from({ length: 200 }, () => (r() * 65536) | 0);
+    const u16 = new Uint16Array(100_000).map(() => levels[(r() * 200) | 0]);
+    const padded = new Uint8Array(u16.byteLength + 2);
+    padded.set(new Uint8Array(u16.buffer), 1);
+    const unaligned = padded.subarray(1, 2 + u16.byteLength); // odd start, odd length: one tail byte
+    for (const dtype of ['BF16', 'F16', 'U16'] as DType[]) {
+      const enc = roundTrip(unaligned, dtype);
+      assert.equal(enc.payload[4], 2, dtype);
+    }
+    const ints = new Int32Array(50_000).map(() => levels[(r() * 200) | 0] * 65536 + 17);
+    assert.equal(roundTrip(new Uint8Array(ints.buffer), 'I32').payload[4], 2);
+  });
+
+  test('more than 256 distinct values fall back to byte streams', () => {
+    const ints = new Int32Array(50_000).map((_, i) => i % 300);
+    const enc = roundTrip(new Uint8Array(ints.buffer), 'I32');
+    assert.equal(enc.payload[4], 0);
+  });
+
+  test('an index past the palette is E_CHUNK_CORRUPT', () => {
+    // hand-made payload: one segment of 4 f32 elements, raw index stream, palette of 2
+    const p = new Uint8Array(24 + 4 + 2 + 8 + 4);
+    const dv = new DataView(p.buffer);
+    p.set([0x57, 0x5a, 1, 1, 2, 4, 0, 0]);
+    dv.setUint32(8, 16, true);
+    dv.setUint32(16, 1024, true);
+    dv.setUint32(20, 1, true);
+    dv.setUint32(24, 4, true); // stream: 4 bytes, stored raw
+    dv.setUint16(28, 2, true); // palette entries
+    dv.setFloat32(30, 1.5, true);
+    dv.setFloat32(34, -2, true);
+    p.set([0, 1, 1, 0], 38);
+    const ok = decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', 16);
+    assert.deepEqual([...new Float32Array(ok.buffer)], [1.5, -2, -2, 1.5]);
+    p[40] = 2;
+    assert.equal(
+      codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', 16)),
+      'E_CHUNK_CORRUPT',
+    );
+    p[40] = 1;
+    dv.setUint16(28, 0, true);
+    assert.equal(
+      codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', 16)),
+      'E_CHUNK_CORRUPT',
+    );
+    dv.setUint16(28, 2, true);
+    // not allowed with xor, nor for 1- or 8-byte types
+    assert.equal(
+      codeOf(() => decodeChunk({ encoding: 'xor-zipnn', payload: p }, 'F32', 16, new Uint8Array(16))),
+      'E_CHUNK_CORRUPT',
+    );
+    p[5] = 8;
+    assert.equal(
+      codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F64', 16)),
+      'E_CHUNK_CORRUPT',
+    );
+  });
+
+  test('every single-bit flip of a palette payload is E_CHUNK_CORRUPT or a same-length result', () => {
+    const raw = new Uint8Array(dequantized(5000, 9).buffer);
+    const p = encodeChunk(raw, 'F32').payload.slice();
+    assert.equal(p[4], 2);
+    for (let bit = 0; bit < p.length * 8; bit++) {
+      p[bit >>> 3] ^= 1 << (bit & 7);
+      try {
+        assert.equal(decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', raw.length).length, raw.length);
+      } catch (e) {
+        assert.ok(isWgitError(e) && e.code === 'E_CHUNK_CORRUPT', `bit ${bit}: ${String(e)}`);
+      }
+      p[bit >>> 3] ^= 1 << (bit & 7);
+    }
+  });
 });
 
 describe('xor-zipnn against a parent chunk', () => {

@@ -5,7 +5,7 @@
  * model size. Reads of the next tensor overlap the compute of the current one
  * and the write of the previous one (double-buffered, pooled buffers).
  */
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type DType, dtypeSize, fromF32, isDType, isFloatDType, toF32 } from '../dtypes.js';
 import { WgitError } from '../errors.js';
@@ -92,6 +92,11 @@ export function checkOutDtype(d: unknown): DType | undefined {
     );
   }
   return d;
+}
+
+/** Removes an output folder that prepareOutDir found empty or absent, after a failure. */
+export async function discardOutDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
 
 /** Refuses to write into a folder that already has files, so a mistake never mixes two models. */
@@ -212,10 +217,15 @@ export async function* prefetched<T>(count: number, read: (t: number) => Promise
     return p;
   };
   let next = count > 0 ? start(0) : null;
-  for (let t = 0; t < count; t++) {
-    const value = await (next as Promise<T>);
-    next = t + 1 < count ? start(t + 1) : null;
-    yield value;
+  try {
+    for (let t = 0; t < count; t++) {
+      const value = await (next as Promise<T>);
+      next = t + 1 < count ? start(t + 1) : null;
+      yield value;
+    }
+  } finally {
+    // a consumer that stops early must not free buffers a read is still filling
+    if (next) await next.catch(() => {});
   }
 }
 
@@ -393,13 +403,14 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     }
     await pendingWrite;
     await writer.finish();
+    await copySideFiles(opts.base ?? opts.inputs[0], opts.outDir);
   } catch (e) {
     await writer.abort();
+    await discardOutDir(opts.outDir);
     throw e;
   } finally {
     pool.release();
   }
-  await copySideFiles(opts.base ?? opts.inputs[0], opts.outDir);
   if (copied.length)
     warnings.push(
       `${copied.length} integer/bool tensor(s) copied from the first model: ${copied.slice(0, 5).join(', ')}`,

@@ -25,6 +25,7 @@ import {
   BufferPool,
   checkOutDtype,
   copySideFiles,
+  discardOutDir,
   prepareOutDir,
   streamTensors,
   toF32Into,
@@ -407,18 +408,20 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
     }
     await mergedWriter.finish();
     await groupWriter.finish();
+    await copySideFiles(opts.base, opts.outDir);
+    for (let i = 0; i < n; i++) {
+      const dir = join(opts.groupDir, 'inputs', String(i));
+      await mkdir(dir, { recursive: true });
+      await copySideFiles(opts.inputs[i], dir);
+    }
   } catch (e) {
     await mergedWriter.abort();
     await groupWriter.abort();
+    await discardOutDir(opts.outDir);
+    await discardOutDir(opts.groupDir);
     throw e;
   } finally {
     pool.release();
-  }
-  await copySideFiles(opts.base, opts.outDir);
-  for (let i = 0; i < n; i++) {
-    const dir = join(opts.groupDir, 'inputs', String(i));
-    await mkdir(dir, { recursive: true });
-    await copySideFiles(opts.inputs[i], dir);
   }
   const t3 = performance.now();
   const warnings: string[] = [];
@@ -643,19 +646,20 @@ export async function recoverModel(opts: RecoverOptions): Promise<RecoverReport>
       opts.onProgress?.({ phase: 'rmm-recover', done: ++done, total: specs.length, tensor: name });
     }
     await writer.finish();
+    const sideRoot = `inputs/${N}/`;
+    const sideSource: ModelSource = {
+      ...g,
+      sideFiles: g.sideFiles.filter((f) => f.startsWith(sideRoot)).map((f) => f.slice(sideRoot.length)),
+      readSideFile: (rel: string) => g.readSideFile(sideRoot + rel),
+    };
+    await copySideFiles(sideSource, opts.outDir);
   } catch (e) {
     await writer.abort();
+    await discardOutDir(opts.outDir);
     throw e;
   } finally {
     pool.release();
   }
-  const sideRoot = `inputs/${N}/`;
-  const sideSource: ModelSource = {
-    ...g,
-    sideFiles: g.sideFiles.filter((f) => f.startsWith(sideRoot)).map((f) => f.slice(sideRoot.length)),
-    readSideFile: (rel: string) => g.readSideFile(sideRoot + rel),
-  };
-  await copySideFiles(sideSource, opts.outDir);
   const mm = meta.models[N];
   return {
     model: N,

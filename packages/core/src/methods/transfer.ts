@@ -7,7 +7,15 @@ import { createHash } from 'node:crypto';
 import { type DType, dtypeSize, fromF32, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
-import { BufferPool, checkOutDtype, copySideFiles, prefetched, prepareOutDir, toF32Into } from './engine.js';
+import {
+  BufferPool,
+  checkOutDtype,
+  copySideFiles,
+  discardOutDir,
+  prefetched,
+  prepareOutDir,
+  toF32Into,
+} from './engine.js';
 import type { ProgressEvent, TensorNote } from './types.js';
 
 const fr = Math.fround;
@@ -217,13 +225,14 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
       opts.onProgress?.({ phase: 'transfer', done, total: plans.length, tensor: name });
     }
     await writer.finish();
+    await copySideFiles(onto, opts.outDir);
   } catch (e) {
     await writer.abort();
+    await discardOutDir(opts.outDir);
     throw e;
   } finally {
     pool.release();
   }
-  await copySideFiles(onto, opts.outDir);
 
   // tied names: identical bytes in the target
   const byHash = new Map<string, string[]>();

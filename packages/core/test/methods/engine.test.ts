@@ -246,6 +246,21 @@ describe('mergeModels errors (before any output)', () => {
   });
 });
 
+describe('failures mid-merge', () => {
+  it('a model that shrinks while being read fails with its code and leaves no output folder', async () => {
+    const p = await writeModel(path.join(dir, 'shrinks'), fts[2]);
+    const m = await open(p);
+    const file = path.join(p, 'model.safetensors');
+    fs.truncateSync(file, fs.statSync(file).size - 40);
+    const o = path.join(dir, 'never-partial');
+    await assert.rejects(
+      mergeModels({ inputs: [await open(paths.ft[0]), m], method: 'linear', outDir: o }),
+      (e) => code(e) === 'E_SAFETENSORS_TRUNCATED',
+    );
+    assert.equal(fs.existsSync(o), false);
+  });
+});
+
 describe('linesEdit', () => {
   it('α = 1, β = 0 gives back the fine-tune byte for byte', async () => {
     const o = out();
@@ -303,7 +318,8 @@ describe('kernel path', () => {
       assert.equal(fast.report.engine?.kernels, true);
       assert.equal(fast.report.engine?.kernelTensors, base.length - 1, `${method}: every float tensor on the kernels`);
       assert.equal(plain.report.engine?.kernelTensors, 0);
-      for (const [name, t] of plain.tensors) assert.deepEqual(fast.tensors.get(name)?.bytes, t.bytes, `${method} ${JSON.stringify(params)} ${name}`);
+      for (const [name, t] of plain.tensors)
+        assert.deepEqual(fast.tensors.get(name)?.bytes, t.bytes, `${method} ${JSON.stringify(params)} ${name}`);
     }
   });
 });

@@ -8,7 +8,8 @@ import { WgitError } from '@wgit/core';
  *   0  'W' 'Z'          magic
  *   2  u8  version      1
  *   3  u8  mode         1 zipnn, 2 xor-zipnn
- *   4  u8  layout       0 byte grouping, 1 rotate left by one bit, then grouping
+ *   4  u8  layout       0 byte grouping, 1 rotate left by one bit, then grouping,
+ *                       2 palette (zipnn only, 2- and 4-byte types): one index byte per element
  *   5  u8  width        element size in bytes = streams per segment
  *   6  u8  tail         rawLength % width, stored last, unregrouped
  *   7  u8  reserved     0
@@ -16,7 +17,9 @@ import { WgitError } from '@wgit/core';
  *  12  u32 rawLength    high bits
  *  16  u32 segElems     elements per segment (the last one may be shorter)
  *  20  u32 segments     ceil(elements / segElems)
- *  24  u32[segments * width] stream table: bit 31 = zstd frame, bits 0..30 = stored bytes
+ *  24  u32[segments * streams] stream table: bit 31 = zstd frame, bits 0..30 = stored bytes
+ *      (streams = width, or 1 for the palette layout)
+ *  ..  palette layout only: u16 count (1..256), then count element values of width bytes
  *  ..  stream bodies, segment by segment, stream 0 first
  *  ..  tail bytes
  */
@@ -37,10 +40,20 @@ export const COMPRESSED_BIT = 0x80000000;
 export const ENCODE_SEGMENT_BYTES = 1 << 20;
 export const MAX_SEGMENT_BYTES = 4 << 20;
 
+export const LAYOUT_GROUP = 0;
+export const LAYOUT_ROTATE = 1;
+export const LAYOUT_PALETTE = 2;
+export const MAX_PALETTE = 256;
+
 export interface Layout {
-  /** 0: plain byte grouping; 1: rotate each element left by one bit first (the exponent gets its own byte). */
-  id: 0 | 1;
+  /** 0: plain byte grouping; 1: rotate each element left by one bit first (the exponent gets its own byte); 2: palette. */
+  id: 0 | 1 | 2;
   width: number;
+}
+
+/** Widths the palette layout supports (a u16 lookup table or a map of u32 values). */
+export function paletteWidth(width: number): boolean {
+  return width === 2 || width === 4;
 }
 
 // bf16 and f32 rotate so the whole 8-bit exponent is one stream (ZipNN).
@@ -78,9 +91,14 @@ export interface ParsedHeader {
   segElems: number;
   segments: number;
   tail: number;
+  /** Streams per segment: the width, or 1 (indices) for the palette layout. */
+  streams: number;
   /** Per segment and stream: [stored bytes, compressed?], flattened segment-major. */
   sizes: Uint32Array;
   compressed: Uint8Array;
+  /** Palette layout: entry count and offset of the first entry. */
+  paletteCount: number;
+  paletteAt: number;
   /** Offset of the first stream body. */
   bodyStart: number;
 }
@@ -95,14 +113,17 @@ function corrupt(why: string, data: Record<string, unknown> = {}): WgitError {
  * before a single byte is decoded or allocated.
  */
 export function parseHeader(payload: Uint8Array, dtype: DType, rawLength: number, mode: number): ParsedHeader {
-  const layout = layoutFor(dtype);
+  const natural = layoutFor(dtype);
   if (payload.length < HEADER_BYTES) throw corrupt(`${payload.length} bytes is shorter than the header`);
   if (payload[0] !== MAGIC0 || payload[1] !== MAGIC1) throw corrupt('bad magic');
   if (payload[2] !== VERSION) throw corrupt(`unsupported version ${payload[2]}`);
   if (payload[3] !== mode) throw corrupt(`mode ${payload[3]} does not match the chunk encoding`);
-  if (payload[4] !== layout.id || payload[5] !== layout.width) {
+  const palette =
+    payload[4] === LAYOUT_PALETTE && mode === MODE_ZIPNN && paletteWidth(natural.width) && payload[5] === natural.width;
+  if (!palette && (payload[4] !== natural.id || payload[5] !== natural.width)) {
     throw corrupt(`layout ${payload[4]}/${payload[5]} does not match dtype ${dtype}`);
   }
+  const layout: Layout = palette ? { id: LAYOUT_PALETTE, width: natural.width } : natural;
   const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const declared = dv.getUint32(8, true) + dv.getUint32(12, true) * 2 ** 32;
   if (declared !== rawLength) throw corrupt(`declares ${declared} raw bytes, expected ${rawLength}`);
@@ -115,16 +136,26 @@ export function parseHeader(payload: Uint8Array, dtype: DType, rawLength: number
   const segments = dv.getUint32(20, true);
   if (segElems === 0 || segElems * w > MAX_SEGMENT_BYTES) throw corrupt(`segment of ${segElems} elements`);
   if (segments !== Math.ceil(elements / segElems)) throw corrupt(`${segments} segments for ${elements} elements`);
-  const entries = segments * w;
-  const bodyStart = HEADER_BYTES + 4 * entries;
-  if (bodyStart > payload.length) throw corrupt('stream table runs past the end');
+  const streams = palette ? 1 : w;
+  const entries = segments * streams;
+  const tableEnd = HEADER_BYTES + 4 * entries;
+  if (tableEnd > payload.length) throw corrupt('stream table runs past the end');
+  let paletteCount = 0;
+  let bodyStart = tableEnd;
+  if (palette) {
+    if (tableEnd + 2 > payload.length) throw corrupt('palette runs past the end');
+    paletteCount = dv.getUint16(tableEnd, true);
+    if (paletteCount === 0 || paletteCount > MAX_PALETTE) throw corrupt(`palette of ${paletteCount} entries`);
+    bodyStart = tableEnd + 2 + paletteCount * w;
+    if (bodyStart > payload.length) throw corrupt('palette runs past the end');
+  }
   const sizes = new Uint32Array(entries);
   const compressed = new Uint8Array(entries);
   let total = bodyStart + tail;
   for (let s = 0; s < segments; s++) {
     const n = Math.min(segElems, elements - s * segElems);
-    for (let k = 0; k < w; k++) {
-      const e = s * w + k;
+    for (let k = 0; k < streams; k++) {
+      const e = s * streams + k;
       const word = dv.getUint32(HEADER_BYTES + 4 * e, true);
       const size = word & ~COMPRESSED_BIT;
       const isCompressed = (word & COMPRESSED_BIT) !== 0;
@@ -135,7 +166,20 @@ export function parseHeader(payload: Uint8Array, dtype: DType, rawLength: number
     }
   }
   if (total !== payload.length) throw corrupt(`streams add up to ${total} bytes, payload has ${payload.length}`);
-  return { mode, layout, elements, segElems, segments, tail, sizes, compressed, bodyStart };
+  return {
+    mode,
+    layout,
+    elements,
+    segElems,
+    segments,
+    tail,
+    streams,
+    sizes,
+    compressed,
+    paletteCount,
+    paletteAt: tableEnd + 2,
+    bodyStart,
+  };
 }
 
 export function writeHeader(

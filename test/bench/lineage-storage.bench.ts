@@ -1,0 +1,172 @@
+// Bytes wgit stores for a model lineage, against (a) raw copies, (b) zstd -3
+// of each file, (c) 64 KB content-defined-chunking dedupe across the lineage,
+// (d) the wgit codec without deltas (every 4 MiB chunk encoded alone,
+// identical chunks stored once). wgit = a real repository: init, then commit
+// each model in order on one branch, then the size of .wgit on disk.
+//   pnpm bench lineage-storage      (LINEAGE_LAYERS=2 for a quicker run)
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { openModel } from '../../packages/core/src/index.js';
+import { encodeChunk } from '../../packages/store/src/codec/index.js';
+import { CdcDedupe } from './fixtures/cdc.js';
+import { DEFAULT_LINEAGE, ensureLineage } from './fixtures/lineage.js';
+import { ensureRealWeights } from './fixtures/real-weights.js';
+import { hasCommand, machineLine, table, treeBytes } from './fixtures/synthetic.js';
+
+const CHUNK = 4 << 20;
+
+interface Lineage {
+  name: string;
+  files: string[];
+}
+
+function rawBytes(files: string[]): number {
+  return files.reduce((t, f) => t + statSync(f).size, 0);
+}
+
+function zstdBytes(files: string[], dir: string): number {
+  if (!hasCommand('zstd')) return Number.NaN;
+  let total = 0;
+  for (const f of files) {
+    const out = join(dir, `${basename(f)}.zst`);
+    execFileSync('zstd', ['-3', '-T0', '-q', '-f', f, '-o', out]);
+    total += statSync(out).size;
+    rmSync(out);
+  }
+  return total;
+}
+
+function cdcBytes(files: string[]): { bytes: number; avgChunk: number } {
+  const d = new CdcDedupe();
+  for (const f of files) d.add(readFileSync(f));
+  return { bytes: d.uniqueBytes, avgChunk: d.totalBytes / d.chunks };
+}
+
+/** Codec alone: each tensor cut at 4 MiB like the repository, encoded without a base; identical raw chunks counted once. */
+async function codecNoDeltaBytes(files: string[]): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  for (const f of files) {
+    const m = await openModel(f);
+    total += m.shards.reduce((t, s) => t + s.dataStart, 0); // headers, kept as they are
+    for (const t of m.tensors) {
+      const data = await m.readTensor(t.name);
+      for (let o = 0; o < data.length; o += CHUNK) {
+        const c = data.subarray(o, Math.min(data.length, o + CHUNK));
+        const id = createHash('sha256').update(c).digest('base64');
+        if (seen.has(id)) continue;
+        seen.add(id);
+        total += encodeChunk(c, t.dtype).payload.length;
+      }
+    }
+    await m.close();
+  }
+  return total;
+}
+
+async function wgitBytes(files: string[], dir: string): Promise<{ bytes: number; seconds: number } | string> {
+  let store: typeof import('../../packages/store/src/index.js');
+  try {
+    store = await import('../../packages/store/src/index.js');
+  } catch (e) {
+    return `repository unavailable: ${(e as Error).message.split('\n')[0]}`;
+  }
+  const root = join(dir, 'repo');
+  const t = process.hrtime.bigint();
+  const repo = await store.Repository.init(root);
+  for (const f of files) await repo.commit({ path: f, message: basename(f) });
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  const bytes = treeBytes(join(root, '.wgit'));
+  rmSync(root, { recursive: true, force: true });
+  return { bytes, seconds };
+}
+
+async function main(): Promise<void> {
+  console.log(machineLine());
+  const layers = Number(process.env.LINEAGE_LAYERS ?? DEFAULT_LINEAGE.layers);
+  const lineages: Lineage[] = [
+    {
+      name: `synthetic llama-like bf16, base + ${DEFAULT_LINEAGE.fineTunes} fine-tunes (${layers} layers)`,
+      files: await ensureLineage({ ...DEFAULT_LINEAGE, layers }),
+    },
+  ];
+  const real = await ensureRealWeights();
+  if (real) lineages.push(...real.lineages);
+  else console.log('real weights unavailable (npm packages could not be fetched): real lineages skipped');
+
+  const rows: (string | number)[][] = [
+    [
+      'lineage',
+      'models',
+      'raw MB',
+      'wgit MB',
+      'vs raw',
+      'vs zstd -3',
+      'vs CDC 64K',
+      'vs codec no delta',
+      'beats all',
+      'zstd MB',
+      'CDC MB',
+      'codec MB',
+      'commit s',
+    ],
+  ];
+  const notes: string[] = [];
+  for (const l of lineages) {
+    const dir = mkdtempSync(join(tmpdir(), 'wgit-bench-'));
+    try {
+      const raw = rawBytes(l.files);
+      const z = zstdBytes(l.files, dir);
+      const cdc = cdcBytes(l.files);
+      const codec = await codecNoDeltaBytes(l.files);
+      const w = await wgitBytes(l.files, dir);
+      if (typeof w === 'string') {
+        notes.push(`${l.name}: ${w}`);
+        rows.push([
+          l.name,
+          l.files.length,
+          raw / 1e6,
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          z / 1e6,
+          cdc.bytes / 1e6,
+          codec / 1e6,
+          '-',
+        ]);
+      } else {
+        const beats = w.bytes < raw && w.bytes < z && w.bytes < cdc.bytes && w.bytes < codec;
+        rows.push([
+          l.name,
+          l.files.length,
+          raw / 1e6,
+          w.bytes / 1e6,
+          raw / w.bytes,
+          z / w.bytes,
+          cdc.bytes / w.bytes,
+          codec / w.bytes,
+          beats ? 'yes' : 'NO',
+          z / 1e6,
+          cdc.bytes / 1e6,
+          codec / 1e6,
+          w.seconds,
+        ]);
+      }
+      notes.push(`${l.name}: CDC average chunk ${(cdc.avgChunk / 1024).toFixed(1)} KiB`);
+      console.error(`done: ${l.name}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  console.log('"vs X" = bytes of X / bytes wgit stored (higher is better for wgit); wgit MB = every file under .wgit');
+  console.log(table(rows));
+  for (const n of notes) console.log(n);
+}
+
+await main();
