@@ -14,7 +14,10 @@ const files = readdirSync(dir)
 let failed = 0;
 for (const f of files) {
   console.log(`\n=== ${f}`);
-  const r = spawnSync(process.execPath, ['--conditions=wgit-source', '--import', 'tsx', '--expose-gc', join(dir, f)], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(process.execPath, ['--conditions=wgit-source', '--import', 'tsx', '--expose-gc', join(dir, f)], {
+    stdio: 'inherit',
+    cwd: root,
+  });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);

@@ -21,7 +21,6 @@ const ENV = {
   WGIT_AUTHOR_EMAIL: 'test@example.com',
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: parsed JSON from the CLI
 function wgit(cwd: string, ...args: string[]): { status: number; json: any; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args, '--json'], { cwd, env: ENV, encoding: 'utf8' });
   let json: unknown = null;

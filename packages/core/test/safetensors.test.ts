@@ -401,7 +401,6 @@ describe('writer', () => {
       [[{ name: 'a', dtype: 'F32', shape: [1] }], { k: 1 }, 'E_SAFETENSORS_METADATA'],
     ];
     for (const [specs, meta, code] of bad) {
-      // biome-ignore lint/suspicious/noExplicitAny: deliberately ill-typed input
       assert.equal(await codeOfAsync(() => SafetensorsWriter.create(p, specs as any, meta as any)), code);
     }
     assert.ok(!fs.existsSync(p));

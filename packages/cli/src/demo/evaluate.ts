@@ -28,8 +28,8 @@ export function mlpDims(source: { root: string; tensors: { name: string; shape: 
     const name = layerName(l, L);
     const w = shapes.get(`${name}.weight`);
     const b = shapes.get(`${name}.bias`);
-    if (!w || w.length !== 2) return bad(`${name}.weight missing or not 2-D`);
-    if (!b || b.length !== 1 || b[0] !== w[0]) return bad(`${name}.bias missing or not [${w[0]}]`);
+    if (w?.length !== 2) return bad(`${name}.weight missing or not 2-D`);
+    if (b?.length !== 1 || b[0] !== w[0]) return bad(`${name}.bias missing or not [${w[0]}]`);
     if (l === 0) dims.push(w[1]);
     else if (w[1] !== dims[l]) return bad(`${name}.weight has ${w[1]} inputs, the layer before gives ${dims[l]}`);
     dims.push(w[0]);

@@ -42,10 +42,6 @@ export function valueFor(v: PerTensor<number>, name: string, fallback: number): 
   return fallback;
 }
 
-export function isPerTensorRules(v: PerTensor<number>): boolean {
-  return Array.isArray(v);
-}
-
 const KNOWN = new Set(['weights', 'lambda', 'density', 'drop', 'seed', 'trim', 'normalize', 'rank', 'lines']);
 
 /** Shared validation for every method; `defaultNormalize` differs per method (as in mergekit). */
