@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type DType, isDType, WgitError } from '@wgit/core';
+import type { DType } from '@wgit/core';
+import { WgitError } from '@wgit/core/errors';
+import { layoutFor } from './codec/format.js';
 import { type ChunkEncoding, decodeChunk, encodeChunk } from './codec/index.js';
 import { atomicWrite, exists } from './fsutil.js';
 
@@ -48,8 +50,39 @@ export function sha256hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function corrupt(id: string, why: string): WgitError {
+export function corrupt(id: string, why: string): WgitError {
   return new WgitError('E_CORRUPT_CHUNK', `chunk ${id.slice(0, 12)} is corrupt: ${why}`, { chunk: id });
+}
+
+export function missing(id: string): WgitError {
+  return new WgitError('E_MISSING_CHUNK', `chunk ${id.slice(0, 12)} is missing`, { chunk: id });
+}
+
+/** Longest possible chunk header: fixed part, base id, a dtype name of up to 255 bytes. */
+export const MAX_CHUNK_HEADER = 16 + 32 + 255;
+
+/** The fixed part of a chunk file, written before the payload (no copy of the payload is made). */
+export function encodeChunkHeader(
+  encoding: ChunkEncoding,
+  depth: number,
+  dtype: DType,
+  rawLength: number,
+  base: string | null,
+  payloadLength: number,
+): Buffer {
+  const dt = Buffer.from(dtype, 'ascii');
+  const baseLen = encoding === 'xor-zipnn' ? 32 : 0;
+  const head = Buffer.alloc(16 + baseLen + dt.length);
+  head.writeUInt32LE(MAGIC, 0);
+  head[4] = 1;
+  head[5] = ENCODINGS.indexOf(encoding);
+  head[6] = depth;
+  head[7] = dt.length;
+  head.writeUInt32LE(rawLength, 8);
+  head.writeUInt32LE(payloadLength, 12);
+  if (baseLen) Buffer.from(base!, 'hex').copy(head, 16);
+  dt.copy(head, 16 + baseLen);
+  return head;
 }
 
 export function encodeChunkFile(
@@ -60,19 +93,17 @@ export function encodeChunkFile(
   base: string | null,
   payload: Uint8Array,
 ): Uint8Array {
-  const dt = Buffer.from(dtype, 'ascii');
-  const baseLen = encoding === 'xor-zipnn' ? 32 : 0;
-  const head = Buffer.alloc(16 + baseLen + dt.length);
-  head.writeUInt32LE(MAGIC, 0);
-  head[4] = 1;
-  head[5] = ENCODINGS.indexOf(encoding);
-  head[6] = depth;
-  head[7] = dt.length;
-  head.writeUInt32LE(rawLength, 8);
-  head.writeUInt32LE(payload.length, 12);
-  if (baseLen) Buffer.from(base!, 'hex').copy(head, 16);
-  dt.copy(head, 16 + baseLen);
-  return Buffer.concat([head, payload]);
+  return Buffer.concat([encodeChunkHeader(encoding, depth, dtype, rawLength, base, payload.length), payload]);
+}
+
+/** Every dtype the codec has a layout for, which is every safetensors dtype wgit accepts. */
+function knownDType(s: string): s is DType {
+  try {
+    layoutFor(s as DType);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function parseChunkHeader(id: string, buf: Uint8Array, fileSize: number): ChunkHeader {
@@ -88,7 +119,7 @@ export function parseChunkHeader(id: string, buf: Uint8Array, fileSize: number):
   const headerLength = 16 + baseLen + n;
   if (b.length < headerLength) throw corrupt(id, 'truncated header');
   const dtype = b.toString('ascii', 16 + baseLen, headerLength);
-  if (!isDType(dtype)) throw corrupt(id, `unknown dtype ${JSON.stringify(dtype)}`);
+  if (!knownDType(dtype)) throw corrupt(id, `unknown dtype ${JSON.stringify(dtype)}`);
   const rawLength = b.readUInt32LE(8);
   const payloadLength = b.readUInt32LE(12);
   if (headerLength + payloadLength !== fileSize) throw corrupt(id, 'file length does not match its header');
@@ -137,11 +168,11 @@ export class ChunkStore {
     try {
       fh = await fsp.open(file, 'r');
     } catch {
-      throw new WgitError('E_MISSING_CHUNK', `chunk ${id.slice(0, 12)} is missing`, { chunk: id });
+      throw missing(id);
     }
     try {
       const st = await fh.stat();
-      const buf = Buffer.alloc(Math.min(st.size, 16 + 32 + 255));
+      const buf = Buffer.alloc(Math.min(st.size, MAX_CHUNK_HEADER));
       await fh.read(buf, 0, buf.length, 0);
       return parseChunkHeader(id, buf, st.size);
     } finally {
@@ -161,7 +192,7 @@ export class ChunkStore {
     try {
       file = await fsp.readFile(this.pathOf(id));
     } catch {
-      throw new WgitError('E_MISSING_CHUNK', `chunk ${id.slice(0, 12)} is missing`, { chunk: id });
+      throw missing(id);
     }
     const h = parseChunkHeader(id, file, file.length);
     if (h.depth > maxDepth) throw corrupt(id, `delta chain deeper (${h.depth}) than allowed (${maxDepth})`);

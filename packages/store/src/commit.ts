@@ -1,18 +1,28 @@
-import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type LocalModel, openModel, WgitError } from '@wgit/core';
-import { type ChunkStore, sha256hex } from './chunkstore.js';
+import { type LocalModel, openModel } from '@wgit/core';
+import type { PutJob } from './chunkio.js';
+import type { ChunkStore } from './chunkstore.js';
 import type { RepoConfig } from './config.js';
-import { mapFsError } from './fsutil.js';
+import { datasyncFile, fsyncDir } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
-import { headerTreePath, MANIFEST, readAllRecords, sideFileTreePath, type TensorSet, tensorTreePath } from './model.js';
+import {
+  headerTreePath,
+  MANIFEST,
+  readAllRecords,
+  sideFileTreePath,
+  type TensorSet,
+  tensorHashOf,
+  tensorTreePath,
+} from './model.js';
 import { checkRelPath } from './names.js';
+import type { ChunkRunner } from './pool.js';
 import {
   type ChunkRef,
   encodeManifest,
   encodeRecord,
   type Manifest,
+  RECORD_FORMAT,
   type ShardEntry,
   type TensorRecord,
 } from './records.js';
@@ -21,8 +31,20 @@ export interface StoreContext {
   git: GitStore;
   chunks: ChunkStore;
   config: RepoConfig;
-  /** Chunk ids this operation created, so a failed commit can take them back. */
+  runner: ChunkRunner;
+  /** Chunk ids this operation renamed into place, so a failed commit can take them back. */
   created: string[];
+  /** Chunks written to temp files, not yet durable: chunk id → temp file. */
+  pending: Map<string, string>;
+  /** Temp files of chunks that another job of this commit also wrote; removed at the end. */
+  duplicates: string[];
+  /**
+   * fdatasync of each new temp file, started as soon as it is written so the
+   * disk works while the CPUs encode (dirty pages would otherwise wait for
+   * the final fsync); settled promises, the error kept as the value.
+   */
+  syncs: Map<string, Promise<unknown>>;
+  syncLimit: <T>(task: () => Promise<T>) => Promise<T>;
   onProgress?: (e: { phase: string; done: number; total: number }) => void;
   progress: { done: number; total: number };
 }
@@ -40,22 +62,69 @@ function posixRel(root: string, file: string): string {
   return path.relative(root, file).split(path.sep).join('/');
 }
 
-async function readAt(fh: fsp.FileHandle, buf: Uint8Array, position: number, file: string): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
-    if (bytesRead === 0) {
-      throw new WgitError('E_SAFETENSORS_TRUNCATED', `${file} shrank while being committed`, { path: file });
-    }
-    off += bytesRead;
+/**
+ * Keeps up to `size` jobs in flight and hands their results, in submission
+ * order, to the caller's callbacks. The first failure stops new submissions;
+ * `drain`/`settle` wait for every job already started, so the temp files
+ * they made are known before anything is cleaned up.
+ */
+export class JobWindow {
+  private readonly queue: Promise<void>[] = [];
+  private failure: { e: unknown } | null = null;
+  constructor(private readonly size: number) {}
+
+  /** Starts `start()` unless a job failed already: a job must never run after its caller gave up (checkout closes the file it writes to). */
+  async submit<T>(
+    start: () => Promise<T>,
+    onDone: (r: T) => void,
+    onError: (e: unknown) => unknown = (e) => e,
+  ): Promise<void> {
+    this.rethrow();
+    const prev = this.queue[this.queue.length - 1];
+    // Results are taken in order even though workers finish out of order.
+    const settled = start().then(
+      (r) => ({ ok: true as const, r }),
+      (e) => ({ ok: false as const, e }),
+    );
+    this.queue.push(
+      (async () => {
+        await prev;
+        const s = await settled;
+        if (this.failure) return;
+        if (s.ok) {
+          try {
+            onDone(s.r);
+          } catch (e) {
+            this.failure = { e };
+          }
+        } else this.failure = { e: onError(s.e) };
+      })(),
+    );
+    if (this.queue.length >= this.size) await this.queue.shift();
+    this.rethrow();
+  }
+
+  private rethrow(): void {
+    if (this.failure) throw this.failure.e;
+  }
+
+  async drain(): Promise<void> {
+    await this.settle();
+    this.rethrow();
+  }
+
+  /** Waits for the jobs in flight without throwing (cleanup after an error). */
+  async settle(): Promise<void> {
+    await Promise.all(this.queue.splice(0));
   }
 }
 
 /**
  * Stores one model (the commit's main tensor set, or a group) chunk by
- * chunk: memory stays at a couple of chunks whatever the model size. Each
- * chunk is offered to the codec with the parent's chunk at the same
- * position as a delta base when name, dtype and shape match.
+ * chunk on the context's runner: memory stays at a few chunks per thread
+ * whatever the model size. Each chunk is offered to the codec with the
+ * parent's chunk at the same position as a delta base when name, dtype and
+ * shape match. New chunks stay in temp files until flushChunks.
  */
 export async function storeModel(
   ctx: StoreContext,
@@ -64,29 +133,24 @@ export async function storeModel(
   recipe: Record<string, unknown> | null,
   groups: string[],
 ): Promise<StoredSet> {
-  const { chunks, config } = ctx;
+  const { config } = ctx;
   const cs = config.chunkSize;
   const entries = new Map<string, string>();
   const parentRecords = parent ? await readAllRecords(parent.git, parent.set).catch(() => null) : null;
   let rawBytes = 0;
   let storedBytes = 0;
   let newBytes = 0;
-  const buf = new Uint8Array(cs);
   const shards: ShardEntry[] = [];
+  const records: TensorRecord[] = [];
+  const window = new JobWindow(ctx.runner.window);
 
-  for (const h of model.shards) {
-    const rel = model.kind === 'file' ? path.basename(h.path) : posixRel(model.root, h.path);
-    checkRelPath(rel, 'shard');
-    const byOffset = [...h.tensors].sort((a, b) => a.begin - b.begin);
-    shards.push({ file: rel, size: h.fileSize, tensors: byOffset.map((t) => t.name) });
-    entries.set(headerTreePath(rel), await ctx.git.writeBlob(h.headerBytes));
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(h.path, 'r');
-    } catch (e) {
-      throw mapFsError(e, h.path);
-    }
-    try {
+  try {
+    for (const h of model.shards) {
+      const rel = model.kind === 'file' ? path.basename(h.path) : posixRel(model.root, h.path);
+      checkRelPath(rel, 'shard');
+      const byOffset = [...h.tensors].sort((a, b) => a.begin - b.begin);
+      shards.push({ file: rel, size: h.fileSize, tensors: byOffset.map((t) => t.name) });
+      entries.set(headerTreePath(rel), await ctx.git.writeBlob(h.headerBytes));
       for (const t of h.tensors) {
         const byteLength = t.end - t.begin;
         const pr = parentRecords?.get(t.name);
@@ -96,51 +160,61 @@ export async function storeModel(
           pr.chunkSize === cs &&
           pr.shape.length === t.shape.length &&
           pr.shape.every((d, i) => d === t.shape[i]);
-        const tensorHash = createHash('sha256');
-        const refs: ChunkRef[] = [];
-        for (let off = 0, i = 0; off < byteLength; off += cs, i++) {
-          const n = Math.min(cs, byteLength - off);
-          const raw = buf.subarray(0, n);
-          await readAt(fh, raw, h.dataStart + t.begin + off, h.path);
-          tensorHash.update(raw);
-          const id = sha256hex(raw);
-          let base: { id: string; raw: Uint8Array; depth: number } | null = null;
-          const pc = sameShape ? pr.chunks[i] : undefined;
-          if (pc && pc.hash !== id && !(await chunks.has(id))) {
-            // A damaged parent chunk only costs compression here; fsck reports it.
-            try {
-              const head = await chunks.readHeader(pc.hash);
-              base = { id: pc.hash, raw: await chunks.get(pc.hash), depth: head.depth };
-            } catch {
-              base = null;
-            }
-          }
-          const put = await chunks.put(id, raw, t.dtype, base, config.maxDeltaDepth);
-          if (put.created) {
-            ctx.created.push(id);
-            newBytes += put.stored;
-          }
-          storedBytes += put.stored;
-          refs.push({ hash: id, encoding: put.encoding, stored: put.stored, depth: put.depth });
-          ctx.progress.done += n;
-          ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
-        }
-        const rec: TensorRecord = {
-          format: 1,
+        const refs: ChunkRef[] = new Array(Math.ceil(byteLength / cs));
+        records.push({
+          format: RECORD_FORMAT,
           name: t.name,
           dtype: t.dtype,
           shape: t.shape,
           byteLength,
-          sha256: tensorHash.digest('hex'),
+          sha256: '', // set once every chunk id is known
           chunkSize: cs,
           chunks: refs,
-        };
-        entries.set(tensorTreePath(t.name), await ctx.git.writeBlob(encodeRecord(rec)));
+        });
+        for (let off = 0, i = 0; off < byteLength; off += cs, i++) {
+          const n = Math.min(cs, byteLength - off);
+          const job: PutJob = {
+            op: 'put',
+            file: h.path,
+            position: h.dataStart + t.begin + off,
+            length: n,
+            dtype: t.dtype,
+            base: (sameShape && pr.chunks[i]?.hash) || null,
+            maxDepth: config.maxDeltaDepth,
+          };
+          await window.submit(
+            () => ctx.runner.run(job),
+            (r) => {
+              if (r.tmp) {
+                // Two threads can meet the same new chunk; the first to report keeps it.
+                if (ctx.pending.has(r.id)) ctx.duplicates.push(r.tmp);
+                else {
+                  const tmp = r.tmp;
+                  ctx.pending.set(r.id, tmp);
+                  ctx.syncs.set(
+                    tmp,
+                    ctx.syncLimit(() => datasyncFile(tmp)).catch((e: unknown) => e ?? new Error('fdatasync failed')),
+                  );
+                  newBytes += r.stored;
+                }
+              }
+              storedBytes += r.stored;
+              refs[i] = { hash: r.id, encoding: r.encoding, stored: r.stored, depth: r.depth };
+              ctx.progress.done += n;
+              ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
+            },
+          );
+        }
         rawBytes += byteLength;
       }
-    } finally {
-      await fh.close();
     }
+    await window.drain();
+  } finally {
+    await window.settle();
+  }
+  for (const rec of records) {
+    rec.sha256 = tensorHashOf(rec.chunks.map((c) => c.hash));
+    entries.set(tensorTreePath(rec.name), await ctx.git.writeBlob(encodeRecord(rec)));
   }
 
   const files = [...model.sideFiles];
@@ -167,4 +241,55 @@ export async function storeModel(
 
 export async function openInput(p: string): Promise<LocalModel> {
   return openModel(path.resolve(p));
+}
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/**
+ * Makes the chunks written so far durable and gives them their names: every
+ * temp file's fdatasync (started in storeModel) must have finished, then it
+ * is renamed, then the folders holding the new names are fsynced. A chunk
+ * file under its final name is therefore always complete, even after a power
+ * cut, which matters because writers trust an existing chunk file instead of
+ * writing it again. Runs before the commit object is written.
+ */
+export async function flushChunks(ctx: StoreContext): Promise<void> {
+  const jobs = [...ctx.pending];
+  for (const [, tmp] of jobs) {
+    const err = await (ctx.syncs.get(tmp) ?? datasyncFile(tmp));
+    if (err) throw err;
+  }
+  ctx.syncs.clear();
+  const dirs = new Set<string>();
+  for (const [id, tmp] of jobs) {
+    const target = ctx.chunks.pathOf(id);
+    const dir = path.dirname(target);
+    if (!dirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      dirs.add(dir);
+    }
+    await fsp.rename(tmp, target);
+    ctx.pending.delete(id);
+    ctx.created.push(id);
+  }
+  await forEachLimit([...dirs, ctx.chunks.dir], 8, fsyncDir);
+  await discardTemps(ctx);
+}
+
+/** Removes the temp files of chunks that are not kept: duplicates, and after a failure the pending ones. */
+export async function discardTemps(ctx: StoreContext, pendingToo = false): Promise<void> {
+  const files = ctx.duplicates.splice(0);
+  if (pendingToo) {
+    await Promise.all(ctx.syncs.values());
+    ctx.syncs.clear();
+    files.push(...ctx.pending.values());
+    ctx.pending.clear();
+  }
+  await forEachLimit(files, 8, (f) => fsp.rm(f, { force: true }));
 }

@@ -3,7 +3,7 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
-import { WgitError } from '@wgit/core';
+import { WgitError } from '@wgit/core/errors';
 
 /**
  * Test hook for fault injection: called before every file write the store
@@ -17,7 +17,12 @@ export function setWriteFaultHook(hook: WriteFaultHook | null): void {
   writeFaultHook = hook;
 }
 
-function checkFault(file: string, bytes: number): void {
+/** The hook lives in this thread's memory: while one is set, chunk work stays on this thread (pool.ts). */
+export function hasWriteFaultHook(): boolean {
+  return writeFaultHook !== null;
+}
+
+export function checkFault(file: string, bytes: number): void {
   if (writeFaultHook) writeFaultHook(file, bytes);
 }
 
@@ -153,5 +158,31 @@ export async function fsyncDir(dir: string): Promise<void> {
     }
   } catch {
     // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
+}
+
+/** Runs at most `n` of the given tasks at once. */
+export function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    while (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+/** fdatasync of a closed file: its data (and size) reach the disk. */
+export async function datasyncFile(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
   }
 }

@@ -152,9 +152,30 @@ export function tensorError(e: unknown, set: TensorSet, name: string): unknown {
   return e;
 }
 
+/** The format-2 tensor hash: sha256 over the chunk ids' 32 raw bytes each, in chunk order. */
+export function tensorHashOf(chunkIds: string[]): string {
+  const h = createHash('sha256');
+  for (const id of chunkIds) h.update(Buffer.from(id, 'hex'));
+  return h.digest('hex');
+}
+
+function hashMismatch(set: TensorSet, rec: TensorRecord): WgitError {
+  return new WgitError(
+    'E_CORRUPT',
+    `commit ${set.commit.slice(0, 12)}, tensor ${JSON.stringify(rec.name)}: bytes do not match the recorded sha256`,
+    { commit: set.commit, tensor: rec.name },
+  );
+}
+
+/** For format-2 records the chunk list is checked against the tensor hash up front; chunk reads check the bytes. */
+export function checkChunkList(set: TensorSet, rec: TensorRecord): void {
+  if (rec.format !== 1 && tensorHashOf(rec.chunks.map((c) => c.hash)) !== rec.sha256) throw hashMismatch(set, rec);
+}
+
 /**
  * Streams a tensor's raw bytes chunk by chunk, each chunk checked against its
- * hash and the whole tensor against the record's sha256 at the end.
+ * hash, and the tensor against the record's sha256 (its chunk list, or for
+ * format-1 records its bytes at the end).
  */
 export async function streamTensor(
   chunks: ChunkStore,
@@ -163,7 +184,8 @@ export async function streamTensor(
   maxDepth: number,
   onChunk: (raw: Uint8Array, offset: number) => Promise<void> | void,
 ): Promise<void> {
-  const h = createHash('sha256');
+  checkChunkList(set, rec);
+  const h = rec.format === 1 ? createHash('sha256') : null;
   let off = 0;
   try {
     for (const c of rec.chunks) {
@@ -176,23 +198,14 @@ export async function streamTensor(
           { chunk: c.hash },
         );
       }
-      h.update(raw);
+      h?.update(raw);
       await onChunk(raw, off);
       off += raw.length;
     }
   } catch (e) {
     throw tensorError(e, set, rec.name);
   }
-  if (h.digest('hex') !== rec.sha256) {
-    throw new WgitError(
-      'E_CORRUPT',
-      `commit ${set.commit.slice(0, 12)}, tensor ${JSON.stringify(rec.name)}: bytes do not match the recorded sha256`,
-      {
-        commit: set.commit,
-        tensor: rec.name,
-      },
-    );
-  }
+  if (h && h.digest('hex') !== rec.sha256) throw hashMismatch(set, rec);
 }
 
 /** A commit (or one of its groups) as a ModelSource: records up front, tensor bytes on demand. */

@@ -16,13 +16,23 @@ export interface ChunkRef {
   depth: number; // delta chain depth at commit time
 }
 
+/**
+ * Record format 2 (written since the chunk pipeline hashes each chunk once):
+ * `sha256` is the sha256 of the chunk ids (32 raw bytes each, in order), so it
+ * needs no second pass over the tensor bytes; each chunk's bytes are checked
+ * against its id. Format 1 records (older repositories) hold the sha256 of
+ * the tensor's raw bytes and are still read.
+ */
+export type RecordFormat = 1 | 2;
+export const RECORD_FORMAT: RecordFormat = 2;
+
 export interface TensorRecord {
-  format: 1;
+  format: RecordFormat;
   name: string;
   dtype: DType;
   shape: number[];
   byteLength: number;
-  sha256: string; // of the whole tensor's raw bytes
+  sha256: string; // format 2: of the chunk ids; format 1: of the raw bytes
   chunkSize: number;
   chunks: ChunkRef[];
 }
@@ -74,7 +84,7 @@ export function decodeRecord(bytes: Uint8Array, where: string): TensorRecord {
     throw fail('not msgpack');
   }
   if (!r || typeof r !== 'object' || Array.isArray(r)) throw fail('not a map');
-  if (r.format !== 1) throw fail(`unsupported format ${String(r.format)}`);
+  if (r.format !== 1 && r.format !== 2) throw fail(`unsupported format ${String(r.format)}`);
   if (typeof r.name !== 'string') throw fail('name is not a string');
   if (typeof r.dtype !== 'string' || !isDType(r.dtype)) throw fail('unknown dtype');
   if (!Array.isArray(r.shape) || !r.shape.every(isCount)) throw fail('bad shape');
@@ -94,7 +104,7 @@ export function decodeRecord(bytes: Uint8Array, where: string): TensorRecord {
     return { hash: c.hash, encoding: c.encoding as ChunkEncoding, stored: c.stored, depth: c.depth };
   });
   return {
-    format: 1,
+    format: r.format,
     name: r.name,
     dtype: r.dtype,
     shape: r.shape as number[],

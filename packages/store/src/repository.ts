@@ -4,15 +4,16 @@ import * as path from 'node:path';
 import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
 import { checkoutSet } from './checkout.js';
 import { ChunkStore } from './chunkstore.js';
-import { openInput, type StoreContext, type StoredSet, storeModel } from './commit.js';
+import { discardTemps, flushChunks, openInput, type StoreContext, type StoredSet, storeModel } from './commit.js';
 import { DEFAULT_CONFIG, type RepoConfig, readConfig, validateConfig } from './config.js';
-import { atomicWrite, HOST, isPidAlive, mapFsError, parseTempName, tempName } from './fsutil.js';
+import { atomicWrite, HOST, isPidAlive, limiter, mapFsError, parseTempName, tempName } from './fsutil.js';
 import { buildTree, type GitCommit, GitStore } from './gitstore.js';
 import { currentIdentity } from './identity.js';
 import { inspectLock, LockFile } from './lock.js';
 import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
 import { GROUPS_DIR, loadTensorSet, readAllRecords, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
+import { type ChunkRunner, startRunner } from './pool.js';
 import { listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
 import { resolveRevision } from './revparse.js';
 
@@ -291,11 +292,17 @@ export class Repository {
     const model = await openInput(opts.path);
     const groupModels: [string, Awaited<ReturnType<typeof openInput>>][] = [];
     const marker = await this.beginWrite();
+    let runner: ChunkRunner | null = null;
     const ctx: StoreContext = {
       git: this.git,
       chunks: this.chunks,
       config: this.config,
+      runner: null as unknown as ChunkRunner, // started once the input size is known
       created: [],
+      pending: new Map(),
+      duplicates: [],
+      syncs: new Map(),
+      syncLimit: limiter(4),
       onProgress: opts.onProgress,
       progress: { done: 0, total: 0 },
     };
@@ -309,6 +316,8 @@ export class Repository {
         (a, m) => a + m.tensors.reduce((s, t) => s + t.byteLength, 0),
         0,
       );
+      runner = await startRunner(ctx.progress.total, this.chunks.dir, this.tmpDir);
+      ctx.runner = runner;
       const parentCommit = parents.length ? await this.gitCommit(parents[0]) : null;
       const parentSet = async (group: string | null) => {
         if (!parentCommit) return null;
@@ -332,6 +341,10 @@ export class Repository {
         for (const [p, oid] of g.entries) all.set(`${GROUPS_DIR}/${escapeName(name)}/${p}`, oid);
         totals.push(g);
       }
+      await runner.close();
+      runner = null;
+      // Every chunk the commit names is durable before the commit object exists, let alone the ref.
+      await flushChunks(ctx);
       const tree = await buildTree(this.git, all);
       const message = `${(opts.message ?? `Commit ${path.basename(path.resolve(opts.path))}`).replace(/\s+$/, '')}\n`;
       const commit = await this.git.writeCommit({ tree, parents, message, author: identity, committer: identity });
@@ -349,6 +362,9 @@ export class Repository {
         newBytes: totals.reduce((a, t) => a + t.newBytes, 0),
       };
     } catch (e) {
+      await runner?.close().catch(() => {});
+      runner = null;
+      await discardTemps(ctx, true).catch(() => {});
       await this.rollbackChunks(ctx.created, marker);
       throw mapFsError(e, this.gitdir);
     } finally {

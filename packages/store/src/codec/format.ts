@@ -1,5 +1,5 @@
 import type { DType } from '@wgit/core';
-import { WgitError } from '@wgit/core';
+import { WgitError } from '@wgit/core/errors';
 
 /*
  * Payload layout of the 'zipnn' and 'xor-zipnn' encodings (docs/codec.md has

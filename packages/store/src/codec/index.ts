@@ -1,5 +1,5 @@
 import type { DType } from '@wgit/core';
-import { isWgitError, WgitError } from '@wgit/core';
+import { isWgitError, WgitError } from '@wgit/core/errors';
 import {
   COMPRESSED_BIT,
   ENCODE_SEGMENT_BYTES,
