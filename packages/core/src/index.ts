@@ -1,5 +1,5 @@
-export * from './errors.js';
 export * from './dtypes.js';
-export * from './safetensors/index.js';
+export * from './errors.js';
 export * from './kernels/index.js';
 export * from './methods/index.js';
+export * from './safetensors/index.js';

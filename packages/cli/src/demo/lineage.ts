@@ -1,8 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeSafetensors } from '@wgit/core';
+import { writeFileAtomic, writeSafetensors } from '@wgit/core';
 import { loadDigits } from './digits.js';
-import { writeFileAtomic } from './files.js';
 import { cloneMlp, initMlp, type Mlp, train } from './mlp.js';
 import { Rng } from './rng.js';
 import { head, makeTasks, type Split, type TaskName, type TaskSplits } from './tasks.js';

@@ -32,11 +32,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Temp file + fsync + rename, so readers see the old file or the whole new one. */
-export async function writeFileAtomic(target: string, data: Uint8Array): Promise<void> {
+export async function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
   const tmp = tempPathFor(target);
   const fh = await open(tmp, 'wx');
   try {
-    await writeAll(fh, data);
+    await writeAll(fh, typeof data === 'string' ? new TextEncoder().encode(data) : data);
     await fh.sync();
     await fh.close();
     await rename(tmp, target);

@@ -1,3 +1,4 @@
+export { writeFileAtomic } from './atomic.js';
 export { SAFETENSORS_ERROR_CODES, type SafetensorsErrorCode } from './codes.js';
 export {
   type ByteReader,
