@@ -306,7 +306,10 @@ describe('JobWindow', () => {
     await assert.rejects(w.drain(), { code: 'E_X' });
     assert.equal(finished, 1, 'drain returned only after the slow job');
     await assert.rejects(
-      w.submit(() => later(1, 2), () => {}),
+      w.submit(
+        () => later(1, 2),
+        () => {},
+      ),
       { code: 'E_X' },
     );
     await w.settle();
