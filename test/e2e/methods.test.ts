@@ -322,6 +322,11 @@ describe('reversible merge (rmm)', () => {
       const co = wgit(['checkout', r.commit, '--model', String(n), '--out', out]).json;
       assert.equal(co.exact, true);
       assert.deepEqual(await rawTensors(out), await rawTensors(modelFile(inputs[n])));
+      // The whole file, header and its __metadata__ included, is the input's.
+      assert.deepEqual(
+        fs.readFileSync(path.join(out, 'model.safetensors')),
+        fs.readFileSync(path.join(lineage.models[inputs[n]].dir, 'model.safetensors')),
+      );
     }
   });
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseSafetensorsHeader, WgitError } from '@wgit/core';
+import { WgitError } from '@wgit/core';
 import type { GetJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
 import { JobWindow } from './commit.js';
@@ -9,9 +9,9 @@ import { fsyncDir, mapFsError } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
 import {
   checkChunkList,
-  headerTreePath,
   lookupPath,
   readAllRecords,
+  readShardHeader,
   sideFileTreePath,
   streamTensor,
   type TensorSet,
@@ -87,12 +87,9 @@ export async function checkoutSet(
     };
     for (const shard of m.shards) {
       const target = claim(shard.file, 'shard');
-      const he = await lookupPath(git, set.tree, headerTreePath(shard.file));
-      if (he?.type !== 'blob')
-        throw new WgitError('E_CORRUPT', `commit ${set.commit.slice(0, 12)}: no header for ${shard.file}`);
-      const headerBytes = await git.readBlob(he.oid);
       // The stored header must describe exactly the records we are about to write.
-      const header = parseSafetensorsHeader(headerBytes, shard.size, shard.file);
+      const header = await readShardHeader(git, set, shard);
+      const headerBytes = header.headerBytes;
       const byOffset = [...header.tensors].sort((a, b) => a.begin - b.begin);
       if (byOffset.length !== shard.tensors.length)
         throw new WgitError(

@@ -1,14 +1,14 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { isWgitError, parseSafetensorsHeader, WgitError } from '@wgit/core';
+import { isWgitError, WgitError } from '@wgit/core';
 import { ChunkStore } from './chunkstore.js';
 import type { GitCommit } from './gitstore.js';
 import { inspectLock } from './lock.js';
 import {
-  headerTreePath,
   loadTensorSet,
   lookupPath,
   readAllRecords,
+  readShardHeader,
   sideFileTreePath,
   streamTensor,
   type TensorSet,
@@ -189,9 +189,7 @@ async function checkBlobs(repo: Repository, set: TensorSet): Promise<void> {
     await repo.git.readBlob(e.oid);
   }
   for (const s of set.manifest.shards) {
-    const e = await lookupPath(repo.git, set.tree, headerTreePath(s.file));
-    if (e?.type !== 'blob') throw new WgitError('E_CORRUPT', `${at}: header of ${s.file} is missing`);
-    const h = parseSafetensorsHeader(await repo.git.readBlob(e.oid), s.size, s.file);
+    const h = await readShardHeader(repo.git, set, s);
     const names = [...h.tensors].sort((a, b) => a.begin - b.begin).map((t) => t.name);
     if (names.join('\0') !== s.tensors.join('\0'))
       throw new WgitError('E_CORRUPT', `${at}: header of ${s.file} disagrees with the manifest`);

@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
-import { type ModelSource, type ModelTensor, WgitError } from '@wgit/core';
+import {
+  type ModelSource,
+  type ModelTensor,
+  parseSafetensorsHeader,
+  type SafetensorsHeader,
+  WgitError,
+} from '@wgit/core';
 import type { ChunkStore } from './chunkstore.js';
 import type { GitStore, TreeEntry } from './gitstore.js';
 import { escapeName } from './names.js';
-import { decodeManifest, decodeRecord, type Manifest, type TensorRecord } from './records.js';
+import { decodeManifest, decodeRecord, type Manifest, type ShardEntry, type TensorRecord } from './records.js';
 
 /** Tree paths of one tensor set (the commit's root, or groups/<name>/). */
 export const MANIFEST = 'wgit.json';
@@ -22,6 +28,17 @@ export function headerTreePath(shardFile: string): string {
 
 export function tensorTreePath(name: string): string {
   return `${TENSORS_DIR}/${escapeName(name)}`;
+}
+
+/** The stored raw header of one shard, parsed and checked against the shard's recorded size. */
+export async function readShardHeader(git: GitStore, set: TensorSet, shard: ShardEntry): Promise<SafetensorsHeader> {
+  const he = await lookupPath(git, set.tree, headerTreePath(shard.file));
+  if (he?.type !== 'blob') {
+    throw new WgitError('E_CORRUPT', `commit ${set.commit.slice(0, 12)}: no header for ${shard.file}`, {
+      commit: set.commit,
+    });
+  }
+  return parseSafetensorsHeader(await git.readBlob(he.oid), shard.size, shard.file);
 }
 
 async function entriesOf(git: GitStore, treeOid: string): Promise<Map<string, TreeEntry>> {
@@ -223,6 +240,8 @@ export class StoreModel implements ModelSource {
     readonly set: TensorSet,
     readonly records: Map<string, TensorRecord>,
     private readonly maxDepth: number,
+    /** `__metadata__` of the first shard's stored header. */
+    readonly metadata: Record<string, string> | null = null,
   ) {
     this.root = `wgit:${set.commit}${set.group === null ? '' : `:${set.group}`}`;
     this.kind = set.manifest.kind;

@@ -11,7 +11,7 @@ import { buildTree, type GitCommit, GitStore } from './gitstore.js';
 import { currentIdentity } from './identity.js';
 import { inspectLock, LockFile } from './lock.js';
 import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
-import { GROUPS_DIR, loadTensorSet, readAllRecords, StoreModel, type TensorSet } from './model.js';
+import { GROUPS_DIR, loadTensorSet, readAllRecords, readShardHeader, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
 import { type ChunkRunner, startRunner } from './pool.js';
 import { listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
@@ -228,7 +228,9 @@ export class Repository {
     const commit = await this.resolve(rev);
     const set = await this.tensorSet(commit, group ?? null);
     const records = await readAllRecords(this.git, set);
-    return new StoreModel(this.git, this.chunks, set, records, 255);
+    const first = set.manifest.shards[0];
+    const metadata = first ? (await readShardHeader(this.git, set, first)).metadata : null;
+    return new StoreModel(this.git, this.chunks, set, records, 255, metadata);
   }
 
   async checkout(

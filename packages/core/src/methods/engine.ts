@@ -308,7 +308,7 @@ export interface PipelineOptions {
   ) => void | Promise<void>;
   /** Whole-model passes to run after validation, before writing (timed as firstPassMs). */
   firstPass?: () => Promise<void>;
-  /** Safetensors metadata of the output. */
+  /** Safetensors metadata of the output (default: the base's, else the first input's). */
   metadata?: Record<string, string>;
   /** WASM kernels for conversions and buffers (and the fast path). */
   kernels?: Kernels;
@@ -355,7 +355,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   }));
   const writer = await ModelWriter.create(opts.outDir, specs, {
     maxShardBytes: opts.maxShardBytes,
-    metadata: opts.metadata,
+    metadata: opts.metadata ?? (opts.base ?? ref).metadata ?? undefined,
   });
   const k = opts.kernels;
   const pool = new BufferPool(k);

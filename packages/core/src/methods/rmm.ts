@@ -179,6 +179,8 @@ export interface RmmMeta {
   copied: { name: string; dtype: DType; shape: number[] }[];
   /** Whole model per task: relative error of the recovered model (before fixes) and of the merged model. */
   models: { relError: number; mergedRelError: number; fixes: number }[];
+  /** Each input's safetensors `__metadata__`, restored on recovery (absent in groups written before it existed). */
+  metadata?: (Record<string, string> | null)[];
 }
 
 export interface ReversibleMergeOptions {
@@ -332,6 +334,7 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
     mergedRelError: t.delta > 0 ? Math.sqrt(t.merged / t.delta) : 0,
     fixes: t.fixes,
   }));
+  meta.metadata = opts.inputs.map((m) => m.metadata ?? null);
 
   // pass 2: write
   const t2 = performance.now();
@@ -357,7 +360,10 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
     dtype: isFloatDType(t.dtype) && outDtype ? outDtype : t.dtype,
     shape: t.shape,
   }));
-  const mergedWriter = await ModelWriter.create(opts.outDir, mergedSpecs, { maxShardBytes: opts.maxShardBytes });
+  const mergedWriter = await ModelWriter.create(opts.outDir, mergedSpecs, {
+    maxShardBytes: opts.maxShardBytes,
+    metadata: opts.base.metadata ?? undefined,
+  });
   const groupWriter = await ModelWriter.create(opts.groupDir, groupSpecs, { maxShardBytes: opts.maxShardBytes });
   let bytesWritten = 0;
   let basisTensors = 0;
@@ -552,6 +558,14 @@ async function readMeta(group: ModelSource): Promise<RmmMeta> {
   ) {
     throw new WgitError('E_RMM_GROUP', `${group.root}: unsupported reversible-merge table`, { path: group.root });
   }
+  const isStringMap = (m: unknown) =>
+    m === null ||
+    (typeof m === 'object' && !Array.isArray(m) && Object.values(m as object).every((v) => typeof v === 'string'));
+  if (meta.metadata !== undefined && !(Array.isArray(meta.metadata) && meta.metadata.every(isStringMap))) {
+    throw new WgitError('E_RMM_GROUP', `${group.root}: malformed per-input metadata in the table`, {
+      path: group.root,
+    });
+  }
   for (const name of meta.order) {
     const tm = meta.tensors[name];
     if (!tm) continue;
@@ -593,7 +607,10 @@ export async function recoverModel(opts: RecoverOptions): Promise<RecoverReport>
     const c = g.tensor(inputCopyName(name, N));
     return { name, dtype: c.dtype, shape: c.shape };
   });
-  const writer = await ModelWriter.create(opts.outDir, specs, { maxShardBytes: opts.maxShardBytes });
+  const writer = await ModelWriter.create(opts.outDir, specs, {
+    maxShardBytes: opts.maxShardBytes,
+    metadata: meta.metadata?.[N] ?? undefined,
+  });
   const pool = new BufferPool();
   let fixesApplied = 0;
   try {

@@ -142,7 +142,10 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
   await prepareOutDir(opts.outDir);
 
   // --- stream
-  const writer = await ModelWriter.create(opts.outDir, specs, { maxShardBytes: opts.maxShardBytes });
+  const writer = await ModelWriter.create(opts.outDir, specs, {
+    maxShardBytes: opts.maxShardBytes,
+    metadata: onto.metadata ?? undefined,
+  });
   const pool = new BufferPool();
   const notes: TensorNote[] = [];
   const perTensor: TensorCloseness[] = [];

@@ -30,6 +30,11 @@ export interface ModelSource {
   /** Relative POSIX paths of the non-weight files (config.json, tokenizer files …), sorted. */
   sideFiles: string[];
   readSideFile(rel: string): Promise<Uint8Array>;
+  /**
+   * The `__metadata__` string map of the (first) safetensors file, e.g.
+   * `{"format":"pt"}`; methods carry it over to the models they write.
+   */
+  readonly metadata?: Record<string, string> | null;
   /** Reads only that tensor's bytes; into `into` (a prefix of it) when given. */
   readTensor(name: string, into?: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
@@ -342,6 +347,7 @@ type FileHandle = Awaited<ReturnType<typeof open>>;
 class DiskModel implements LocalModel {
   readonly tensors: ModelTensor[] = [];
   readonly sideFiles: string[];
+  readonly metadata: Record<string, string> | null;
   private readonly byName = new Map<string, { shard: number; info: TensorInfo; tensor: ModelTensor }>();
   private readonly handles = new Map<number, Promise<FileHandle>>();
 
@@ -368,6 +374,7 @@ class DiskModel implements LocalModel {
       }
     });
     this.sideFiles = [...sideFileSizes.keys()].sort();
+    this.metadata = shards[0]?.metadata ?? null;
   }
 
   private entry(name: string) {

@@ -323,3 +323,24 @@ describe('kernel path', () => {
     }
   });
 });
+
+describe('safetensors metadata of method outputs', () => {
+  it("a merge carries the base model's __metadata__, else the first input's", async () => {
+    const r = rng(7);
+    const b = llamaToy(r);
+    const mdir = path.join(dir, 'meta');
+    const basePath = await writeModel(path.join(mdir, 'base'), b, undefined, { format: 'pt', origin: 'base' });
+    const ftPaths = await Promise.all(
+      [0, 1].map((i) =>
+        writeModel(path.join(mdir, `ft${i}`), perturb(b, r, 0.01), undefined, { format: 'pt', origin: `ft${i}` }),
+      ),
+    );
+    const withBase = path.join(mdir, 'with-base');
+    const ins = await Promise.all(ftPaths.map(open));
+    await mergeModels({ inputs: ins, base: await open(basePath), method: 'task-arithmetic', outDir: withBase });
+    assert.deepEqual((await open(withBase)).metadata, { format: 'pt', origin: 'base' });
+    const noBase = path.join(mdir, 'no-base');
+    await mergeModels({ inputs: ins, method: 'linear', outDir: noBase });
+    assert.deepEqual((await open(noBase)).metadata, { format: 'pt', origin: 'ft0' });
+  });
+});

@@ -64,11 +64,13 @@ export async function writeModel(
   dir: string,
   tensors: T[],
   sideFiles: Record<string, string> = { 'config.json': '{"model_type":"toy"}' },
+  metadata: Record<string, string> | null = null,
 ): Promise<string> {
   fs.mkdirSync(dir, { recursive: true });
   await writeSafetensors(
     path.join(dir, 'model.safetensors'),
     tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: encode(t.values, t.dtype) })),
+    metadata,
   );
   for (const [rel, text] of Object.entries(sideFiles)) {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
