@@ -308,8 +308,10 @@ export interface PipelineOptions {
   ) => void | Promise<void>;
   /** Whole-model passes to run after validation, before writing (timed as firstPassMs). */
   firstPass?: () => Promise<void>;
-  /** Safetensors metadata of the output (default: the base's, else the first input's). */
+  /** Safetensors metadata of the output (default: the carrier's). */
   metadata?: Record<string, string>;
+  /** The model whose side files and metadata the output takes (default: the base, else the first input). */
+  carrier?: ModelSource;
   /** WASM kernels for conversions and buffers (and the fast path). */
   kernels?: Kernels;
   /**
@@ -348,6 +350,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   const t2 = performance.now();
 
   const ref = opts.inputs[0];
+  const carrier = opts.carrier ?? opts.base ?? ref;
   const specs: TensorSpec[] = ref.tensors.map((t) => ({
     name: t.name,
     dtype: isFloatDType(t.dtype) && outDtype ? outDtype : t.dtype,
@@ -355,7 +358,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   }));
   const writer = await ModelWriter.create(opts.outDir, specs, {
     maxShardBytes: opts.maxShardBytes,
-    metadata: opts.metadata ?? (opts.base ?? ref).metadata ?? undefined,
+    metadata: opts.metadata ?? carrier.metadata ?? undefined,
   });
   const k = opts.kernels;
   const pool = new BufferPool(k);
@@ -403,7 +406,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     }
     await pendingWrite;
     await writer.finish();
-    await copySideFiles(opts.base ?? opts.inputs[0], opts.outDir);
+    await copySideFiles(carrier, opts.outDir);
   } catch (e) {
     await writer.abort();
     await discardOutDir(opts.outDir);

@@ -77,6 +77,8 @@ export async function linesEdit(opts: LinesEditOptions): Promise<LinesReport> {
     label: 'lines',
     inputs: [opts.model],
     base: opts.base,
+    // The edit is still the fine-tune: it keeps the fine-tune's config, tokenizer and metadata.
+    carrier: opts.model,
     outDir: opts.outDir,
     outDtype: opts.outDtype,
     onProgress: opts.onProgress,

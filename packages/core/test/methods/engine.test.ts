@@ -270,6 +270,11 @@ describe('linesEdit', () => {
       if (t.dtype === 'I64') continue;
       assert.deepEqual(a.get(name)?.bytes, t.bytes, name);
     }
+    // The edit keeps the fine-tune's side files, not the base's: the whole folder comes back.
+    assert.deepEqual(fs.readdirSync(o).sort(), fs.readdirSync(paths.ft[0]).sort());
+    for (const f of fs.readdirSync(o)) {
+      assert.deepEqual(fs.readFileSync(path.join(o, f)), fs.readFileSync(path.join(paths.ft[0], f)), f);
+    }
   });
   it('scales each block by α + β·ℓ/(L−1), β = 1 − α by default', async () => {
     const o = out();
