@@ -27,16 +27,24 @@ export default class Show extends WgitCommand {
       if (r.groups.length) this.log(`Groups: ${r.groups.join(', ')}`);
       this.log(`\n${r.message.replace(/^/gm, '    ')}\n`);
       const ratio = r.storedBytes > 0 ? (r.rawBytes / r.storedBytes).toFixed(2) : '-';
+      const what = r.kind === 'folder' ? `model folder (${r.shards.join(', ')})` : `model file ${r.shards.join(', ')}`;
       this.log(
-        `${r.kind} ${r.shards.join(', ')}: ${r.tensors.length} tensors, ${size(r.rawBytes)} raw, ${size(r.storedBytes)} stored (${ratio}x)`,
+        `${what}: ${r.tensors.length} tensors, ${size(r.rawBytes)} raw, ${size(r.storedBytes)} stored (${ratio}x)`,
       );
       if (r.files.length) this.log(`side files: ${r.files.join(', ')}`);
-      for (const t of r.tensors) {
-        const enc = Object.entries(t.encodings)
+      const rows = r.tensors.map((t) => [
+        t.name,
+        `${t.dtype}[${t.shape.join(',')}]`,
+        size(t.byteLength),
+        size(t.storedBytes),
+        Object.entries(t.encodings)
           .map(([k, v]) => `${k}×${v}`)
-          .join(' ');
+          .join(' '),
+      ]);
+      const w = [0, 1, 2, 3].map((i) => Math.max(0, ...rows.map((row) => row[i].length)));
+      for (const [name, type, raw, stored, enc] of rows) {
         this.log(
-          `  ${t.name}  ${t.dtype}[${t.shape.join(',')}]  ${size(t.byteLength)} → ${size(t.storedBytes)}  ${enc}`,
+          `  ${name.padEnd(w[0])}  ${type.padEnd(w[1])}  ${raw.padStart(w[2])} → ${stored.padStart(w[3])}  ${enc}`,
         );
       }
     }
