@@ -7,7 +7,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
-import type { Repository } from '@wgit/store';
+import type { CommitResult, Repository } from '@wgit/store';
 
 /** A model given on the command line: a revision of the repository, or a file/folder on disk. */
 export interface ModelArg {
@@ -124,4 +124,77 @@ export function commitParents(inputs: ModelArg[], head: string | null): string[]
 export async function openRepo(flagRepo: string | undefined): Promise<Repository> {
   const { Repository } = await import('@wgit/store');
   return Repository.open(flagRepo ?? process.cwd());
+}
+
+/** A number flag that must be finite (`--scale`, `--alpha` …); undefined when not given. */
+export function finiteNumberFlag(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x)) {
+    throw new WgitError('E_BAD_PARAM', `--${name} must be a finite number, got ${JSON.stringify(v)}`, { param: name });
+  }
+  return x;
+}
+
+export interface MethodCommitPlan<T> {
+  /** --repo. */
+  repo: string | undefined;
+  /** Model arguments (revisions or paths), opened in this order and closed at the end. */
+  models: string[];
+  /** Branch prefix of the default branch (`transfer`, `lines`, `merge`). */
+  kind: string;
+  /** --branch. */
+  branch: string | undefined;
+  /** The name after `<kind>/` of the default branch. */
+  branchName: (models: ModelArg[]) => string;
+  /** Writes the result model to `outDir` (extra folders may go under `scratch`) and says how to commit it. */
+  compute: (
+    models: ModelArg[],
+    outDir: string,
+    scratch: string,
+  ) => Promise<{
+    value: T;
+    message: string;
+    /** The inputs that become parents, in order. */
+    parents: ModelArg[];
+    recipe: Record<string, unknown>;
+    groups?: Record<string, string>;
+  }>;
+  progress: (message: string) => void;
+  progressDone: () => void;
+}
+
+/**
+ * The shared life of a method command: open the models, compute into a
+ * scratch folder, commit the result with its inputs as parents and its
+ * recipe (compare-and-swap on the branch), then close and clean up.
+ */
+export async function runMethodCommit<T>(
+  plan: MethodCommitPlan<T>,
+): Promise<{ value: T; models: ModelArg[]; result: CommitResult; parents: string[] }> {
+  const repo = await openRepo(plan.repo);
+  const opened: ModelArg[] = [];
+  const scratch = await scratchDir(plan.kind);
+  try {
+    for (const spec of plan.models) opened.push(await openModelArg(spec, repo));
+    const target = await chooseBranch(repo, plan.branch, plan.kind, plan.branchName(opened));
+    const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir);
+    plan.progressDone();
+    const result = await repo.commit({
+      path: join(scratch.dir, 'model'),
+      message: made.message,
+      branch: target.branch,
+      parents: commitParents(made.parents, target.head),
+      expectedHead: target.head,
+      recipe: made.recipe,
+      groups: made.groups,
+      onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
+    });
+    plan.progressDone();
+    const { parents } = await repo.readCommit(result.commit);
+    return { value: made.value, models: opened, result, parents };
+  } finally {
+    await closeAll(opened);
+    await scratch.cleanup();
+  }
 }

@@ -1,18 +1,6 @@
-import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
-import { WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
-import {
-  branchPiece,
-  chooseBranch,
-  closeAll,
-  commitParents,
-  type ModelArg,
-  openModelArg,
-  openRepo,
-  recipeRef,
-  scratchDir,
-} from '../method-commit.js';
+import { branchPiece, finiteNumberFlag, recipeRef, runMethodCommit } from '../method-commit.js';
 
 export interface LinesResult {
   commit: string;
@@ -28,15 +16,6 @@ export interface LinesResult {
   rawBytes: number;
   storedBytes: number;
   warnings: string[];
-}
-
-function numberFlag(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x)) {
-    throw new WgitError('E_BAD_PARAM', `--${name} must be a finite number, got ${JSON.stringify(v)}`, { param: name });
-  }
-  return x;
 }
 
 export default class Lines extends WgitCommand {
@@ -63,66 +42,63 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
 
   async run(): Promise<LinesResult> {
     const { args, flags } = await this.parse(Lines);
-    const alpha = numberFlag(flags.alpha, 'alpha');
-    const beta = numberFlag(flags.beta, 'beta');
+    const alpha = finiteNumberFlag(flags.alpha, 'alpha');
+    const beta = finiteNumberFlag(flags.beta, 'beta');
     const { linesEdit } = await import('@wgit/core');
-    const repo = await openRepo(flags.repo);
-    const opened: ModelArg[] = [];
-    const scratch = await scratchDir('lines');
-    try {
-      const ft = await openModelArg(args.ft, repo);
-      opened.push(ft);
-      const base = await openModelArg(flags.base, repo);
-      opened.push(base);
-      const target = await chooseBranch(repo, flags.branch, 'lines', branchPiece(ft));
-      const outDir = join(scratch.dir, 'model');
-      const report = await linesEdit({
-        model: ft.source,
-        base: base.source,
-        alpha,
-        beta,
-        outDir,
-        onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const res = await repo.commit({
-        path: outDir,
-        message:
-          flags.message ??
-          `LiNeS of ${args.ft} over ${flags.base} (α = ${report.lines.alpha}, β = ${report.lines.beta})`,
-        branch: target.branch,
-        parents: commitParents([ft, base], target.head),
-        expectedHead: target.head,
-        recipe: { method: 'lines', ft: recipeRef(ft), base: recipeRef(base), ...report.lines },
-        onProgress: (e) => this.progress(`commit ${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const info = await repo.readCommit(res.commit);
-      const out: LinesResult = {
-        commit: res.commit,
-        branch: res.branch,
-        parents: info.parents,
-        model: ft.commit ?? (ft.path as string),
-        base: base.commit ?? (base.path as string),
-        alpha: report.lines.alpha,
-        beta: report.lines.beta,
-        blocks: report.lines.blocks,
-        tensors: res.tensors,
-        rawBytes: res.rawBytes,
-        storedBytes: res.storedBytes,
-        warnings: report.warnings,
-      };
-      if (!this.jsonEnabled()) {
-        this.log(
-          `LiNeS α = ${out.alpha}, β = ${out.beta} over ${out.blocks} blocks → ${res.commit.slice(0, 12)} on ${res.branch}`,
-        );
-        if (out.blocks === 0) this.warn('no blocks found in the tensor names: every tensor was scaled by α');
-        for (const w of report.warnings) this.warn(w);
-      }
-      return out;
-    } finally {
-      await closeAll(opened);
-      await scratch.cleanup();
+    const {
+      value: report,
+      models,
+      result,
+      parents,
+    } = await runMethodCommit({
+      repo: flags.repo,
+      models: [args.ft, flags.base],
+      kind: 'lines',
+      branch: flags.branch,
+      branchName: ([ft]) => branchPiece(ft),
+      compute: async ([ft, base], outDir) => {
+        const report = await linesEdit({
+          model: ft.source,
+          base: base.source,
+          alpha,
+          beta,
+          outDir,
+          onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
+        });
+        return {
+          value: report,
+          message:
+            flags.message ??
+            `LiNeS of ${args.ft} over ${flags.base} (α = ${report.lines.alpha}, β = ${report.lines.beta})`,
+          parents: [ft, base],
+          recipe: { method: 'lines', ft: recipeRef(ft), base: recipeRef(base), ...report.lines },
+        };
+      },
+      progress: (m) => this.progress(m),
+      progressDone: () => this.progressDone(),
+    });
+    const [ft, base] = models;
+    const out: LinesResult = {
+      commit: result.commit,
+      branch: result.branch,
+      parents,
+      model: ft.commit ?? (ft.path as string),
+      base: base.commit ?? (base.path as string),
+      alpha: report.lines.alpha,
+      beta: report.lines.beta,
+      blocks: report.lines.blocks,
+      tensors: result.tensors,
+      rawBytes: result.rawBytes,
+      storedBytes: result.storedBytes,
+      warnings: report.warnings,
+    };
+    if (!this.jsonEnabled()) {
+      this.log(
+        `LiNeS α = ${out.alpha}, β = ${out.beta} over ${out.blocks} blocks → ${result.commit.slice(0, 12)} on ${result.branch}`,
+      );
+      if (out.blocks === 0) this.warn('no blocks found in the tensor names: every tensor was scaled by α');
+      for (const w of report.warnings) this.warn(w);
     }
+    return out;
   }
 }

@@ -3,17 +3,7 @@ import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { type DType, type MergeParams, WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
-import {
-  branchPiece,
-  chooseBranch,
-  closeAll,
-  commitParents,
-  type ModelArg,
-  openModelArg,
-  openRepo,
-  recipeRef,
-  scratchDir,
-} from '../method-commit.js';
+import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 
 export interface MergeResult {
   commit: string;
@@ -162,72 +152,72 @@ again (wgit checkout REV --model N).`;
     // parameter errors surface before any model is opened
     m.resolve(params, inputs.length);
 
-    const repo = await openRepo(flags.repo);
-    const opened: ModelArg[] = [];
-    const scratch = await scratchDir('merge');
-    try {
-      for (const spec of inputs) opened.push(await openModelArg(spec, repo));
-      const base = baseSpec && m.needsBase ? await openModelArg(baseSpec, repo) : null;
-      if (base) opened.push(base);
-      const ins = base ? opened.slice(0, -1) : opened;
-      const name = ins.map(branchPiece).join('+').slice(0, 80);
-      const target = await chooseBranch(repo, flags.branch, 'merge', name);
-      const outDir = join(scratch.dir, 'model');
-      const groupDir = join(scratch.dir, 'rmm');
-      const report = await mergeModels({
-        inputs: ins.map((a) => a.source),
-        base: base?.source,
-        method,
-        params,
-        outDir,
-        outDtype,
-        groupDir: method === 'rmm' ? groupDir : undefined,
-        onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const recipe: Record<string, unknown> = {
-        method,
-        inputs: ins.map(recipeRef),
-        base: base ? recipeRef(base) : null,
-        params: report.params,
-        seed: report.params.seed,
-      };
-      if (report.lines) recipe.lines = report.lines;
-      if (flags.config) recipe.config = flags.config;
-      const rmm = (report as { rmm?: MergeResult['rmm'] }).rmm;
-      const res = await repo.commit({
-        path: outDir,
-        message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,
-        branch: target.branch,
-        parents: commitParents(base ? [...ins, base] : ins, target.head),
-        expectedHead: target.head,
-        recipe,
-        groups: method === 'rmm' ? { rmm: groupDir } : undefined,
-        onProgress: (e) => this.progress(`commit ${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const info = await repo.readCommit(res.commit);
-      const out: MergeResult = {
-        commit: res.commit,
-        branch: res.branch,
-        parents: info.parents,
-        method,
-        inputs: ins.map((a) => a.commit ?? a.path ?? a.spec),
-        base: base ? (base.commit ?? base.path) : null,
-        params: report.params as unknown as Record<string, unknown>,
-        tensors: res.tensors,
-        rawBytes: res.rawBytes,
-        storedBytes: res.storedBytes,
-        warnings: [...warnings, ...report.warnings],
-      };
-      if (rmm) out.rmm = { rank: rmm.rank, basisTensors: rmm.basisTensors, models: rmm.models };
-      if (report.lines) out.lines = report.lines;
-      if (!this.jsonEnabled()) this.render(out);
-      return out;
-    } finally {
-      await closeAll(opened);
-      await scratch.cleanup();
-    }
+    const useBase = Boolean(baseSpec && m.needsBase);
+    const {
+      value: report,
+      models,
+      result,
+      parents,
+    } = await runMethodCommit({
+      repo: flags.repo,
+      models: useBase ? [...inputs, baseSpec as string] : inputs,
+      kind: 'merge',
+      branch: flags.branch,
+      branchName: (ms) => ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80),
+      compute: async (ms, outDir, scratch) => {
+        const ins = ms.slice(0, inputs.length);
+        const base = useBase ? ms[inputs.length] : null;
+        const groupDir = join(scratch, 'rmm');
+        const report = await mergeModels({
+          inputs: ins.map((a) => a.source),
+          base: base?.source,
+          method,
+          params,
+          outDir,
+          outDtype,
+          groupDir: method === 'rmm' ? groupDir : undefined,
+          onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
+        });
+        const recipe: Record<string, unknown> = {
+          method,
+          inputs: ins.map(recipeRef),
+          base: base ? recipeRef(base) : null,
+          params: report.params,
+          seed: report.params.seed,
+        };
+        if (report.lines) recipe.lines = report.lines;
+        if (flags.config) recipe.config = flags.config;
+        return {
+          value: report,
+          message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,
+          parents: ms,
+          recipe,
+          groups: method === 'rmm' ? { rmm: groupDir } : undefined,
+        };
+      },
+      progress: (msg) => this.progress(msg),
+      progressDone: () => this.progressDone(),
+    });
+    const ins = models.slice(0, inputs.length);
+    const base = useBase ? models[inputs.length] : null;
+    const rmm = (report as { rmm?: MergeResult['rmm'] }).rmm;
+    const out: MergeResult = {
+      commit: result.commit,
+      branch: result.branch,
+      parents,
+      method,
+      inputs: ins.map((a) => a.commit ?? a.path ?? a.spec),
+      base: base ? (base.commit ?? base.path) : null,
+      params: report.params as unknown as Record<string, unknown>,
+      tensors: result.tensors,
+      rawBytes: result.rawBytes,
+      storedBytes: result.storedBytes,
+      warnings: [...warnings, ...report.warnings],
+    };
+    if (rmm) out.rmm = { rank: rmm.rank, basisTensors: rmm.basisTensors, models: rmm.models };
+    if (report.lines) out.lines = report.lines;
+    if (!this.jsonEnabled()) this.render(out);
+    return out;
   }
 
   private render(r: MergeResult): void {

@@ -1,18 +1,6 @@
-import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
-import { WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
-import {
-  branchPiece,
-  chooseBranch,
-  closeAll,
-  commitParents,
-  type ModelArg,
-  openModelArg,
-  openRepo,
-  recipeRef,
-  scratchDir,
-} from '../method-commit.js';
+import { branchPiece, finiteNumberFlag, recipeRef, runMethodCommit } from '../method-commit.js';
 
 export interface TransferResult {
   commit: string;
@@ -59,85 +47,72 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
 
   async run(): Promise<TransferResult> {
     const { args, flags } = await this.parse(Transfer);
-    let scale = 1;
-    if (flags.scale !== undefined) {
-      scale = Number(flags.scale);
-      if (flags.scale.trim() === '' || !Number.isFinite(scale)) {
-        throw new WgitError('E_BAD_PARAM', `--scale must be a finite number, got ${JSON.stringify(flags.scale)}`, {
-          param: 'scale',
-        });
-      }
-    }
+    const scale = finiteNumberFlag(flags.scale, 'scale') ?? 1;
     const { transferModel } = await import('@wgit/core');
-    const repo = await openRepo(flags.repo);
-    const opened: ModelArg[] = [];
-    const scratch = await scratchDir('transfer');
-    try {
-      const ft = await openModelArg(args.ft, repo);
-      opened.push(ft);
-      const from = await openModelArg(flags.from, repo);
-      opened.push(from);
-      const onto = await openModelArg(flags.onto, repo);
-      opened.push(onto);
-      const target = await chooseBranch(repo, flags.branch, 'transfer', branchPiece(ft));
-      const outDir = join(scratch.dir, 'model');
-      const report = await transferModel({
-        ft: ft.source,
-        from: from.source,
-        onto: onto.source,
-        scale,
-        copyMissing: flags['copy-missing'],
-        outDir,
-        onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const res = await repo.commit({
-        path: outDir,
-        message: flags.message ?? `transfer ${args.ft} from ${flags.from} onto ${flags.onto}`,
-        branch: target.branch,
-        parents: commitParents([onto, ft], target.head),
-        expectedHead: target.head,
-        recipe: {
-          method: 'transfer',
-          ft: recipeRef(ft),
-          from: recipeRef(from),
-          onto: recipeRef(onto),
+    const {
+      value: report,
+      models,
+      result,
+      parents,
+    } = await runMethodCommit({
+      repo: flags.repo,
+      models: [args.ft, flags.from, flags.onto],
+      kind: 'transfer',
+      branch: flags.branch,
+      branchName: ([ft]) => branchPiece(ft),
+      compute: async ([ft, from, onto], outDir) => {
+        const report = await transferModel({
+          ft: ft.source,
+          from: from.source,
+          onto: onto.source,
           scale,
           copyMissing: flags['copy-missing'],
-          closeness: report.closeness,
-        },
-        onProgress: (e) => this.progress(`commit ${e.phase} ${e.done}/${e.total}`),
-      });
-      this.progressDone();
-      const info = await repo.readCommit(res.commit);
-      const out: TransferResult = {
-        commit: res.commit,
-        branch: res.branch,
-        parents: info.parents,
-        ft: ft.commit ?? (ft.path as string),
-        from: from.commit ?? (from.path as string),
-        onto: onto.commit ?? (onto.path as string),
-        scale,
-        closeness: report.closeness,
-        tensors: res.tensors,
-        rawBytes: res.rawBytes,
-        storedBytes: res.storedBytes,
-        grown: report.grown,
-        missing: report.missing,
-        warnings: report.warnings,
-      };
-      if (!this.jsonEnabled()) {
-        const c = report.closeness;
-        this.log(
-          `bases: cosine(onto − from, update) = ${c.cosine.toFixed(4)}, relative distance = ${c.relDistance.toFixed(4)}`,
-        );
-        this.log(`transferred ${args.ft} onto ${flags.onto} → ${res.commit.slice(0, 12)} on ${res.branch}`);
-        for (const w of report.warnings) this.warn(w);
-      }
-      return out;
-    } finally {
-      await closeAll(opened);
-      await scratch.cleanup();
+          outDir,
+          onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
+        });
+        return {
+          value: report,
+          message: flags.message ?? `transfer ${args.ft} from ${flags.from} onto ${flags.onto}`,
+          parents: [onto, ft],
+          recipe: {
+            method: 'transfer',
+            ft: recipeRef(ft),
+            from: recipeRef(from),
+            onto: recipeRef(onto),
+            scale,
+            copyMissing: flags['copy-missing'],
+            closeness: report.closeness,
+          },
+        };
+      },
+      progress: (m) => this.progress(m),
+      progressDone: () => this.progressDone(),
+    });
+    const [ft, from, onto] = models;
+    const out: TransferResult = {
+      commit: result.commit,
+      branch: result.branch,
+      parents,
+      ft: ft.commit ?? (ft.path as string),
+      from: from.commit ?? (from.path as string),
+      onto: onto.commit ?? (onto.path as string),
+      scale,
+      closeness: report.closeness,
+      tensors: result.tensors,
+      rawBytes: result.rawBytes,
+      storedBytes: result.storedBytes,
+      grown: report.grown,
+      missing: report.missing,
+      warnings: report.warnings,
+    };
+    if (!this.jsonEnabled()) {
+      const c = report.closeness;
+      this.log(
+        `bases: cosine(onto − from, update) = ${c.cosine.toFixed(4)}, relative distance = ${c.relDistance.toFixed(4)}`,
+      );
+      this.log(`transferred ${args.ft} onto ${flags.onto} → ${result.commit.slice(0, 12)} on ${result.branch}`);
+      for (const w of report.warnings) this.warn(w);
     }
+    return out;
   }
 }
