@@ -1,5 +1,7 @@
-import { Command, Flags, type Interfaces } from '@oclif/core';
+import { Command, Flags, type Interfaces, ux } from '@oclif/core';
+import { exitQuietlyOnClosedOutput } from './epipe.js';
 import { errorSummary } from './error-summary.js';
+import { escapeControls, jsonText } from './format.js';
 
 export { errorSummary };
 
@@ -7,6 +9,9 @@ export { errorSummary };
  * Base for every wgit command: `--json` prints run()'s result as one JSON
  * document; any failure becomes one line on stderr (or
  * `{"error":{"code","message"}}` on stdout under --json) and a non-zero exit.
+ * Text that came from users, files or the repository is printed through
+ * format.ts (escapeControls, printable, jsonText), so it cannot rewrite the
+ * terminal; a reader that closes stdout early ends the command quietly.
  */
 export abstract class WgitCommand extends Command {
   static override enableJsonFlag = true;
@@ -18,13 +23,28 @@ export abstract class WgitCommand extends Command {
     }),
   };
 
+  override async init(): Promise<void> {
+    exitQuietlyOnClosedOutput();
+    await super.init();
+  }
+
   /** Progress on stderr, only when stderr is a terminal and not under --json. */
   protected progress(message: string): void {
-    if (!this.jsonEnabled() && process.stderr.isTTY) process.stderr.write(`\r\x1b[K${message}`);
+    if (!this.jsonEnabled() && process.stderr.isTTY) process.stderr.write(`\r\x1b[K${escapeControls(message)}`);
   }
 
   protected progressDone(): void {
     if (!this.jsonEnabled() && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  }
+
+  /** JSON.stringify escapes only C0 controls; jsonText escapes the bidi and C1 controls too. */
+  override logJson(json: unknown): void {
+    ux.stdout(jsonText(json));
+  }
+
+  /** Warnings often quote names (tensors, files, revisions): escaped like everything else. */
+  override warn(input: string | Error): string | Error {
+    return super.warn(escapeControls(typeof input === 'string' ? input : input.message));
   }
 
   protected override toErrorJson(err: unknown): unknown {
@@ -36,7 +56,7 @@ export abstract class WgitCommand extends Command {
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(err));
     } else {
-      process.stderr.write(`wgit: error: ${summary.message} [${summary.code}]\n`);
+      process.stderr.write(`wgit: error: ${escapeControls(summary.message)} [${escapeControls(summary.code)}]\n`);
     }
     if (process.env.WGIT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = summary.code === 'E_USAGE' ? 2 : 1;

@@ -19,14 +19,51 @@ export function formatCount(n: number): string {
   return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
-/** Names can hold newlines or escape sequences; quote those so each row stays one line and the terminal stays sane. */
+/**
+ * Characters that can change what a terminal shows rather than being shown:
+ * C0 controls (ESC starts escape sequences), DEL, C1 controls (0x9b is a CSI
+ * on some terminals), the bidi embeddings, overrides, isolates and marks
+ * (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C), and the Unicode line and
+ * paragraph separators.
+ */
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
+/** The same set less the C0 controls, which JSON.stringify escapes itself. */
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const SHORT: Record<string, string> = { '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r' };
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+const escapeChar = (c: string) => SHORT[c] ?? unicodeEscape(c);
+
+/**
+ * The one escaping rule for everything the CLI prints that came from a user,
+ * a file or the repository (tensor, file, branch and tag names, messages,
+ * authors, error text): each unsafe character becomes a JSON-style escape
+ * (`\u001b`, `\u202e`, `\t`). With `keepNewlines`, newlines stay (messages
+ * print one line per line).
+ */
+export function escapeControls(s: string, keepNewlines = false): string {
+  if (!UNSAFE.test(s)) return s;
+  return s.replace(UNSAFE_ALL, (c) => (keepNewlines && c === '\n' ? c : escapeChar(c)));
+}
+
+/**
+ * A name for a table cell or a line: unchanged when safe; otherwise quoted
+ * and escaped as a JSON string (quotes and backslashes too), so the cell is
+ * one line, cannot rewrite the terminal, and JSON.parse gives the name back.
+ */
 export function printable(s: string): string {
-  if (!/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s)) return s;
-  // JSON.stringify escapes C0 controls only; DEL and C1 (0x9b is a CSI on some terminals) need it too.
-  return JSON.stringify(s).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  if (!UNSAFE.test(s)) return s;
+  return JSON.stringify(s).replace(UNSAFE_IN_JSON, unicodeEscape);
+}
+
+/**
+ * JSON text for stdout: JSON.stringify escapes only C0 controls, so DEL, C1,
+ * the bidi controls and U+2028/9 are escaped here as well (still valid JSON,
+ * parsing to the same strings).
+ */
+export function jsonText(value: unknown, indent: number | undefined = 2): string {
+  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, unicodeEscape);
 }
 
 /**

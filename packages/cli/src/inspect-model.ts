@@ -1,7 +1,8 @@
 // What `wgit inspect` computes and prints, free of oclif so bin/run.js can run it without loading oclif.
 import { basename, relative, sep } from 'node:path';
 import type { LocalModel } from '@wgit/core/safetensors';
-import { formatBytes, formatCount, printable, table } from './format.js';
+import { exitQuietlyOnClosedOutput } from './epipe.js';
+import { escapeControls, formatBytes, formatCount, jsonText, printable, table } from './format.js';
 
 export interface InspectTensor {
   name: string;
@@ -152,20 +153,21 @@ export async function fastInspect(argv: string[]): Promise<boolean> {
   const rest = argv.filter((a) => a !== '--json');
   const json = rest.length < argv.length;
   if (rest.length !== 1 || rest[0].startsWith('-') || argv.length - rest.length > 1) return false;
+  exitQuietlyOnClosedOutput();
   try {
     const { openModel } = await import('@wgit/core/safetensors');
     const model = await openModel(rest[0]);
     try {
       const result = summarize(model);
-      process.stdout.write(`${json ? JSON.stringify(result, null, 2) : renderInspect(result).join('\n')}\n`);
+      process.stdout.write(`${json ? jsonText(result) : renderInspect(result).join('\n')}\n`);
     } finally {
       await model.close();
     }
   } catch (err) {
     const { errorSummary } = await import('./error-summary.js');
     const summary = errorSummary(err);
-    if (json) process.stdout.write(`${JSON.stringify({ error: summary }, null, 2)}\n`);
-    else process.stderr.write(`wgit: error: ${summary.message} [${summary.code}]\n`);
+    if (json) process.stdout.write(`${jsonText({ error: summary })}\n`);
+    else process.stderr.write(`wgit: error: ${escapeControls(summary.message)} [${escapeControls(summary.code)}]\n`);
     if (process.env.WGIT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }

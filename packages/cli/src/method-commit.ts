@@ -126,16 +126,6 @@ export async function openRepo(flagRepo: string | undefined): Promise<Repository
   return Repository.open(flagRepo ?? process.cwd());
 }
 
-/** A number flag that must be finite (`--scale`, `--alpha` …); undefined when not given. */
-export function finiteNumberFlag(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x)) {
-    throw new WgitError('E_BAD_PARAM', `--${name} must be a finite number, got ${JSON.stringify(v)}`, { param: name });
-  }
-  return x;
-}
-
 export interface MethodCommitPlan<T> {
   /** --repo. */
   repo: string | undefined;
@@ -164,6 +154,9 @@ export interface MethodCommitPlan<T> {
   progressDone: () => void;
 }
 
+/** How many default branch names a method command tries when others take them at the same time. */
+const BRANCH_RETRIES = 20;
+
 /**
  * The shared life of a method command: open the models, compute into a
  * scratch folder, commit the result with its inputs as parents and its
@@ -177,19 +170,33 @@ export async function runMethodCommit<T>(
   const scratch = await scratchDir(plan.kind);
   try {
     for (const spec of plan.models) opened.push(await openModelArg(spec, repo));
-    const target = await chooseBranch(repo, plan.branch, plan.kind, plan.branchName(opened));
+    const stem = plan.branchName(opened);
+    let target = await chooseBranch(repo, plan.branch, plan.kind, stem);
     const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir);
     plan.progressDone();
-    const result = await repo.commit({
-      path: join(scratch.dir, 'model'),
-      message: made.message,
-      branch: target.branch,
-      parents: commitParents(made.parents, target.head),
-      expectedHead: target.head,
-      recipe: made.recipe,
-      groups: made.groups,
-      onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
-    });
+    let result: CommitResult;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await repo.commit({
+          path: join(scratch.dir, 'model'),
+          message: made.message,
+          branch: target.branch,
+          parents: commitParents(made.parents, target.head),
+          expectedHead: target.head,
+          recipe: made.recipe,
+          groups: made.groups,
+          onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
+        });
+        break;
+      } catch (e) {
+        // Another process took the default branch name first: take the next
+        // free one, as if it had been taken before we started. The chunks are
+        // stored already, so the retry only rewrites the commit.
+        const taken = isWgitError(e) && e.code === 'E_BRANCH_MOVED' && target.head === null;
+        if (!taken || plan.branch !== undefined || attempt >= BRANCH_RETRIES) throw e;
+        target = await chooseBranch(repo, undefined, plan.kind, stem);
+      }
+    }
     plan.progressDone();
     const { parents } = await repo.readCommit(result.commit);
     return { value: made.value, models: opened, result, parents };

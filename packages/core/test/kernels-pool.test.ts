@@ -252,9 +252,12 @@ describe('argument checks', () => {
     assert.throws(() => getKernels({ threads: 0 }), hasCode('E_KERNEL_THREADS'));
     assert.throws(() => getKernels({ threads: 1.5 }), hasCode('E_KERNEL_THREADS'));
     const saved = process.env.WGIT_THREADS;
-    process.env.WGIT_THREADS = 'many';
     try {
-      assert.throws(() => getKernels(), hasCode('E_KERNEL_THREADS'));
+      // The environment variable is text: decimal integers only, one code for every env variable.
+      for (const bad of ['many', '0x4', ' 4', '04', '1.5', '0']) {
+        process.env.WGIT_THREADS = bad;
+        assert.throws(() => getKernels(), hasCode('E_BAD_ENV'), bad);
+      }
     } finally {
       if (saved === undefined) delete process.env.WGIT_THREADS;
       else process.env.WGIT_THREADS = saved;

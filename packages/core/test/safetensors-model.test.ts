@@ -170,7 +170,6 @@ describe('openModel on folders', () => {
     fs.mkdirSync(path.join(dir, '.git'));
     fs.writeFileSync(path.join(dir, '.git', 'HEAD'), 'x');
     fs.symlinkSync('config.json', path.join(dir, 'config-link.json'));
-    fs.symlinkSync('.', path.join(dir, 'loop'));
     const m = await openModel(dir);
     assert.deepEqual(
       m.tensors.map((t) => t.name),
@@ -184,6 +183,13 @@ describe('openModel on folders', () => {
     assert.equal(await codeOfAsync(() => m.readSideFile('../x')), 'E_NOT_FOUND');
     assert.deepEqual(await m.readTensor('y'), bytes(2, 0));
     await m.close();
+    // A link to a folder (here a loop back to the root) is refused by name, never followed or skipped.
+    fs.symlinkSync('.', path.join(dir, 'loop'));
+    await assert.rejects(openModel(dir), (e: { code?: string; message: string }) => {
+      assert.equal(e.code, 'E_UNSUPPORTED_FILE');
+      assert.match(e.message, /loop/);
+      return true;
+    });
   });
 
   test('a single file opens as kind "file"', async () => {

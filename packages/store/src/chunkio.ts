@@ -7,7 +7,8 @@ import {
   corrupt,
   encodeChunkHeader,
   MAX_CHUNK_HEADER,
-  missing,
+  openChunkSync,
+  openExistingChunkSync,
   parseChunkHeader,
   sha256hex,
 } from './chunkstore.js';
@@ -45,6 +46,8 @@ export interface PutDone {
   depth: number;
   stored: number;
   tmp: string | null;
+  /** The chunk file already under this id was damaged: `tmp` is to replace it. */
+  replaces?: boolean;
 }
 
 /** Checkout: read, verify and decode one chunk and write it at `position` of the open file `fd`. */
@@ -92,6 +95,10 @@ export class ChunkIO {
   // Chunks this thread wrote during the operation: a repeat (identical norm
   // weights in every layer) is neither encoded nor written twice.
   private readonly made = new Map<string, PutDone>();
+  // Existing chunks this operation read back and found intact: reused without
+  // a second check. Forgotten at close, since gc may delete an unreferenced
+  // chunk between two operations.
+  private readonly verified = new Set<string>();
 
   constructor(
     readonly chunksDir: string,
@@ -112,6 +119,7 @@ export class ChunkIO {
     for (const fd of this.inputs.values()) fs.closeSync(fd);
     this.inputs.clear();
     this.made.clear();
+    this.verified.clear();
   }
 
   private input(file: string): number {
@@ -123,22 +131,62 @@ export class ChunkIO {
     return fd;
   }
 
-  /** The header of an existing chunk file, or null when there is none. */
-  private existing(id: string): ChunkHeader | null {
-    let fd: number;
+  /**
+   * The header of an existing chunk file of `rawLength` bytes, or null when
+   * there is none. A file that is there but unusable (not a regular file, a
+   * damaged header, another length) throws E_CORRUPT_CHUNK.
+   */
+  private existing(id: string, rawLength: number): ChunkHeader | null {
+    const file = this.pathOf(id);
+    const opened = openExistingChunkSync(id, file, rawLength);
+    if (!opened) return null;
     try {
-      fd = fs.openSync(this.pathOf(id), 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
-    try {
-      const size = fs.fstatSync(fd).size;
-      const head = this.header.subarray(0, Math.min(size, MAX_CHUNK_HEADER));
-      readFully(fd, head, 0, this.pathOf(id));
-      return parseChunkHeader(id, head, size);
+      const head = this.header.subarray(0, Math.min(opened.size, MAX_CHUNK_HEADER));
+      readFully(opened.fd, head, 0, file);
+      const h = parseChunkHeader(id, head, opened.size);
+      if (h.rawLength !== rawLength) throw corrupt(id, `has ${h.rawLength} bytes, expected ${rawLength}`);
+      return h;
     } finally {
-      fs.closeSync(fd);
+      fs.closeSync(opened.fd);
+    }
+  }
+
+  /** Whether anything at all (even a damaged file or a link) sits at the chunk's path. */
+  private present(id: string): boolean {
+    try {
+      fs.lstatSync(this.pathOf(id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Whether the chunk file already stored under `id` really holds `raw`: its
+   * whole delta chain is read back and hashed (a raw chunk is compared byte
+   * for byte). Content addressing only says what a file should hold; a
+   * damaged file must not be trusted because its name matches.
+   */
+  private intact(id: string, raw: Uint8Array): ChunkHeader | null {
+    if (this.verified.has(id)) return this.existing(id, raw.length);
+    try {
+      const h = this.existing(id, raw.length);
+      if (!h) return null;
+      if (h.encoding === 'raw') {
+        const { fd, size } = openChunkSync(id, this.pathOf(id), raw.length);
+        try {
+          this.files[0] = grow(this.files[0] ?? new Uint8Array(0), size);
+          const file = this.files[0].subarray(0, size);
+          readFully(fd, file, 0, this.pathOf(id));
+          if (Buffer.compare(file.subarray(h.headerLength), raw) !== 0) return null;
+        } finally {
+          fs.closeSync(fd);
+        }
+      } else this.read(id, raw.length, 255, 0);
+      this.verified.add(id);
+      return h;
+    } catch {
+      return null;
     }
   }
 
@@ -150,16 +198,10 @@ export class ChunkIO {
    * shallower, so a hostile chain cannot loop.
    */
   private read(id: string, rawLength: number, maxDepth: number, level: number, wantDepth?: number): Uint8Array {
-    let fd: number;
-    try {
-      fd = fs.openSync(this.pathOf(id), 'r');
-    } catch {
-      throw missing(id);
-    }
+    const { fd, size } = openChunkSync(id, this.pathOf(id), rawLength);
     let h: ChunkHeader;
     let file: Uint8Array;
     try {
-      const size = fs.fstatSync(fd).size;
       const head = this.header.subarray(0, Math.min(size, MAX_CHUNK_HEADER));
       readFully(fd, head, 0, this.pathOf(id));
       h = parseChunkHeader(id, head, size);
@@ -176,6 +218,15 @@ export class ChunkIO {
     }
     let base: Uint8Array | undefined;
     if (h.base) {
+      // A depth byte that does not follow the base's is this chunk's damage, not the base's.
+      let bh: ChunkHeader | null = null;
+      try {
+        bh = this.existing(h.base, rawLength);
+      } catch {
+        // Reported below, as an unreadable base.
+      }
+      if (bh && bh.depth !== h.depth - 1)
+        throw corrupt(id, `its delta depth ${h.depth} does not follow its base's depth ${bh.depth}`);
       try {
         base = this.read(h.base, rawLength, h.depth - 1, level + 1, h.depth - 1);
       } catch (e) {
@@ -204,15 +255,18 @@ export class ChunkIO {
     const id = sha256hex(raw);
     const mine = this.made.get(id);
     if (mine) return { ...mine, tmp: null };
-    const have = this.existing(id);
+    // An existing chunk is reused only when it reads back intact; a damaged
+    // one is written afresh and the new file replaces it (flushChunks).
+    const have = this.intact(id, raw);
     if (have) return { id, encoding: have.encoding, depth: have.depth, stored: have.fileSize, tmp: null };
+    const replaces = this.present(id);
 
     let base: Uint8Array | undefined;
     let baseDepth = 0;
     if (job.base && job.base !== id && job.maxDepth >= 1) {
       try {
-        const h = this.existing(job.base);
-        if (h && h.rawLength === raw.length && h.depth + 1 <= job.maxDepth) {
+        const h = this.existing(job.base, raw.length);
+        if (h && h.depth + 1 <= job.maxDepth) {
           base = this.read(job.base, raw.length, job.maxDepth - 1, 0);
           baseDepth = h.depth;
         }
@@ -248,7 +302,7 @@ export class ChunkIO {
       throw e;
     }
     fs.closeSync(fd);
-    const done: PutDone = { id, encoding: enc.encoding, depth, stored, tmp };
+    const done: PutDone = { id, encoding: enc.encoding, depth, stored, tmp, ...(replaces ? { replaces } : {}) };
     this.made.set(id, done);
     return done;
   }

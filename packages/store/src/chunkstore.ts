@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { DType } from '@wgit/core';
@@ -106,6 +107,15 @@ function knownDType(s: string): s is DType {
   }
 }
 
+async function readFullyAsync(fh: fsp.FileHandle, buf: Uint8Array, id: string): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+    if (bytesRead === 0) throw corrupt(id, 'file shrank while being read');
+    off += bytesRead;
+  }
+}
+
 export function parseChunkHeader(id: string, buf: Uint8Array, fileSize: number): ChunkHeader {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < 16 || b.readUInt32LE(0) !== MAGIC) throw corrupt(id, 'bad magic');
@@ -126,6 +136,85 @@ export function parseChunkHeader(id: string, buf: Uint8Array, fileSize: number):
   const base = baseLen ? b.toString('hex', 16, 48) : null;
   return { encoding, depth, dtype, rawLength, payloadLength, base, headerLength, fileSize };
 }
+
+/**
+ * Open flags for reading a chunk file: a symbolic link is refused (ELOOP)
+ * instead of followed, and opening a FIFO does not block. What is opened must
+ * then be a regular file (checkChunkStat): a FIFO, a device or a link to
+ * /dev/zero where a chunk should be is reported, never read.
+ */
+const OPEN_CHUNK = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+function openError(id: string, file: string, e: unknown): WgitError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return missing(id);
+  if (code === 'ELOOP') return corrupt(id, `${file} is a symbolic link, not a chunk file`);
+  return corrupt(id, `cannot open ${file} (${code ?? (e as Error)?.message})`);
+}
+
+/**
+ * A chunk file must be a regular file no longer than its longest possible
+ * header plus `maxPayload` bytes (the codec never stores more than the raw
+ * chunk), so a damaged or hostile store cannot make a reader allocate or read
+ * more than one chunk.
+ */
+function checkChunkStat(id: string, file: string, st: fs.Stats, maxPayload: number): void {
+  if (!st.isFile()) throw corrupt(id, `${file} is not a regular file`);
+  if (st.size > MAX_CHUNK_HEADER + maxPayload)
+    throw corrupt(id, `${file} is larger (${st.size} bytes) than a chunk of ${maxPayload} bytes can be`);
+}
+
+/** Opens a chunk file for reading (see OPEN_CHUNK); the caller closes the descriptor. */
+export function openChunkSync(id: string, file: string, maxPayload: number): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, OPEN_CHUNK);
+  } catch (e) {
+    throw openError(id, file, e);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    checkChunkStat(id, file, st, maxPayload);
+    return { fd, size: st.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
+/** Like openChunkSync, `null` when there is no chunk file at all. */
+export function openExistingChunkSync(
+  id: string,
+  file: string,
+  maxPayload: number,
+): { fd: number; size: number } | null {
+  try {
+    return openChunkSync(id, file, maxPayload);
+  } catch (e) {
+    if ((e as WgitError).code === 'E_MISSING_CHUNK') return null;
+    throw e;
+  }
+}
+
+async function openChunk(id: string, file: string, maxPayload: number): Promise<{ fh: fsp.FileHandle; size: number }> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, OPEN_CHUNK);
+  } catch (e) {
+    throw openError(id, file, e);
+  }
+  try {
+    const st = await fh.stat();
+    checkChunkStat(id, file, st, maxPayload);
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** Chunk lengths are u32 in the file header. */
+const MAX_RAW = 0xffffffff;
 
 export class ChunkStore {
   private readonly cache = new Map<string, Uint8Array>();
@@ -163,38 +252,40 @@ export class ChunkStore {
   }
 
   async readHeader(id: string): Promise<ChunkHeader> {
-    const file = this.pathOf(id);
-    let fh: fsp.FileHandle;
+    const { fh, size } = await openChunk(id, this.pathOf(id), MAX_RAW);
     try {
-      fh = await fsp.open(file, 'r');
-    } catch {
-      throw missing(id);
-    }
-    try {
-      const st = await fh.stat();
-      const buf = Buffer.alloc(Math.min(st.size, MAX_CHUNK_HEADER));
-      await fh.read(buf, 0, buf.length, 0);
-      return parseChunkHeader(id, buf, st.size);
+      const buf = Buffer.alloc(Math.min(size, MAX_CHUNK_HEADER));
+      await readFullyAsync(fh, buf, id);
+      return parseChunkHeader(id, buf, size);
     } finally {
       await fh.close();
     }
   }
 
   /** The raw bytes of a chunk, decoded through its delta chain and checked against its id. Callers must not modify them. */
-  async get(id: string, maxDepth = 255): Promise<Uint8Array> {
+  async get(id: string, maxDepth = 255, rawLength?: number): Promise<Uint8Array> {
     const hit = this.cache.get(id);
     if (hit) {
       this.cache.delete(id);
       this.cache.set(id, hit);
       return hit;
     }
-    let file: Uint8Array;
+    // The header is read and checked before the file is: nothing larger than one chunk is ever allocated.
+    const { fh, size } = await openChunk(id, this.pathOf(id), rawLength ?? MAX_RAW);
+    let file: Buffer;
+    let h: ChunkHeader;
     try {
-      file = await fsp.readFile(this.pathOf(id));
-    } catch {
-      throw missing(id);
+      const head = Buffer.alloc(Math.min(size, MAX_CHUNK_HEADER));
+      await readFullyAsync(fh, head, id);
+      h = parseChunkHeader(id, head, size);
+      if (rawLength !== undefined && h.rawLength !== rawLength)
+        throw corrupt(id, `has ${h.rawLength} bytes, expected ${rawLength}`);
+      if (h.payloadLength > h.rawLength) throw corrupt(id, 'payload longer than the raw chunk');
+      file = Buffer.allocUnsafe(size);
+      await readFullyAsync(fh, file, id);
+    } finally {
+      await fh.close();
     }
-    const h = parseChunkHeader(id, file, file.length);
     if (h.depth > maxDepth) throw corrupt(id, `delta chain deeper (${h.depth}) than allowed (${maxDepth})`);
     let base: Uint8Array | undefined;
     if (h.base) {
@@ -209,8 +300,9 @@ export class ChunkStore {
         );
       });
       // Depth must drop by one at each step: a hostile or damaged file can't make us loop.
-      if (bh.depth !== h.depth - 1) throw corrupt(id, 'delta base has an inconsistent depth');
-      base = await this.get(h.base, h.depth - 1).catch((e) => {
+      if (bh.depth !== h.depth - 1)
+        throw corrupt(id, `its delta depth ${h.depth} does not follow its base's depth ${bh.depth}`);
+      base = await this.get(h.base, h.depth - 1, h.rawLength).catch((e) => {
         throw new WgitError('E_CORRUPT_CHUNK', `chunk ${id.slice(0, 12)}: its delta base is corrupt (${e.message})`, {
           chunk: id,
           base: h.base,
@@ -246,8 +338,15 @@ export class ChunkStore {
   ): Promise<PutResult> {
     const file = this.pathOf(id);
     if (await exists(file)) {
-      const h = await this.readHeader(id);
-      return { id, encoding: h.encoding, depth: h.depth, stored: h.fileSize, created: false };
+      // Reused only when it reads back intact; a damaged chunk is replaced below.
+      try {
+        const h = await this.readHeader(id);
+        const back = await this.get(id);
+        if (back.length === raw.length)
+          return { id, encoding: h.encoding, depth: h.depth, stored: h.fileSize, created: false };
+      } catch {
+        this.cache.delete(id);
+      }
     }
     const useBase = base && base.depth + 1 <= maxDepth && base.raw.length === raw.length && base.id !== id;
     let enc = encodeChunk(raw, dtype, useBase ? base.raw : undefined);

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type LocalModel, openModel } from '@wgit/core';
+import { type LocalModel, openModel, WgitError } from '@wgit/core';
 import type { PutJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
 import type { RepoConfig } from './config.js';
@@ -10,6 +11,7 @@ import {
   headerTreePath,
   MANIFEST,
   readAllRecords,
+  SIDE_FILE_BLOB_MAX,
   sideFileTreePath,
   type TensorSet,
   tensorHashOf,
@@ -32,10 +34,10 @@ export interface StoreContext {
   chunks: ChunkStore;
   config: RepoConfig;
   runner: ChunkRunner;
-  /** Chunk ids this operation renamed into place, so a failed commit can take them back. */
-  created: string[];
   /** Chunks written to temp files, not yet durable: chunk id → temp file. */
   pending: Map<string, string>;
+  /** Chunk ids whose existing file was found damaged: their new file replaces it. */
+  replacing: Set<string>;
   /** Temp files of chunks that another job of this commit also wrote; removed at the end. */
   duplicates: string[];
   /**
@@ -124,7 +126,9 @@ export class JobWindow {
  * chunk on the context's runner: memory stays at a few chunks per thread
  * whatever the model size. Each chunk is offered to the codec with the
  * parent's chunk at the same position as a delta base when name, dtype and
- * shape match. New chunks stay in temp files until flushChunks.
+ * shape match. Side files larger than SIDE_FILE_BLOB_MAX go through the
+ * same chunk pipeline (dtype U8); smaller ones are git blobs. New chunks stay
+ * in temp files until flushChunks.
  */
 export async function storeModel(
   ctx: StoreContext,
@@ -137,12 +141,71 @@ export async function storeModel(
   const cs = config.chunkSize;
   const entries = new Map<string, string>();
   const parentRecords = parent ? await readAllRecords(parent.git, parent.set).catch(() => null) : null;
-  let rawBytes = 0;
-  let storedBytes = 0;
-  let newBytes = 0;
+  const totals = { rawBytes: 0, storedBytes: 0, newBytes: 0 };
   const shards: ShardEntry[] = [];
   const records: TensorRecord[] = [];
+  const fileRecords: TensorRecord[] = [];
   const window = new JobWindow(ctx.runner.window);
+
+  /** Queues the chunks of `byteLength` bytes at `start` of `file`; the record's chunk list fills in as they finish. */
+  const submitRange = async (
+    rec: TensorRecord,
+    file: string,
+    start: number,
+    bases: ChunkRef[] | null,
+  ): Promise<void> => {
+    for (let off = 0, i = 0; off < rec.byteLength; off += cs, i++) {
+      const n = Math.min(cs, rec.byteLength - off);
+      const job: PutJob = {
+        op: 'put',
+        file,
+        position: start + off,
+        length: n,
+        dtype: rec.dtype,
+        base: bases?.[i]?.hash ?? null,
+        maxDepth: config.maxDeltaDepth,
+      };
+      await window.submit(
+        () => ctx.runner.run(job),
+        (r) => {
+          if (r.tmp) {
+            // Two threads can meet the same new chunk; the first to report keeps it.
+            if (ctx.pending.has(r.id)) ctx.duplicates.push(r.tmp);
+            else {
+              const tmp = r.tmp;
+              ctx.pending.set(r.id, tmp);
+              if (r.replaces) ctx.replacing.add(r.id);
+              ctx.syncs.set(
+                tmp,
+                ctx.syncLimit(() => datasyncFile(tmp)).catch((e: unknown) => e ?? new Error('fdatasync failed')),
+              );
+              totals.newBytes += r.stored;
+            }
+          }
+          totals.storedBytes += r.stored;
+          rec.chunks[i] = { hash: r.id, encoding: r.encoding, stored: r.stored, depth: r.depth };
+          ctx.progress.done += n;
+          ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
+        },
+      );
+    }
+    totals.rawBytes += rec.byteLength;
+  };
+  const newRecord = (name: string, dtype: TensorRecord['dtype'], shape: number[], byteLength: number) => ({
+    format: RECORD_FORMAT,
+    name,
+    dtype,
+    shape,
+    byteLength,
+    sha256: '', // set once every chunk id is known
+    chunkSize: cs,
+    chunks: new Array<ChunkRef>(Math.ceil(byteLength / cs)),
+  });
+
+  const files = [...model.sideFiles];
+  if (model.indexFile && !files.includes(model.indexFile)) files.push(model.indexFile);
+  files.sort();
+  for (const rel of files) checkRelPath(rel, 'side file');
 
   try {
     for (const h of model.shards) {
@@ -152,7 +215,8 @@ export async function storeModel(
       shards.push({ file: rel, size: h.fileSize, tensors: byOffset.map((t) => t.name) });
       entries.set(headerTreePath(rel), await ctx.git.writeBlob(h.headerBytes));
       for (const t of h.tensors) {
-        const byteLength = t.end - t.begin;
+        const rec = newRecord(t.name, t.dtype, t.shape, t.end - t.begin);
+        records.push(rec);
         const pr = parentRecords?.get(t.name);
         const sameShape =
           pr &&
@@ -160,53 +224,15 @@ export async function storeModel(
           pr.chunkSize === cs &&
           pr.shape.length === t.shape.length &&
           pr.shape.every((d, i) => d === t.shape[i]);
-        const refs: ChunkRef[] = new Array(Math.ceil(byteLength / cs));
-        records.push({
-          format: RECORD_FORMAT,
-          name: t.name,
-          dtype: t.dtype,
-          shape: t.shape,
-          byteLength,
-          sha256: '', // set once every chunk id is known
-          chunkSize: cs,
-          chunks: refs,
-        });
-        for (let off = 0, i = 0; off < byteLength; off += cs, i++) {
-          const n = Math.min(cs, byteLength - off);
-          const job: PutJob = {
-            op: 'put',
-            file: h.path,
-            position: h.dataStart + t.begin + off,
-            length: n,
-            dtype: t.dtype,
-            base: (sameShape && pr.chunks[i]?.hash) || null,
-            maxDepth: config.maxDeltaDepth,
-          };
-          await window.submit(
-            () => ctx.runner.run(job),
-            (r) => {
-              if (r.tmp) {
-                // Two threads can meet the same new chunk; the first to report keeps it.
-                if (ctx.pending.has(r.id)) ctx.duplicates.push(r.tmp);
-                else {
-                  const tmp = r.tmp;
-                  ctx.pending.set(r.id, tmp);
-                  ctx.syncs.set(
-                    tmp,
-                    ctx.syncLimit(() => datasyncFile(tmp)).catch((e: unknown) => e ?? new Error('fdatasync failed')),
-                  );
-                  newBytes += r.stored;
-                }
-              }
-              storedBytes += r.stored;
-              refs[i] = { hash: r.id, encoding: r.encoding, stored: r.stored, depth: r.depth };
-              ctx.progress.done += n;
-              ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
-            },
-          );
-        }
-        rawBytes += byteLength;
+        await submitRange(rec, h.path, h.dataStart + t.begin, sameShape ? pr.chunks : null);
       }
+    }
+    for (const rel of files) {
+      const size = model.sideFileSizes.get(rel) ?? 0;
+      if (size <= SIDE_FILE_BLOB_MAX) continue;
+      const rec = newRecord(rel, 'U8', [size], size);
+      fileRecords.push(rec);
+      await submitRange(rec, model.sideFilePath(rel), 0, null);
     }
     await window.drain();
   } finally {
@@ -216,27 +242,48 @@ export async function storeModel(
     rec.sha256 = tensorHashOf(rec.chunks.map((c) => c.hash));
     entries.set(tensorTreePath(rec.name), await ctx.git.writeBlob(encodeRecord(rec)));
   }
-
-  const files = [...model.sideFiles];
-  if (model.indexFile && !files.includes(model.indexFile)) files.push(model.indexFile);
-  files.sort();
+  for (const rec of fileRecords) {
+    rec.sha256 = tensorHashOf(rec.chunks.map((c) => c.hash));
+    entries.set(sideFileTreePath(rec.name), await ctx.git.writeBlob(encodeRecord(rec)));
+  }
+  const chunked = new Set(fileRecords.map((r) => r.name));
   for (const rel of files) {
-    checkRelPath(rel, 'side file');
-    entries.set(sideFileTreePath(rel), await ctx.git.writeBlob(await model.readSideFile(rel)));
+    if (chunked.has(rel)) continue;
+    const data = await model.readSideFile(rel);
+    if (data.length > SIDE_FILE_BLOB_MAX)
+      throw new WgitError('E_SAFETENSORS_TRUNCATED', `side file ${rel} grew while being committed`, { file: rel });
+    const isNew = (await ctx.git.typeOf(gitBlobId(data))) === null;
+    entries.set(sideFileTreePath(rel), await ctx.git.writeBlob(data));
+    totals.rawBytes += data.length;
+    totals.storedBytes += data.length;
+    if (isNew) totals.newBytes += data.length;
   }
   const manifest: Manifest = {
-    format: 1,
+    format: chunked.size > 0 ? 2 : 1,
     kind: model.kind,
     shards,
     tensors: model.tensors.map((t) => t.name),
     index: model.indexFile ?? null,
     files,
-    rawBytes,
+    rawBytes: totals.rawBytes,
     recipe,
     groups,
+    ...(chunked.size > 0 ? { chunkedFiles: [...chunked].sort() } : {}),
   };
   entries.set(MANIFEST, await ctx.git.writeBlob(encodeManifest(manifest)));
-  return { entries, manifest, tensors: model.tensors.length, rawBytes, storedBytes, newBytes };
+  return { entries, manifest, tensors: model.tensors.length, ...totals };
+}
+
+/** The id git gives a blob holding `data`. */
+function gitBlobId(data: Uint8Array): string {
+  return createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+}
+
+/** Bytes a commit of `model` streams through the chunk pipeline: its tensors and its large side files. */
+export function chunkedBytes(model: LocalModel): number {
+  let n = model.tensors.reduce((s, t) => s + t.byteLength, 0);
+  for (const size of model.sideFileSizes.values()) if (size > SIDE_FILE_BLOB_MAX) n += size;
+  return n;
 }
 
 export async function openInput(p: string): Promise<LocalModel> {
@@ -271,15 +318,51 @@ export async function flushChunks(ctx: StoreContext): Promise<void> {
     const target = ctx.chunks.pathOf(id);
     const dir = path.dirname(target);
     if (!dirs.has(dir)) {
-      await fsp.mkdir(dir, { recursive: true });
+      await fsp.mkdir(dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST' && e.code !== 'ENOTDIR') throw e;
+        throw new WgitError('E_CORRUPT', `chunk folder ${dir} is not a folder (run wgit fsck)`, { path: dir });
+      });
       dirs.add(dir);
     }
-    await fsp.rename(tmp, target);
+    await placeChunk(tmp, target, ctx.replacing.has(id));
     ctx.pending.delete(id);
-    ctx.created.push(id);
   }
   await forEachLimit([...dirs, ctx.chunks.dir], 8, fsyncDir);
   await discardTemps(ctx);
+}
+
+/**
+ * Gives a durable temp file its chunk name without ever replacing an intact
+ * chunk file: other commits may reference the file already there, possibly
+ * as the delta base of their own chunks, so it must keep its exact encoding.
+ * A hard link fails when the name is taken (another writer placed the same
+ * chunk first: ours is dropped). Only a file found damaged is replaced, by
+ * rename. Where the file system has no hard links, rename when the name is
+ * free.
+ */
+async function placeChunk(tmp: string, target: string, replace: boolean): Promise<void> {
+  if (replace) {
+    await fsp.rename(tmp, target);
+    return;
+  }
+  try {
+    await fsp.link(tmp, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      await fsp.rm(tmp, { force: true });
+      return;
+    }
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw e;
+    const taken = await fsp.lstat(target).then(
+      () => true,
+      () => false,
+    );
+    if (taken) await fsp.rm(tmp, { force: true });
+    else await fsp.rename(tmp, target);
+    return;
+  }
+  await fsp.rm(tmp, { force: true });
 }
 
 /** Removes the temp files of chunks that are not kept: duplicates, and after a failure the pending ones. */

@@ -32,6 +32,24 @@ function atomicFs(tmpDir: string) {
   };
 }
 
+/**
+ * An object whose bytes cannot be read back as what its id promises (cut
+ * short, overwritten, not zlib data). The library's own text is left out:
+ * it asks users to report a bug in it, which this is not.
+ */
+function damaged(oid: string, what: string, e: unknown): WgitError {
+  const errno = (e as { code?: unknown })?.code;
+  if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) {
+    // The file system failed (permissions, I/O), not the object.
+    return new WgitError(`E_${errno.slice(1)}`, `cannot read ${what} ${oid}: ${errno}`, { oid });
+  }
+  return new WgitError(
+    'E_CORRUPT',
+    `${what} ${oid} is damaged (truncated or overwritten on disk); wgit fsck lists what it affects`,
+    { oid },
+  );
+}
+
 export interface TreeEntry {
   mode: string;
   path: string;
@@ -97,7 +115,7 @@ export class GitStore {
       throw new WgitError('E_MISSING_OBJECT', `${what} ${oid.slice(0, 12)} is missing`, { oid });
     if (code === 'ObjectTypeError')
       throw new WgitError('E_CORRUPT', `object ${oid.slice(0, 12)} is not a ${what}`, { oid });
-    throw new WgitError('E_CORRUPT', `cannot read ${what} ${oid.slice(0, 12)}: ${(e as Error).message}`, { oid });
+    throw damaged(oid, what, e);
   }
 
   async readCommit(oid: string): Promise<GitCommit> {
@@ -134,13 +152,17 @@ export class GitStore {
     }
   }
 
-  /** The type of an object, or null when absent. isomorphic-git re-hashes what it reads. */
+  /**
+   * The type of an object, or null when absent. isomorphic-git re-hashes
+   * what it reads, so a truncated or overwritten object is E_CORRUPT here.
+   */
   async typeOf(oid: string): Promise<string | null> {
     try {
       const r = await git.readObject({ fs: this.fs, gitdir: this.gitdir, oid, format: 'content', cache: this.cache });
       return r.type;
-    } catch {
-      return null;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'NotFoundError') return null;
+      throw damaged(oid, 'object', e);
     }
   }
 

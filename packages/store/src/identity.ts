@@ -1,4 +1,4 @@
-import { WgitError } from '@wgit/core';
+import { parseTimestamp, WgitError } from '@wgit/core';
 
 export interface Identity {
   name: string;
@@ -9,8 +9,9 @@ export interface Identity {
 
 /**
  * Commit ids must be reproducible, so the date can be pinned with
- * WGIT_AUTHOR_DATE (unix seconds, or an ISO-8601 date) and then the time
- * zone is UTC. Without it: now, local zone.
+ * WGIT_AUTHOR_DATE (unix seconds, or an ISO-8601 date or date-time; one
+ * without a zone is UTC) and then the time zone is UTC. Without it: now,
+ * local zone. Anything else is E_BAD_DATE.
  */
 export function currentIdentity(
   override: { name?: string; email?: string; date?: string | number } = {},
@@ -23,21 +24,14 @@ export function currentIdentity(
   }
   const pinned = override.date ?? env.WGIT_AUTHOR_DATE;
   if (pinned !== undefined && pinned !== '') {
-    return { name, email, timestamp: parseDate(pinned), timezoneOffset: 0 };
+    const timestamp = parseTimestamp(pinned, {
+      what: override.date !== undefined ? 'the author date' : 'WGIT_AUTHOR_DATE',
+      code: 'E_BAD_DATE',
+    });
+    return { name, email, timestamp, timezoneOffset: 0 };
   }
   const now = new Date();
   return { name, email, timestamp: Math.floor(now.getTime() / 1000), timezoneOffset: now.getTimezoneOffset() };
-}
-
-function parseDate(d: string | number): number {
-  if (typeof d === 'number' || /^\d+$/.test(d)) {
-    const n = Number(d);
-    if (Number.isSafeInteger(n) && n >= 0) return n;
-  } else {
-    const ms = Date.parse(d);
-    if (!Number.isNaN(ms) && ms >= 0) return Math.floor(ms / 1000);
-  }
-  throw new WgitError('E_BAD_DATE', `cannot parse WGIT_AUTHOR_DATE ${JSON.stringify(d)} (unix seconds or ISO-8601)`);
 }
 
 /** git's `+hhmm` form of a JavaScript-convention offset. */

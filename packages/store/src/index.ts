@@ -2,7 +2,7 @@ export { type ChunkHeader, ChunkStore } from './chunkstore.js';
 export * from './codec/index.js';
 export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
 export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
-export type { FsckProblem, FsckResult, GcResult } from './maintenance.js';
+export { DEFAULT_GC_GRACE_SECONDS, type FsckProblem, type FsckResult, type GcResult } from './maintenance.js';
 export { StoreModel } from './model.js';
 export { checkRefName, escapeName, unescapeName } from './names.js';
 export type { ChunkRef, Manifest, TensorRecord } from './records.js';

@@ -1,6 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { isWgitError, WgitError } from '@wgit/core';
+import { checkSetPaths } from './checkout.js';
+import { isCheckoutMarker, removeStaleCheckoutTemps } from './checkout-temps.js';
 import { ChunkStore } from './chunkstore.js';
 import type { GitCommit } from './gitstore.js';
 import { inspectLock } from './lock.js';
@@ -9,6 +11,7 @@ import {
   lookupPath,
   readAllRecords,
   readShardHeader,
+  readSideFileRecords,
   sideFileTreePath,
   streamTensor,
   type TensorSet,
@@ -21,6 +24,8 @@ export interface FsckProblem {
   message: string;
   commit?: string;
   tensor?: string;
+  /** A side file kept in the chunk store. */
+  file?: string;
   group?: string | null;
   chunk?: string;
   ref?: string;
@@ -36,11 +41,18 @@ export interface FsckResult {
   unreachableChunks: number;
 }
 
+/** Unreferenced chunks younger than this many seconds are kept by gc (override with `graceSeconds`). */
+export const DEFAULT_GC_GRACE_SECONDS = 3600;
+
 export interface GcResult {
   chunksRemoved: number;
   chunksKept: number;
+  /** Unreferenced chunks kept because they are younger than the grace period. */
+  chunksYoung: number;
   bytesFreed: number;
   tempFilesRemoved: number;
+  /** Temp folders of killed checkouts (partial models beside their output) removed. */
+  checkoutTempsRemoved: number;
   locksRemoved: number;
 }
 
@@ -124,15 +136,20 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
     }
     for (const set of sets) {
       let records: Awaited<ReturnType<typeof readAllRecords>>;
+      let fileRecords: Awaited<ReturnType<typeof readSideFileRecords>>;
       try {
         records = await readAllRecords(repo.git, set);
+        // Large side files are chunk records too, checked the same way.
+        fileRecords = await readSideFileRecords(repo.git, set);
         await checkBlobs(repo, set);
       } catch (e) {
         problems.push({ ...describe(e), commit: c.oid, group: set.group });
         continue;
       }
-      for (const rec of records.values()) {
-        tensorCount++;
+      const all = [...records.values(), ...fileRecords.values()];
+      for (const rec of all) {
+        const isTensor = records.get(rec.name) === rec;
+        if (isTensor) tensorCount++;
         const key = `${rec.sha256}:${rec.byteLength}:${rec.chunks.map((x) => x.hash).join(',')}`;
         let verdict = tensorOk.get(key);
         if (verdict === undefined) {
@@ -148,13 +165,13 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
           tensorOk.set(key, verdict);
         }
         if (verdict) {
-          const where = `commit ${c.oid.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}, tensor ${JSON.stringify(rec.name)}`;
+          const where = `commit ${c.oid.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}, ${isTensor ? 'tensor' : 'side file'} ${JSON.stringify(rec.name)}`;
           const why = verdict.message.replace(/^commit [0-9a-f]+(?: \(group [^)]*\))?, tensor "(?:[^"\\]|\\.)*": /, '');
           problems.push({
             code: verdict.code,
             message: `${where}: ${why}`,
             commit: c.oid,
-            tensor: rec.name,
+            ...(isTensor ? { tensor: rec.name } : { file: rec.name }),
             group: set.group,
             chunk: verdict.chunk,
           });
@@ -180,8 +197,13 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
   };
 }
 
-/** Side files and shard headers: present, intact (the git layer re-hashes blobs), headers parseable. */
+/**
+ * Paths safe to check out (no `.git`, no duplicates, no links or submodules
+ * in the tree); side files and shard headers: present, intact (the git layer
+ * re-hashes blobs), headers parseable.
+ */
 async function checkBlobs(repo: Repository, set: TensorSet): Promise<void> {
+  await checkSetPaths(repo.git, set);
   const at = `commit ${set.commit.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}`;
   for (const rel of set.manifest.files) {
     const e = await lookupPath(repo.git, set.tree, sideFileTreePath(rel));
@@ -210,9 +232,12 @@ async function reachableChunks(
     let sets: TensorSet[];
     try {
       sets = await tensorSetsOf(repo, c);
-      for (const set of sets)
+      for (const set of sets) {
         for (const rec of (await readAllRecords(repo.git, set)).values())
           for (const ch of rec.chunks) live.add(ch.hash);
+        for (const rec of (await readSideFileRecords(repo.git, set)).values())
+          for (const ch of rec.chunks) live.add(ch.hash);
+      }
     } catch (e) {
       if (strict) throw e;
     }
@@ -238,7 +263,12 @@ async function reachableChunks(
  * delta base), temp files of dead processes, and stale locks. Refuses to
  * delete anything when the history cannot be read completely.
  */
-export async function gcRepository(repo: Repository, opts: Progress = {}): Promise<GcResult> {
+export async function gcRepository(
+  repo: Repository,
+  opts: Progress & { graceSeconds?: number } = {},
+): Promise<GcResult> {
+  const grace = opts.graceSeconds ?? DEFAULT_GC_GRACE_SECONDS;
+  const cutoff = Date.now() - grace * 1000;
   const roots = await repo.rootCommits();
   const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
   for (const oid of roots.reflog) starts.push([oid, 'reflog']);
@@ -257,6 +287,7 @@ export async function gcRepository(repo: Repository, opts: Progress = {}): Promi
   }
   const all = await repo.chunks.list();
   let chunksRemoved = 0;
+  let chunksYoung = 0;
   let bytesFreed = 0;
   let n = 0;
   for (const id of all) {
@@ -264,7 +295,13 @@ export async function gcRepository(repo: Repository, opts: Progress = {}): Promi
     if (live.has(id)) continue;
     const file = repo.chunks.pathOf(id);
     try {
-      const st = await fsp.stat(file);
+      const st = await fsp.lstat(file);
+      // Young unreferenced chunks stay: a writer gc cannot see (another host
+      // on a shared folder) may be about to reference them.
+      if (st.mtimeMs > cutoff) {
+        chunksYoung++;
+        continue;
+      }
       await fsp.unlink(file);
       chunksRemoved++;
       bytesFreed += st.size;
@@ -273,7 +310,12 @@ export async function gcRepository(repo: Repository, opts: Progress = {}): Promi
     }
   }
   let tempFilesRemoved = 0;
+  // Killed checkouts' temp folders go before their markers; a marker whose
+  // process may still live (another host) stays, and so does its folder.
+  const checkouts = await removeStaleCheckoutTemps(repo.tmpDir);
+  bytesFreed += checkouts.bytes;
   for (const t of await repo.staleTemps()) {
+    if (isCheckoutMarker(t)) continue;
     const full = path.join(repo.tmpDir, t);
     try {
       const st = await fsp.stat(full);
@@ -293,5 +335,13 @@ export async function gcRepository(repo: Repository, opts: Progress = {}): Promi
       locksRemoved++;
     }
   }
-  return { chunksRemoved, chunksKept: all.length - chunksRemoved, bytesFreed, tempFilesRemoved, locksRemoved };
+  return {
+    chunksRemoved,
+    chunksKept: all.length - chunksRemoved,
+    chunksYoung,
+    bytesFreed,
+    tempFilesRemoved,
+    checkoutTempsRemoved: checkouts.removed.length,
+    locksRemoved,
+  };
 }

@@ -18,6 +18,14 @@ export const HEADERS_DIR = 'headers';
 export const FILES_DIR = 'files';
 export const GROUPS_DIR = 'groups';
 
+/**
+ * Side files up to this size are git blobs (readable with plain git); larger
+ * ones (tokenizers, consolidated weights, archives) are streamed through the
+ * chunk store like tensors, so memory stays bounded and they are compressed,
+ * deduplicated and counted like everything else.
+ */
+export const SIDE_FILE_BLOB_MAX = 1 << 20;
+
 export function sideFileTreePath(rel: string): string {
   return `${FILES_DIR}/${rel.split('/').map(escapeName).join('/')}`;
 }
@@ -108,6 +116,52 @@ export async function loadTensorSet(
     throw new WgitError('E_CORRUPT', `commit ${where}: tensors/ holds records the manifest does not list`, { commit });
   }
   return { commit, group, tree, manifest, recordOids };
+}
+
+export function isChunkedSideFile(set: TensorSet, rel: string): boolean {
+  return set.manifest.chunkedFiles?.includes(rel) ?? false;
+}
+
+/** The tree entry of a side file, which must be a blob. */
+async function sideFileEntry(git: GitStore, set: TensorSet, rel: string): Promise<TreeEntry> {
+  const e = await lookupPath(git, set.tree, sideFileTreePath(rel));
+  if (e?.type !== 'blob') {
+    throw new WgitError('E_CORRUPT', `commit ${set.commit.slice(0, 12)}: side file ${rel} is missing from the tree`, {
+      commit: set.commit,
+      file: rel,
+    });
+  }
+  return e;
+}
+
+/** The record of a side file kept in the chunk store: U8, one dimension, named by its path. */
+export async function readSideFileRecord(git: GitStore, set: TensorSet, rel: string): Promise<TensorRecord> {
+  const e = await sideFileEntry(git, set, rel);
+  const where = `${set.commit.slice(0, 12)}:files/${rel}`;
+  const rec = decodeRecord(await git.readBlob(e.oid), where);
+  if (rec.name !== rel || rec.dtype !== 'U8' || rec.shape.length !== 1) {
+    throw new WgitError(
+      'E_CORRUPT',
+      `commit ${set.commit.slice(0, 12)}: record of side file ${rel} does not describe it`,
+      {
+        commit: set.commit,
+        file: rel,
+      },
+    );
+  }
+  return rec;
+}
+
+/** Records of every chunked side file of a set (empty for format 1). */
+export async function readSideFileRecords(git: GitStore, set: TensorSet): Promise<Map<string, TensorRecord>> {
+  const out = new Map<string, TensorRecord>();
+  for (const rel of set.manifest.chunkedFiles ?? []) out.set(rel, await readSideFileRecord(git, set, rel));
+  return out;
+}
+
+/** A git-blob side file's bytes (small by construction; chunked ones go through readSideFileRecord). */
+export async function readSideFileBlob(git: GitStore, set: TensorSet, rel: string): Promise<Uint8Array> {
+  return git.readBlob((await sideFileEntry(git, set, rel)).oid);
 }
 
 export async function readRecord(git: GitStore, set: TensorSet, name: string): Promise<TensorRecord> {
@@ -206,8 +260,8 @@ export async function streamTensor(
   let off = 0;
   try {
     for (const c of rec.chunks) {
-      const raw = await chunks.get(c.hash, maxDepth);
       const want = Math.min(rec.chunkSize, rec.byteLength - off);
+      const raw = await chunks.get(c.hash, maxDepth, want);
       if (raw.length !== want) {
         throw new WgitError(
           'E_CORRUPT_CHUNK',
@@ -286,13 +340,13 @@ export class StoreModel implements ModelSource {
         file: rel,
       });
     }
-    const e = await lookupPath(this.git, this.set.tree, sideFileTreePath(rel));
-    if (e?.type !== 'blob') {
-      throw new WgitError('E_CORRUPT', `${this.root}: side file ${JSON.stringify(rel)} is missing from the tree`, {
-        commit: this.set.commit,
-      });
-    }
-    return this.git.readBlob(e.oid);
+    if (!isChunkedSideFile(this.set, rel)) return readSideFileBlob(this.git, this.set, rel);
+    const rec = await readSideFileRecord(this.git, this.set, rel);
+    const out = new Uint8Array(rec.byteLength);
+    await streamTensor(this.chunks, this.set, rec, this.maxDepth, (raw, off) => {
+      out.set(raw, off);
+    });
+    return out;
   }
 
   async readTensor(name: string, into?: Uint8Array): Promise<Uint8Array> {

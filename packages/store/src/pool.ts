@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { isWgitError, WgitError } from '@wgit/core/errors';
+import { parseInteger } from '@wgit/core/parse';
 import { ChunkIO, type ChunkJob, type JobResult } from './chunkio.js';
 import { hasWriteFaultHook } from './fsutil.js';
 
@@ -41,14 +42,7 @@ const DEFAULT_MIN_BYTES = 48 << 20;
 function intFromEnv(name: string, min: number, max: number): number | null {
   const v = process.env[name];
   if (v === undefined || v === '') return null;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new WgitError('E_BAD_ENV', `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, {
-      name,
-      value: v,
-    });
-  }
-  return n;
+  return parseInteger(v, { what: name, code: 'E_BAD_ENV', min, max, data: { name } });
 }
 
 /**

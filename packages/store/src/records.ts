@@ -43,9 +43,14 @@ export interface ShardEntry {
   tensors: string[]; // tensor names in data-offset order, the order their bytes follow the header
 }
 
-/** `wgit.json` at the root of a commit's tree (and of each group). */
+/**
+ * `wgit.json` at the root of a commit's tree (and of each group). Format 2
+ * adds `chunkedFiles`: side files stored in the chunk store, whose tree entry
+ * under files/ holds a record (dtype U8) instead of the bytes. A commit with
+ * no such file is written as format 1, which older readers know.
+ */
 export interface Manifest {
-  format: 1;
+  format: 1 | 2;
   kind: 'file' | 'folder';
   shards: ShardEntry[];
   tensors: string[]; // model order: shard order, then header order
@@ -54,6 +59,8 @@ export interface Manifest {
   rawBytes: number;
   recipe: Record<string, unknown> | null;
   groups: string[];
+  /** Format 2: the side files (a subset of `files`) kept as chunk records. */
+  chunkedFiles?: string[];
 }
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -128,7 +135,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     throw fail('not JSON');
   }
   if (!m || typeof m !== 'object') throw fail('not an object');
-  if (m.format !== 1) throw fail(`unsupported format ${String(m.format)}`);
+  if (m.format !== 1 && m.format !== 2) throw fail(`unsupported format ${String(m.format)}`);
   if (m.kind !== 'file' && m.kind !== 'folder') throw fail('bad kind');
   const strList = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === 'string');
   if (!strList(m.tensors) || !strList(m.files) || !strList(m.groups)) throw fail('bad lists');
@@ -153,5 +160,9 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     checkRelPath(m.index, 'index');
     if (!m.files.includes(m.index)) throw fail('index is not among the side files');
   }
+  if (m.format === 2) {
+    const chunked = m.chunkedFiles;
+    if (!strList(chunked) || !chunked!.every((f) => m.files.includes(f))) throw fail('bad chunkedFiles');
+  } else if (m.chunkedFiles !== undefined) throw fail('chunkedFiles in a format 1 manifest');
   return m;
 }

@@ -59,9 +59,28 @@ export async function readRef(gitdir: string, fullname: string): Promise<string 
 
 /** The branch HEAD names (`refs/heads/x`); wgit keeps HEAD symbolic. */
 export async function readHeadTarget(gitdir: string): Promise<string> {
-  const text = (await fsp.readFile(path.join(gitdir, 'HEAD'), 'utf8')).trim();
+  const file = path.join(gitdir, 'HEAD');
+  let text: string;
+  try {
+    text = (await fsp.readFile(file, 'utf8')).trim();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'is missing' : code === 'EISDIR' ? 'is a folder' : `cannot be read (${code})`;
+    throw new WgitError(
+      'E_CORRUPT',
+      `the repository is damaged: ${file} ${why}; it should hold "ref: refs/heads/<branch>"`,
+      { path: file },
+    );
+  }
   const m = /^ref: (refs\/heads\/\S+)$/.exec(text);
-  if (!m) throw new WgitError('E_CORRUPT', `HEAD is not a symbolic ref to a branch: ${text.slice(0, 60)}`);
+  if (!m)
+    throw new WgitError(
+      'E_CORRUPT',
+      `${file} is not a symbolic ref to a branch: ${JSON.stringify(text.slice(0, 60))}`,
+      {
+        path: file,
+      },
+    );
   return m[1];
 }
 
@@ -86,6 +105,72 @@ export async function listRefs(gitdir: string, prefix: 'refs/heads/' | 'refs/tag
   };
   await walk(refPath(gitdir, prefix.slice(0, -1)), prefix);
   return out;
+}
+
+const shortRef = (full: string) => full.replace(/^refs\/(heads|tags)\//, '');
+const refKind = (full: string) => (full.startsWith('refs/tags/') ? 'tag' : 'branch');
+
+/** The first ref (or ref being written, `.lock`) in a folder of refs named `name/…`. */
+async function firstRefUnder(dir: string, name: string): Promise<string | null> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) {
+      const below = await firstRefUnder(path.join(dir, e.name), `${name}/${e.name}`);
+      if (below) return below;
+    } else return `${name}/${e.name.replace(/\.lock$/, '')}`;
+  }
+  return null;
+}
+
+/** Removes a folder that holds nothing but empty folders (what deleting refs leaves behind). */
+async function removeEmptyDirs(dir: string): Promise<void> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) await removeEmptyDirs(path.join(dir, e.name));
+  await fsp.rmdir(dir).catch(() => {});
+}
+
+/**
+ * The existing ref that keeps `fullname` from being created, or null: git
+ * keeps refs as files, so `x` and `x/y` cannot both exist. Checks loose and
+ * packed refs both ways (a prefix of the name, a ref under it); folders left
+ * empty by deleted refs are removed so they do not block the new one.
+ */
+export async function refNameConflict(gitdir: string, fullname: string): Promise<string | null> {
+  const parts = fullname.split('/');
+  const packed = await readPackedRefs(gitdir);
+  for (let i = 3; i < parts.length; i++) {
+    const prefix = parts.slice(0, i).join('/');
+    if (packed.has(prefix)) return prefix;
+    const st = await fsp.lstat(refPath(gitdir, prefix)).catch(() => null);
+    if (st && !st.isDirectory()) return prefix;
+  }
+  for (const name of packed.keys()) if (name.startsWith(`${fullname}/`)) return name;
+  const below = await firstRefUnder(refPath(gitdir, fullname), fullname);
+  if (below) return below;
+  await removeEmptyDirs(refPath(gitdir, fullname));
+  await removeEmptyDirs(path.join(gitdir, 'logs', ...parts));
+  return null;
+}
+
+/** Throws E_BAD_REF_NAME when `fullname` cannot be created next to the existing refs. */
+export async function checkRefNameFree(gitdir: string, fullname: string): Promise<void> {
+  const other = await refNameConflict(gitdir, fullname);
+  if (other === null) return;
+  throw new WgitError(
+    'E_BAD_REF_NAME',
+    `cannot create ${refKind(fullname)} ${JSON.stringify(shortRef(fullname))}: ${refKind(other)} ${JSON.stringify(shortRef(other))} exists, and a ${refKind(fullname)} name cannot also be a folder of other names`,
+    { ref: fullname, conflictsWith: other },
+  );
 }
 
 export interface ReflogEntry {
@@ -175,6 +260,7 @@ export async function updateRef(
 ): Promise<string | null> {
   if (newOid !== null && !OID_RE.test(newOid)) throw new Error(`updateRef: bad object id ${newOid}`);
   const file = refPath(ctx.gitdir, fullname);
+  if (newOid !== null) await checkRefNameFree(ctx.gitdir, fullname);
   await fsp.mkdir(path.dirname(file), { recursive: true }).catch((e) => {
     throw mapFsError(e, file);
   });

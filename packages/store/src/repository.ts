@@ -3,8 +3,17 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
 import { checkoutSet } from './checkout.js';
+import { staleCheckoutTemps } from './checkout-temps.js';
 import { ChunkStore } from './chunkstore.js';
-import { discardTemps, flushChunks, openInput, type StoreContext, type StoredSet, storeModel } from './commit.js';
+import {
+  chunkedBytes,
+  discardTemps,
+  flushChunks,
+  openInput,
+  type StoreContext,
+  type StoredSet,
+  storeModel,
+} from './commit.js';
 import { DEFAULT_CONFIG, type RepoConfig, readConfig, validateConfig } from './config.js';
 import { atomicWrite, HOST, isPidAlive, limiter, mapFsError, parseTempName, tempName } from './fsutil.js';
 import { buildTree, type GitCommit, GitStore } from './gitstore.js';
@@ -14,7 +23,7 @@ import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './
 import { GROUPS_DIR, loadTensorSet, readAllRecords, readShardHeader, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
 import { type ChunkRunner, startRunner } from './pool.js';
-import { listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
+import { checkRefNameFree, listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
 import { resolveRevision } from './revparse.js';
 
 export interface CommitOptions {
@@ -82,6 +91,8 @@ export interface StatusResult {
   config: RepoConfig;
   tempFiles: string[];
   staleLocks: string[];
+  /** Temp folders (absolute paths) of checkouts whose process died; gc removes them. */
+  staleCheckouts: string[];
 }
 
 export interface InitOptions {
@@ -240,7 +251,7 @@ export class Repository {
   ): Promise<{ files: string[]; bytes: number }> {
     const commit = await this.resolve(rev);
     const set = await this.tensorSet(commit, opts.group ?? null);
-    return checkoutSet(this.git, this.chunks, set, outDir, opts.onProgress);
+    return checkoutSet(this.git, this.chunks, set, outDir, opts.onProgress, this.tmpDir);
   }
 
   /**
@@ -269,6 +280,8 @@ export class Repository {
     const branch = opts.branch ?? (await this.currentBranch());
     checkRefName(branch, 'branch');
     const ref = `refs/heads/${branch}`;
+    // A name clash with another branch's folder is refused before any chunk is written.
+    await checkRefNameFree(this.gitdir, ref);
     const oldHead = await readRef(this.gitdir, ref);
     if (opts.expectedHead !== undefined && opts.expectedHead !== oldHead) {
       throw new WgitError(
@@ -300,8 +313,8 @@ export class Repository {
       chunks: this.chunks,
       config: this.config,
       runner: null as unknown as ChunkRunner, // started once the input size is known
-      created: [],
       pending: new Map(),
+      replacing: new Set(),
       duplicates: [],
       syncs: new Map(),
       syncLimit: limiter(4),
@@ -314,10 +327,7 @@ export class Repository {
           throw new WgitError('E_BAD_GROUP_NAME', `bad group name ${JSON.stringify(name)}`);
         groupModels.push([name, await openInput(p)]);
       }
-      ctx.progress.total = [model, ...groupModels.map((g) => g[1])].reduce(
-        (a, m) => a + m.tensors.reduce((s, t) => s + t.byteLength, 0),
-        0,
-      );
+      ctx.progress.total = [model, ...groupModels.map((g) => g[1])].reduce((a, m) => a + chunkedBytes(m), 0);
       runner = await startRunner(ctx.progress.total, this.chunks.dir, this.tmpDir);
       ctx.runner = runner;
       const parentCommit = parents.length ? await this.gitCommit(parents[0]) : null;
@@ -366,25 +376,17 @@ export class Repository {
     } catch (e) {
       await runner?.close().catch(() => {});
       runner = null;
+      // Only this commit's own temp files go. Chunks already under their final
+      // names stay: they are immutable and content-addressed, so another
+      // writer may have found and referenced any of them; gc removes those
+      // that end up unreferenced, after its grace period.
       await discardTemps(ctx, true).catch(() => {});
-      await this.rollbackChunks(ctx.created, marker);
       throw mapFsError(e, this.gitdir);
     } finally {
       await model.close();
       for (const [, gm] of groupModels) await gm.close();
       await fsp.unlink(marker).catch(() => {});
     }
-  }
-
-  /**
-   * A failed commit removes the chunks it created, unless another writer is
-   * active (it may have found one of them and be about to reference it).
-   */
-  private async rollbackChunks(created: string[], marker: string): Promise<void> {
-    if (created.length === 0) return;
-    const others = (await this.liveTemps()).filter((t) => t !== path.basename(marker));
-    if (others.length > 0) return;
-    for (const id of created) await fsp.unlink(this.chunks.pathOf(id)).catch(() => {});
   }
 
   /** Entries in the temp folder that belong to a live process on this host. */
@@ -492,6 +494,7 @@ export class Repository {
       config: this.config,
       tempFiles: await this.staleTemps(),
       staleLocks: await this.staleLocks(),
+      staleCheckouts: (await staleCheckoutTemps(this.tmpDir)).map((t) => t.path),
     };
   }
 
@@ -597,7 +600,16 @@ export class Repository {
     return fsckRepository(this, opts);
   }
 
-  async gc(opts: { onProgress?: (e: { phase: string; done: number; total: number }) => void } = {}): Promise<GcResult> {
+  /**
+   * Deletes what nothing reaches. Unreferenced chunks younger than
+   * `graceSeconds` (default DEFAULT_GC_GRACE_SECONDS) are kept; 0 removes
+   * them all.
+   */
+  async gc(
+    opts: { graceSeconds?: number; onProgress?: (e: { phase: string; done: number; total: number }) => void } = {},
+  ): Promise<GcResult> {
+    if (opts.graceSeconds !== undefined && !(Number.isFinite(opts.graceSeconds) && opts.graceSeconds >= 0))
+      throw new WgitError('E_BAD_PARAM', `gc grace period must be a number of seconds >= 0, got ${opts.graceSeconds}`);
     const lock = await LockFile.acquire(path.join(this.wgitDir, 'gc.lock'), {
       what: 'the repository (gc)',
       waitMs: 0,

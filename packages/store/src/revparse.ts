@@ -1,4 +1,4 @@
-import { WgitError } from '@wgit/core';
+import { isWgitError, WgitError } from '@wgit/core';
 
 /**
  * Revision syntax: a base (branch, tag, HEAD/@, full or ≥4-hex unique
@@ -57,19 +57,41 @@ export async function resolveRevision(rev: string, r: RevResolver): Promise<stri
     }
     oid = hits[0];
   }
+  // The name resolved; its commit (and every one the steps walk through) must
+  // be readable, or the error names the revision and the id that is gone.
+  let at: string = oid;
+  let moved = false;
+  const parentsOf = async (commit: string): Promise<string[]> => {
+    try {
+      return await r.parentsOf(commit);
+    } catch (e) {
+      if (!isWgitError(e) || e.code !== 'E_MISSING_OBJECT') throw e;
+      const where = moved
+        ? `commit ${commit} (reached from ${JSON.stringify(rev)})`
+        : `${JSON.stringify(base)} points to commit ${commit}`;
+      throw new WgitError('E_MISSING_OBJECT', `${where}, which is missing from the repository`, {
+        rev,
+        oid: commit,
+      });
+    }
+  };
+  let parents = await parentsOf(at);
+  const move = async (next: string) => {
+    at = next;
+    moved = true;
+    parents = await parentsOf(next);
+  };
   for (const s of steps) {
     if (s.op === '^') {
       if (s.n === 0) continue;
-      const ps = await r.parentsOf(oid);
-      if (ps.length < s.n) throw unknown(`${oid.slice(0, 12)} has no parent number ${s.n}`);
-      oid = ps[s.n - 1];
+      if (parents.length < s.n) throw unknown(`${at.slice(0, 12)} has no parent number ${s.n}`);
+      await move(parents[s.n - 1]);
     } else {
       for (let k = 0; k < s.n; k++) {
-        const ps = await r.parentsOf(oid);
-        if (ps.length === 0) throw unknown(`history of ${oid.slice(0, 12)} is shorter than ${s.n}`);
-        oid = ps[0];
+        if (parents.length === 0) throw unknown(`history of ${at.slice(0, 12)} is shorter than ${s.n}`);
+        await move(parents[0]);
       }
     }
   }
-  return oid;
+  return at;
 }

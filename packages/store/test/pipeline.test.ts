@@ -201,12 +201,17 @@ describe('chunk pipeline on worker threads', () => {
       }
     }
     try {
-      assert.equal(await codeOf(repo.commit({ path: input('f2.safetensors', model(5)), message: 'two' })), 'ENOTDIR');
+      assert.equal(await codeOf(repo.commit({ path: input('f2.safetensors', model(5)), message: 'two' })), 'E_CORRUPT');
     } finally {
       for (const b of blockers) fs.unlinkSync(b);
     }
     assert.equal(await repo.resolve('main'), first.commit);
     assert.deepEqual(fs.readdirSync(repo.tmpDir), []);
+    // Chunks placed before the failure stay (another writer may use them); gc takes the unreferenced ones.
+    const after = await repo.chunks.list();
+    for (const id of chunksBefore) assert.ok(after.includes(id), id);
+    assert.equal((await repo.fsck()).unreachableChunks, after.length - chunksBefore.length);
+    await repo.gc({ graceSeconds: 0 });
     assert.deepEqual(await repo.chunks.list(), chunksBefore);
     await repo.commit({ path: path.join(dir, 'f2.safetensors'), message: 'two' });
     assert.equal((await repo.fsck()).ok, true);

@@ -297,6 +297,11 @@ describe('repository', () => {
       assert.equal(await codeOf(repo.commit({ path: file(), message: 'too big' })), 'E_DISK_FULL');
       setWriteFaultHook(null);
       assert.equal(await repo.resolve('main'), before.head);
+      // Chunks placed before the failure stay until gc; they are unreferenced, nothing else changed.
+      const now = (await repo.chunks.list()).length;
+      assert.ok(now >= before.chunks, `after ${after} writes`);
+      assert.equal((await repo.fsck()).unreachableChunks, now - before.chunks, `after ${after} writes`);
+      await repo.gc({ graceSeconds: 0 });
       assert.equal((await repo.chunks.list()).length, before.chunks, `after ${after} writes`);
       assert.deepEqual(fs.readdirSync(repo.tmpDir), []);
       assert.ok(fs.readFileSync(path.join(repo.gitdir, 'logs/refs/heads/main')).equals(before.reflog));
@@ -385,7 +390,7 @@ describe('repository', () => {
     assert.equal(await codeOf(repo.deleteBranch('main')), 'E_CURRENT_BRANCH');
     await repo.deleteBranch('scratch');
     fs.writeFileSync(path.join(repo.tmpDir, 'w-deadhost-999999-0123456789ab'), 'junk');
-    const g = await repo.gc();
+    const g = await repo.gc({ graceSeconds: 0 });
     assert.ok(g.chunksRemoved > 0);
     assert.ok(g.bytesFreed >= r.newBytes);
     assert.equal(g.tempFilesRemoved, 1);

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { printable } from '../format.js';
 
 type BranchResult =
   | { branches: { name: string; commit: string; current: boolean }[] }
@@ -27,17 +28,18 @@ export default class Branch extends WgitCommand {
     if (flags.delete) {
       if (!args.name) throw new WgitError('E_USAGE', 'branch --delete needs a branch name');
       const deleted = await repo.deleteBranch(args.name);
-      if (!this.jsonEnabled()) this.log(`Deleted branch ${deleted.name} (was ${deleted.commit.slice(0, 12)})`);
+      if (!this.jsonEnabled())
+        this.log(`Deleted branch ${printable(deleted.name)} (was ${deleted.commit.slice(0, 12)})`);
       return { deleted };
     }
     if (args.name) {
       const created = await repo.createBranch(args.name, args.rev ?? 'HEAD');
-      if (!this.jsonEnabled()) this.log(`Created branch ${created.name} at ${created.commit.slice(0, 12)}`);
+      if (!this.jsonEnabled()) this.log(`Created branch ${printable(created.name)} at ${created.commit.slice(0, 12)}`);
       return { created };
     }
     const branches = await repo.branches();
     if (!this.jsonEnabled())
-      for (const b of branches) this.log(`${b.current ? '*' : ' '} ${b.name} ${b.commit.slice(0, 12)}`);
+      for (const b of branches) this.log(`${b.current ? '*' : ' '} ${printable(b.name)} ${b.commit.slice(0, 12)}`);
     return { branches };
   }
 }

@@ -1,11 +1,38 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { integerFlag } from '../numbers.js';
 
 export interface CheckoutResult {
   commit: string;
   out: string;
   files: string[];
   bytes: number;
+}
+
+/**
+ * `--model` writes through the method engine rather than the store's
+ * checkout, so the output checks the store makes are repeated here: a
+ * dangling link is refused, and so is a place inside the repository folder.
+ */
+async function checkRecoverOut(gitdir: string, out: string): Promise<void> {
+  const { WgitError } = await import('@wgit/core');
+  const fsp = await import('node:fs/promises');
+  const path = await import('node:path');
+  const missing: string[] = [];
+  let cur = out;
+  while ((await fsp.lstat(cur).catch(() => null)) === null && path.dirname(cur) !== cur) {
+    missing.unshift(path.basename(cur));
+    cur = path.dirname(cur);
+  }
+  const real = await fsp.realpath(cur).catch(() => null);
+  if (real === null)
+    throw new WgitError('E_OUT_DIR', `cannot use output folder ${out}: ${cur} is a symbolic link that leads nowhere`, {
+      path: out,
+    });
+  const full = path.join(real, ...missing);
+  const repo = await fsp.realpath(gitdir).catch(() => gitdir);
+  if (full === repo || full.startsWith(repo + path.sep))
+    throw new WgitError('E_UNSAFE_PATH', `output ${out} lies in the repository folder ${repo}`, { path: out });
 }
 
 export default class Checkout extends WgitCommand {
@@ -19,9 +46,8 @@ export default class Checkout extends WgitCommand {
   static override flags = {
     out: Flags.string({ char: 'o', description: 'output folder (must not exist or be empty)', required: true }),
     group: Flags.string({ description: 'check out an extra tensor set recorded with the commit instead of the model' }),
-    model: Flags.integer({
+    model: Flags.string({
       description: 'for a reversible (rmm) merge: recover input N (0-based) instead of the merged model',
-      min: 0,
       exclusive: ['group'],
     }),
   };
@@ -32,7 +58,12 @@ export default class Checkout extends WgitCommand {
     const path = await import('node:path');
     const repo = await Repository.open(flags.repo);
     const commit = await repo.resolve(args.rev);
-    if (flags.model !== undefined) return this.recover(repo, commit, flags.model, path.resolve(flags.out));
+    const model = integerFlag(flags.model, 'model', { min: 0 });
+    if (model !== undefined) {
+      const out = path.resolve(flags.out);
+      await checkRecoverOut(repo.gitdir, out);
+      return this.recover(repo, commit, model, out);
+    }
     const r = await repo.checkout(commit, flags.out, {
       group: flags.group,
       onProgress: (e) =>

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { CommitResult } from '@wgit/store';
 import { WgitCommand } from '../base.js';
+import { printable } from '../format.js';
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(n < 10485760 ? 2 : 1)} MiB`;
@@ -36,7 +37,7 @@ export default class Commit extends WgitCommand {
     this.progressDone();
     if (!this.jsonEnabled()) {
       this.log(
-        `[${r.branch} ${r.commit.slice(0, 12)}] ${r.tensors} tensors, ${mib(r.rawBytes)} raw, ${mib(r.storedBytes)} stored, ${mib(r.newBytes)} new`,
+        `[${printable(r.branch)} ${r.commit.slice(0, 12)}] ${r.tensors} tensors, ${mib(r.rawBytes)} raw, ${mib(r.storedBytes)} stored, ${mib(r.newBytes)} new`,
       );
     }
     return r;

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
 import type { DemoResult } from '../demo/run.js';
+import { printable } from '../format.js';
 
 export default class Demo extends WgitCommand {
   static override summary = 'Train a small model lineage offline and walk through what wgit does with it';
@@ -18,15 +19,17 @@ accuracy on every task. Needs no network.`;
     dir: Flags.string({
       description: 'empty or new folder for the models and the repository (default: a fresh temp folder)',
     }),
-    seed: Flags.integer({ description: 'seed of the training runs', default: 1, min: 0, max: 2 ** 31 - 1 }),
+    seed: Flags.string({ description: 'seed of the training runs (0 to 2147483647)', default: '1' }),
   };
 
   async run(): Promise<DemoResult> {
     const { flags } = await this.parse(Demo);
+    const { integerFlag } = await import('../numbers.js');
+    const seed = integerFlag(flags.seed, 'seed', { min: 0, max: 2 ** 31 - 1 }) ?? 1;
     const dir = flags.dir ? resolve(flags.dir) : await mkdtemp(join(tmpdir(), 'wgit-demo-'));
     const { runDemo } = await import('../demo/run.js');
     const json = this.jsonEnabled();
-    if (!json) this.log(`wgit demo in ${dir}`);
-    return runDemo({ dir, seed: flags.seed, log: json ? undefined : (line) => this.log(line) });
+    if (!json) this.log(`wgit demo in ${printable(dir)}`);
+    return runDemo({ dir, seed, log: json ? undefined : (line) => this.log(line) });
   }
 }

@@ -1,5 +1,6 @@
 import type { FsckResult } from '@wgit/store';
 import { WgitCommand } from '../base.js';
+import { escapeControls } from '../format.js';
 
 export default class Fsck extends WgitCommand {
   static override description =
@@ -13,8 +14,8 @@ export default class Fsck extends WgitCommand {
     const r = await repo.fsck({ onProgress: (e) => this.progress(`fsck: commit ${e.done} / ${e.total}`) });
     this.progressDone();
     if (!this.jsonEnabled()) {
-      for (const p of r.problems) this.log(`error: ${p.message} [${p.code}]`);
-      for (const w of r.warnings) this.log(`warning: ${w}`);
+      for (const p of r.problems) this.log(`error: ${escapeControls(p.message)} [${escapeControls(p.code)}]`);
+      for (const w of r.warnings) this.log(`warning: ${escapeControls(w)}`);
       this.log(
         `${r.ok ? 'ok' : 'damaged'}: ${r.commits} commits, ${r.tensors} tensors, ${r.chunks} chunks checked, ${r.problems.length} problems`,
       );

@@ -1,6 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
-import { branchPiece, finiteNumberFlag, recipeRef, runMethodCommit } from '../method-commit.js';
+import { printable } from '../format.js';
+import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
+import { decimalFlag } from '../numbers.js';
 
 export interface LinesResult {
   commit: string;
@@ -42,8 +44,8 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
 
   async run(): Promise<LinesResult> {
     const { args, flags } = await this.parse(Lines);
-    const alpha = finiteNumberFlag(flags.alpha, 'alpha');
-    const beta = finiteNumberFlag(flags.beta, 'beta');
+    const alpha = decimalFlag(flags.alpha, 'alpha');
+    const beta = decimalFlag(flags.beta, 'beta');
     const { linesEdit } = await import('@wgit/core');
     const {
       value: report,
@@ -94,7 +96,7 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
     };
     if (!this.jsonEnabled()) {
       this.log(
-        `LiNeS α = ${out.alpha}, β = ${out.beta} over ${out.blocks} blocks → ${result.commit.slice(0, 12)} on ${result.branch}`,
+        `LiNeS α = ${out.alpha}, β = ${out.beta} over ${out.blocks} blocks → ${result.commit.slice(0, 12)} on ${printable(result.branch)}`,
       );
       if (out.blocks === 0) this.warn('no blocks found in the tensor names: every tensor was scaled by α');
       for (const w of report.warnings) this.warn(w);

@@ -1,9 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { type DType, type MergeParams, WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
+import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
+import { decimalFlag, decimalListFlag, integerFlag } from '../numbers.js';
+import { readSmallFile } from '../small-file.js';
 
 export interface MergeResult {
   commit: string;
@@ -23,17 +25,8 @@ export interface MergeResult {
   lines?: { alpha: number; beta: number; blocks: number };
 }
 
-/** "0.5,0.5" or "0.5 0.5", or the flag given several times. */
-function numberList(values: string[] | undefined, flag: string): number[] | undefined {
-  if (!values || values.length === 0) return undefined;
-  const out = values.flatMap((v) => v.split(/[\s,]+/).filter((s) => s !== ''));
-  return out.map((s) => {
-    const x = Number(s);
-    if (!Number.isFinite(x))
-      throw new WgitError('E_USAGE', `--${flag}: ${JSON.stringify(s)} is not a number`, { flag });
-    return x;
-  });
-}
+/** The largest --config file read; parseMergekitYaml refuses longer text too. */
+const MAX_CONFIG_BYTES = 1 << 20;
 
 export default class Merge extends WgitCommand {
   static override summary = 'Merge fine-tunes of one base into one model, committed with its recipe';
@@ -59,18 +52,21 @@ again (wgit checkout REV --model N).`;
       options: ['linear', 'task-arithmetic', 'ties', 'dare-linear', 'dare-ties', 'rmm'],
     }),
     base: Flags.string({ description: 'base model the fine-tunes come from (needed by all but linear)' }),
-    weights: Flags.string({ description: 'one weight per input, comma separated', multiple: true }),
+    weights: Flags.string({
+      description: 'one weight per input, comma separated (or the flag repeated)',
+      multiple: true,
+    }),
     density: Flags.string({
       description: 'TIES/DARE: fraction of each task vector kept (one value, or one per input)',
     }),
     lambda: Flags.string({ description: 'scale of the merged task vector' }),
     drop: Flags.string({ description: 'DARE: drop probability (1 − density)' }),
-    seed: Flags.integer({ description: 'seed of every random choice (DARE)' }),
+    seed: Flags.string({ description: 'seed of every random choice (DARE), an integer' }),
     trim: Flags.string({ description: 'TIES trimming scope', options: ['tensor', 'model'] }),
     normalize: Flags.boolean({ description: 'divide by the sum of the weights', allowNo: true }),
     lines: Flags.boolean({ description: 'apply LiNeS depth scaling to the merged task vector' }),
     'lines-beta': Flags.string({ description: 'LiNeS β (with --lines)' }),
-    rank: Flags.integer({ description: 'rmm: basis tensors kept per tensor (default: all = exact)' }),
+    rank: Flags.string({ description: 'rmm: basis tensors kept per tensor (default: all = exact)' }),
     config: Flags.string({ description: 'a mergekit YAML file (merge_method, models, base_model, parameters, dtype)' }),
     'out-dtype': Flags.string({ description: 'dtype of the merged float tensors (F32, F16, BF16)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
@@ -90,9 +86,19 @@ again (wgit checkout REV --model N).`;
     const warnings: string[] = [];
     if (flags.config) {
       const { parseMergekitYaml } = await import('@wgit/core');
-      const text = await readFile(flags.config, 'utf8').catch((e: Error) => {
-        throw new WgitError('E_NOT_FOUND', `cannot read ${flags.config}: ${e.message}`, { path: flags.config });
+      const bytes = await readSmallFile(flags.config, {
+        what: '--config',
+        maxBytes: MAX_CONFIG_BYTES,
+        code: 'E_MERGEKIT_INVALID',
       });
+      let text: string;
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      } catch {
+        throw new WgitError('E_MERGEKIT_INVALID', `--config ${JSON.stringify(flags.config)} is not UTF-8 text`, {
+          path: flags.config,
+        });
+      }
       const recipe = parseMergekitYaml(text, flags.config);
       if (revs.length > 0)
         throw new WgitError('E_USAGE', 'give the models in the --config file or as arguments, not both');
@@ -120,7 +126,7 @@ again (wgit checkout REV --model N).`;
     if (m.needsBase && !baseSpec)
       throw new WgitError('E_BASE_REQUIRED', `${method} needs --base (the model the inputs were fine-tuned from)`);
 
-    const weights = numberList(flags.weights, 'weights');
+    const weights = decimalListFlag(flags.weights, 'weights');
     if (weights) {
       if (weights.length !== inputs.length) {
         throw new WgitError(
@@ -133,21 +139,20 @@ again (wgit checkout REV --model N).`;
       }
       params.weights = weights;
     }
-    const density = numberList(flags.density ? [flags.density] : undefined, 'density');
+    const density = decimalListFlag(flags.density, 'density');
     if (density) params.density = density.length === 1 ? density[0] : density;
-    const lambda = numberList(flags.lambda ? [flags.lambda] : undefined, 'lambda');
-    if (lambda) params.lambda = lambda[0];
-    const drop = numberList(flags.drop ? [flags.drop] : undefined, 'drop');
-    if (drop) params.drop = drop[0];
-    if (flags.seed !== undefined) params.seed = flags.seed;
+    const lambda = decimalFlag(flags.lambda, 'lambda');
+    if (lambda !== undefined) params.lambda = lambda;
+    const drop = decimalFlag(flags.drop, 'drop');
+    if (drop !== undefined) params.drop = drop;
+    const seed = integerFlag(flags.seed, 'seed');
+    if (seed !== undefined) params.seed = seed;
     if (flags.trim) params.trim = flags.trim as 'tensor' | 'model';
     if (flags.normalize !== undefined) params.normalize = flags.normalize;
-    if (flags.rank !== undefined) params.rank = flags.rank;
+    const rank = integerFlag(flags.rank, 'rank');
+    if (rank !== undefined) params.rank = rank;
     if (flags['lines-beta'] !== undefined && !flags.lines) throw new WgitError('E_USAGE', '--lines-beta needs --lines');
-    if (flags.lines) {
-      const beta = numberList(flags['lines-beta'] ? [flags['lines-beta']] : undefined, 'lines-beta');
-      params.lines = { beta: beta ? beta[0] : 1 };
-    }
+    if (flags.lines) params.lines = { beta: decimalFlag(flags['lines-beta'], 'lines-beta') ?? 1 };
     if (baseSpec && !m.needsBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
     // parameter errors surface before any model is opened
     m.resolve(params, inputs.length);
@@ -221,7 +226,9 @@ again (wgit checkout REV --model N).`;
   }
 
   private render(r: MergeResult): void {
-    this.log(`merged ${r.inputs.length} model(s) with ${r.method} → ${r.commit.slice(0, 12)} on ${r.branch}`);
+    this.log(
+      `merged ${r.inputs.length} model(s) with ${r.method} → ${r.commit.slice(0, 12)} on ${printable(r.branch)}`,
+    );
     if (r.lines) this.log(`LiNeS: α = ${r.lines.alpha.toFixed(4)}, β = ${r.lines.beta}, ${r.lines.blocks} blocks`);
     if (r.rmm) {
       this.log(`reversible basis: rank ${r.rmm.rank}, ${r.rmm.basisTensors} basis tensors`);

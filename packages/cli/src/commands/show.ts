@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { ShowResult } from '@wgit/store';
 import { WgitCommand } from '../base.js';
+import { escapeControls, jsonText, printable } from '../format.js';
 
 function size(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -22,23 +23,24 @@ export default class Show extends WgitCommand {
     if (!this.jsonEnabled()) {
       this.log(`commit ${r.commit}`);
       if (r.parents.length) this.log(`Parents: ${r.parents.map((p) => p.slice(0, 12)).join(' ')}`);
-      this.log(`Author: ${r.author}\nDate:   ${new Date(r.timestamp * 1000).toISOString()}`);
-      if (r.recipe) this.log(`Recipe: ${JSON.stringify(r.recipe)}`);
-      if (r.groups.length) this.log(`Groups: ${r.groups.join(', ')}`);
-      this.log(`\n${r.message.replace(/^/gm, '    ')}\n`);
+      this.log(`Author: ${escapeControls(r.author)}\nDate:   ${new Date(r.timestamp * 1000).toISOString()}`);
+      if (r.recipe) this.log(`Recipe: ${jsonText(r.recipe, undefined)}`);
+      if (r.groups.length) this.log(`Groups: ${r.groups.map(printable).join(', ')}`);
+      this.log(`\n${escapeControls(r.message, true).replace(/^/gm, '    ')}\n`);
       const ratio = r.storedBytes > 0 ? (r.rawBytes / r.storedBytes).toFixed(2) : '-';
-      const what = r.kind === 'folder' ? `model folder (${r.shards.join(', ')})` : `model file ${r.shards.join(', ')}`;
+      const shards = r.shards.map(printable).join(', ');
+      const what = r.kind === 'folder' ? `model folder (${shards})` : `model file ${shards}`;
       this.log(
         `${what}: ${r.tensors.length} tensors, ${size(r.rawBytes)} raw, ${size(r.storedBytes)} stored (${ratio}x)`,
       );
-      if (r.files.length) this.log(`side files: ${r.files.join(', ')}`);
+      if (r.files.length) this.log(`side files: ${r.files.map(printable).join(', ')}`);
       const rows = r.tensors.map((t) => [
-        t.name,
+        printable(t.name),
         `${t.dtype}[${t.shape.join(',')}]`,
         size(t.byteLength),
         size(t.storedBytes),
         Object.entries(t.encodings)
-          .map(([k, v]) => `${k}×${v}`)
+          .map(([k, v]) => `${printable(k)}×${v}`)
           .join(' '),
       ]);
       const w = [0, 1, 2, 3].map((i) => Math.max(0, ...rows.map((row) => row[i].length)));

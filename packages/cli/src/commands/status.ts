@@ -1,5 +1,6 @@
 import type { StatusResult } from '@wgit/store';
 import { WgitCommand } from '../base.js';
+import { printable } from '../format.js';
 
 function size(n: number): string {
   return n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
@@ -20,6 +21,10 @@ export default class Status extends WgitCommand {
       this.log(`Chunks: ${s.chunks.count}, ${size(s.chunks.rawBytes)} raw, ${size(s.chunks.storedBytes)} stored`);
       if (s.tempFiles.length) this.log(`Stale temp files: ${s.tempFiles.length} (wgit gc removes them)`);
       if (s.staleLocks.length) this.log(`Stale locks: ${s.staleLocks.join(', ')}`);
+      if (s.staleCheckouts.length) {
+        this.log(`Partial checkouts left by killed processes: ${s.staleCheckouts.length} (wgit gc removes them)`);
+        for (const p of s.staleCheckouts) this.log(`  ${printable(p)}`);
+      }
     }
     return s;
   }

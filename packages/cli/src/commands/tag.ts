@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { printable } from '../format.js';
 
 type TagResult =
   | { tags: { name: string; commit: string }[] }
@@ -27,16 +28,16 @@ export default class Tag extends WgitCommand {
     if (flags.delete) {
       if (!args.name) throw new WgitError('E_USAGE', 'tag --delete needs a tag name');
       const deleted = await repo.deleteTag(args.name);
-      if (!this.jsonEnabled()) this.log(`Deleted tag ${deleted.name} (was ${deleted.commit.slice(0, 12)})`);
+      if (!this.jsonEnabled()) this.log(`Deleted tag ${printable(deleted.name)} (was ${deleted.commit.slice(0, 12)})`);
       return { deleted };
     }
     if (args.name) {
       const created = await repo.createTag(args.name, args.rev ?? 'HEAD');
-      if (!this.jsonEnabled()) this.log(`Tagged ${created.commit.slice(0, 12)} as ${created.name}`);
+      if (!this.jsonEnabled()) this.log(`Tagged ${created.commit.slice(0, 12)} as ${printable(created.name)}`);
       return { created };
     }
     const tags = await repo.tags();
-    if (!this.jsonEnabled()) for (const t of tags) this.log(`${t.name} ${t.commit.slice(0, 12)}`);
+    if (!this.jsonEnabled()) for (const t of tags) this.log(`${printable(t.name)} ${t.commit.slice(0, 12)}`);
     return { tags };
   }
 }

@@ -1,6 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
-import { branchPiece, finiteNumberFlag, recipeRef, runMethodCommit } from '../method-commit.js';
+import { printable } from '../format.js';
+import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
+import { decimalFlag } from '../numbers.js';
 
 export interface TransferResult {
   commit: string;
@@ -47,7 +49,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
 
   async run(): Promise<TransferResult> {
     const { args, flags } = await this.parse(Transfer);
-    const scale = finiteNumberFlag(flags.scale, 'scale') ?? 1;
+    const scale = decimalFlag(flags.scale, 'scale') ?? 1;
     const { transferModel } = await import('@wgit/core');
     const {
       value: report,
@@ -110,7 +112,9 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
       this.log(
         `bases: cosine(onto − from, update) = ${c.cosine.toFixed(4)}, relative distance = ${c.relDistance.toFixed(4)}`,
       );
-      this.log(`transferred ${args.ft} onto ${flags.onto} → ${result.commit.slice(0, 12)} on ${result.branch}`);
+      this.log(
+        `transferred ${printable(args.ft)} onto ${printable(flags.onto)} → ${result.commit.slice(0, 12)} on ${printable(result.branch)}`,
+      );
       for (const w of report.warnings) this.warn(w);
     }
     return out;

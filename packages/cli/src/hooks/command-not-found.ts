@@ -1,4 +1,5 @@
 import type { Hook } from '@oclif/core';
+import { escapeControls, jsonText } from '../format.js';
 
 /**
  * oclif's own message for an unknown command is a decorated multi-line
@@ -8,9 +9,9 @@ import type { Hook } from '@oclif/core';
 const hook: Hook<'command_not_found'> = async (opts) => {
   const message = `unknown command "${opts.id}" (wgit --help lists the commands)`;
   if (opts.argv?.includes('--json')) {
-    process.stdout.write(`${JSON.stringify({ error: { code: 'E_USAGE', message } }, null, 2)}\n`);
+    process.stdout.write(`${jsonText({ error: { code: 'E_USAGE', message } })}\n`);
   } else {
-    process.stderr.write(`wgit: error: ${message} [E_USAGE]\n`);
+    process.stderr.write(`wgit: error: ${escapeControls(message)} [E_USAGE]\n`);
   }
   process.exitCode = 2;
 };

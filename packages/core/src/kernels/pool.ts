@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { WgitError } from '../errors.js';
+import { parseInteger } from '../parse.js';
 import { Arena } from './arena.js';
 import type { KernelDType } from './reference.js';
 import { dareCut, dareScale } from './rng.js';
@@ -91,7 +92,14 @@ function resolveThreads(opts: KernelOptions): number {
   const fromEnv = process.env.WGIT_THREADS;
   let t: number;
   if (opts.threads !== undefined) t = opts.threads;
-  else if (fromEnv !== undefined && fromEnv !== '') t = Number(fromEnv);
+  else if (fromEnv !== undefined && fromEnv !== '')
+    t = parseInteger(fromEnv, {
+      what: 'WGIT_THREADS',
+      code: 'E_BAD_ENV',
+      min: 1,
+      max: 256,
+      data: { name: 'WGIT_THREADS' },
+    });
   else t = os.availableParallelism();
   if (!Number.isInteger(t) || t < 1 || t > 256) {
     throw new WgitError('E_KERNEL_THREADS', `thread count must be an integer from 1 to 256, got ${String(t)}`, {

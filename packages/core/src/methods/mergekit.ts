@@ -5,9 +5,10 @@
  * Anything mergekit would do that we do not is refused by name
  * (E_MERGEKIT_UNSUPPORTED) instead of being silently ignored.
  */
-import { parse } from 'yaml';
+import { parseDocument, visit } from 'yaml';
 import type { DType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
+import { isDecimalText } from '../parse.js';
 import type { MergeParams, PerTensor, TensorRule } from './types.js';
 
 export interface MergekitRecipe {
@@ -83,13 +84,25 @@ function modelRef(v: unknown, where: string): string {
   return v;
 }
 
-/** Parses a mergekit YAML document into a recipe for mergeModels. */
+/**
+ * Parses a mergekit YAML document into a recipe for mergeModels. Numbers must
+ * be written in decimal: YAML's hex and octal forms (`0x10`, `0o10`), `.inf`
+ * and `.nan`, and leading zeros (`010`, octal to mergekit's YAML 1.1 reader)
+ * stay text, so they are refused where a number is expected.
+ */
 export function parseMergekitYaml(text: string, source = 'config'): MergekitRecipe {
   if (typeof text !== 'string') throw invalid('not text');
   if (text.length > MAX_CONFIG_BYTES) throw invalid(`${source} is over ${MAX_CONFIG_BYTES} bytes`);
   let doc: unknown;
   try {
-    doc = parse(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false });
+    const parsed = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+    if (parsed.errors.length > 0) throw parsed.errors[0];
+    visit(parsed, {
+      Scalar(_key, node) {
+        if (typeof node.value === 'number' && !isDecimalText(node.source ?? '')) node.value = node.source;
+      },
+    });
+    doc = parsed.toJS({ maxAliasCount: 100 });
   } catch (e) {
     throw invalid(`${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}`, { source });
   }

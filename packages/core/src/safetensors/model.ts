@@ -53,6 +53,8 @@ export interface LocalModel extends ModelSource {
   indexFile: string | null;
   /** Size in bytes of each side file. */
   sideFileSizes: Map<string, number>;
+  /** Where a side file's bytes are read from (links resolved), for readers that stream it. */
+  sideFilePath(rel: string): string;
   /** Absolute path and absolute byte offset of a tensor's data. */
   location(name: string): { file: string; offset: number };
 }
@@ -89,13 +91,15 @@ interface Listed {
 
 /**
  * Every regular file under root (relative POSIX path → real path), skipping
- * dot entries. Links are followed only when they resolve inside the folder.
+ * dot entries. Real folders are walked; a symbolic link to a folder is
+ * refused, as git never follows one (following it would record the folder
+ * twice, or once under the link's name only). A link to a file is followed
+ * when it resolves inside the folder.
  */
 async function listFolder(root: string): Promise<Map<string, Listed>> {
   const rootReal = await realpath(root);
   const inside = (p: string) => p === rootReal || p.startsWith(rootReal.endsWith(sep) ? rootReal : rootReal + sep);
   const out = new Map<string, Listed>();
-  const visited = new Set<string>([rootReal]);
   const walk = async (dirReal: string, relDir: string): Promise<void> => {
     const names = (await readdir(dirReal)).sort();
     for (const name of names) {
@@ -118,12 +122,16 @@ async function listFolder(root: string): Promise<Map<string, Listed>> {
           });
         }
         st = await stat(real);
+        if (st.isDirectory()) {
+          throw new WgitError(
+            'E_UNSUPPORTED_FILE',
+            `${join(root, rel)}: symbolic link to a folder; wgit stores real folders only`,
+            { path: join(root, rel) },
+          );
+        }
       }
       if (st.isDirectory()) {
-        // A link back up the tree would otherwise recurse forever.
-        if (visited.has(real)) continue;
-        visited.add(real);
-        await walk(real, rel);
+        await walk(full, rel);
       } else if (st.isFile()) {
         out.set(rel, { real, size: st.size });
       } else {
@@ -395,6 +403,16 @@ class DiskModel implements LocalModel {
     const { shard, info } = this.entry(name);
     const h = this.shards[shard];
     return { file: h.path, offset: h.dataStart + info.begin };
+  }
+
+  sideFilePath(rel: string): string {
+    const real = this.readable.get(rel);
+    if (real === undefined)
+      throw new WgitError('E_NOT_FOUND', `${this.root}: no side file ${quoteName(rel)}`, {
+        path: this.root,
+        file: rel,
+      });
+    return real;
   }
 
   async readSideFile(rel: string): Promise<Uint8Array> {
