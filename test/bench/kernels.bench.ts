@@ -4,7 +4,18 @@
 //   pnpm bench kernels            (64 M elements)
 //   WGIT_BENCH_N=16000000 pnpm bench kernels
 import os from 'node:os';
-import { getKernels, type Kernels } from '../../packages/core/src/index.js';
+import { type Device, getDevice } from '../../packages/core/src/index.js';
+
+type Kernels = Device;
+const getKernels = (o: { threads: number }) => getDevice({ device: 'cpu', ...o });
+const handles = new Map<ArrayBufferView, Parameters<Device['free']>[0]>();
+const view = <T extends Float32Array | Uint8Array>(k: Kernels, b: Parameters<Device['free']>[0]): T => {
+  const v = k.hostView(b) as T;
+  handles.set(v, b);
+  return v;
+};
+const allocBytes = (k: Kernels, n: number) => view<Uint8Array>(k, k.alloc('U8', n));
+const allocF32 = (k: Kernels, n: number) => view<Float32Array>(k, k.alloc('F32', n));
 
 const N = Number(process.env.WGIT_BENCH_N ?? 64 * 2 ** 20);
 const REPS = 5;
@@ -50,17 +61,17 @@ interface Buffers {
 }
 
 async function allocate(k: Kernels): Promise<Buffers> {
-  const bf = [0, 1, 2].map(() => k.allocBytes(N * 2));
+  const bf = [0, 1, 2].map(() => allocBytes(k, N * 2));
   bf.forEach((b, i) => {
     fillBf16(b, i + 1);
   });
-  const f = [0, 1, 2].map(() => k.allocF32(N));
+  const f = [0, 1, 2].map(() => allocF32(k, N));
   for (let i = 0; i < 3; i++) await k.toF32(bf[i], 'BF16', f[i]);
-  return { bf, bfOut: k.allocBytes(N * 2), f, fOut: k.allocF32(N) };
+  return { bf, bfOut: allocBytes(k, N * 2), f, fOut: allocF32(k, N) };
 }
 
 function release(k: Kernels, b: Buffers): void {
-  for (const v of [...b.bf, b.bfOut, ...b.f, b.fOut]) k.free(v);
+  for (const v of [...b.bf, b.bfOut, ...b.f, b.fOut]) k.free(handles.get(v) as Parameters<Device['free']>[0]);
 }
 
 async function wasmTimes(k: Kernels, b: Buffers) {

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type DType,
-  getKernels,
+  getDevice,
   ModelWriter,
   mergeModels,
   openModel,
@@ -138,12 +138,12 @@ async function child(method: string, outDir: string): Promise<void> {
   const t0 = performance.now();
   const inputs = await Promise.all(['ft0', 'ft1', 'ft2'].map((n) => openModel(path.join(cacheDir, n))));
   const base = method === 'linear' ? undefined : await openModel(path.join(cacheDir, 'base'));
-  await getKernels({ threads: THREADS });
+  await getDevice({ device: 'cpu', threads: THREADS });
   const params = method === 'linear' ? {} : { density: DENSITY, seed: 0 };
   const report = await mergeModels({ inputs, base, method, params, outDir });
   const seconds = (performance.now() - t0) / 1000;
   for (const m of [...inputs, ...(base ? [base] : [])]) await m.close();
-  (await getKernels()).close();
+  (await getDevice({ device: 'cpu' })).close();
   console.log(JSON.stringify({ seconds, maxRssKb: process.resourceUsage().maxRSS, timings: report.timings }));
 }
 

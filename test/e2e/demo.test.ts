@@ -68,5 +68,5 @@ test('wgit demo refuses a folder that is not empty', () => {
   const r = spawnSync(process.execPath, [BIN, 'demo', '--dir', dir, '--json'], { encoding: 'utf8' });
   fs.rmSync(dir, { recursive: true, force: true });
   assert.equal(r.status, 1);
-  assert.equal(JSON.parse(r.stdout).error.code, 'E_OUT_EXISTS');
+  assert.equal(JSON.parse(r.stdout).error.code, 'E_OUTPUT_NOT_EMPTY');
 });

@@ -332,8 +332,10 @@ export function sumAbs(a: usize, n: i32): f64 {
 export function absHistogram(x: usize, n: i32, pass: i32, prefix: i32, hist: usize): void {
   if (pass == 0) {
     for (let j: i32 = 0; j < n; j++) {
-      const bin = <usize>((load<u32>(x + (<usize>j << 2)) & 0x7fffffff) >>> 15);
-      const p = hist + (bin << 2);
+      const a = load<u32>(x + (<usize>j << 2)) & 0x7fffffff;
+      // NaN is never ranked (docs/kernels.md, NaN policy): not counted.
+      if (a > 0x7f800000) continue;
+      const p = hist + (<usize>(a >>> 15) << 2);
       store<u32>(p, load<u32>(p) + 1);
     }
     return;
@@ -351,7 +353,7 @@ export function absHistogram(x: usize, n: i32, pass: i32, prefix: i32, hist: usi
 
 @inline function countLow(bits: u32, prefix: i32, hist: usize): void {
   const a = bits & 0x7fffffff;
-  if (<i32>(a >>> 15) == prefix) {
+  if (<i32>(a >>> 15) == prefix && a <= 0x7f800000) {
     const p = hist + (<usize>(a & 0x7fff) << 2);
     store<u32>(p, load<u32>(p) + 1);
   }
@@ -435,7 +437,7 @@ export function ties(
 }
 
 // ------------------------------------------------------------------------ DARE
-// Counter-based RNG, defined in src/kernels/rng.ts (keep the two in step).
+// Counter-based RNG, defined in src/device/rng.ts (keep the two in step).
 
 @inline function fmix(h: v128): v128 {
   h = v128.xor(h, i32x4.shr_u(h, 16));

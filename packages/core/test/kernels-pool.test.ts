@@ -5,14 +5,16 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   ARENA_ALIGN,
+  type Device,
+  type DeviceBuffer,
+  type DeviceOptions,
   dareCut,
   dareHash,
   dareScale,
   fmix32,
-  getKernels,
+  getDevice,
   isWgitError,
   type KernelDType,
-  type Kernels,
   streamId,
 } from '@wgit/core';
 
@@ -43,7 +45,26 @@ function ensureWasm(): void {
 
 const hasCode = (code: string) => (e: unknown) => isWgitError(e) && e.code === code;
 
-let k: Kernels;
+let k: Device;
+const getKernels = (o: DeviceOptions = {}) => getDevice({ device: 'cpu', ...o });
+
+/** Views on device buffers, and the handles that free them (kept after free, to test double frees). */
+const handles = new Map<ArrayBufferView, DeviceBuffer>();
+function allocF32(n: number): Float32Array {
+  const b = k.alloc('F32', n);
+  const v = k.hostView(b);
+  handles.set(v, b);
+  return v;
+}
+function allocBytes(n: number): Uint8Array {
+  const b = k.alloc('U8', n);
+  const v = k.hostView(b);
+  handles.set(v, b);
+  return v;
+}
+function free(v: Float32Array | Uint8Array): void {
+  k.free(handles.get(v) ?? { dtype: v instanceof Float32Array ? 'F32' : 'U8', length: v.length, view: v });
+}
 
 before(async () => {
   ensureWasm();
@@ -121,43 +142,43 @@ describe('RNG definition', () => {
 describe('shared memory', () => {
   test('allocations are page aligned, reused after free, and survive growth', async () => {
     assert.equal(ARENA_ALIGN, 4096);
-    const a = k.allocF32(1000);
+    const a = allocF32(1000);
     assert.equal(a.byteOffset % 4096, 0);
     assert.ok(a.buffer instanceof SharedArrayBuffer);
     a.fill(3.5);
     const offset = a.byteOffset;
-    k.free(a);
-    const b = k.allocBytes(4000);
+    free(a);
+    const b = allocBytes(4000);
     assert.equal(b.byteOffset, offset, 'a freed block of the same size is reused');
     // 300 MB forces the memory to grow; earlier views stay usable.
     b.fill(9);
-    const big = k.allocF32(75_000_000);
-    assert.ok(k.memory.buffer.byteLength >= 300_000_000);
+    const big = allocF32(75_000_000);
+    assert.ok(big.buffer.byteLength >= 300_000_000);
     assert.equal(b[3999], 9);
     big[big.length - 1] = 1;
-    const out = k.allocF32(1);
+    const out = allocF32(1);
     await k.sub(big.subarray(big.length - 1), new Float32Array([0.25]), out);
     assert.equal(out[0], 0.75);
-    k.free(out);
-    k.free(big);
-    k.free(b);
+    free(out);
+    free(big);
+    free(b);
     // Coalescing: two neighbours freed make room for one allocation of both sizes.
-    const c = k.allocBytes(8192);
-    const d = k.allocBytes(8192);
+    const c = allocBytes(8192);
+    const d = allocBytes(8192);
     const cOff = c.byteOffset;
-    k.free(c);
-    k.free(d);
-    const e = k.allocBytes(16384);
+    free(c);
+    free(d);
+    const e = allocBytes(16384);
     assert.equal(e.byteOffset, cOff);
-    k.free(e);
+    free(e);
   });
 
   test('free rejects foreign views and double frees', () => {
-    assert.throws(() => k.free(new Float32Array(4)), hasCode('E_KERNEL_BAD_FREE'));
-    const a = k.allocF32(10);
-    assert.throws(() => k.free(a.subarray(1)), hasCode('E_KERNEL_BAD_FREE'));
-    k.free(a);
-    assert.throws(() => k.free(a), hasCode('E_KERNEL_BAD_FREE'));
+    assert.throws(() => free(new Float32Array(4)), hasCode('E_KERNEL_BAD_FREE'));
+    const a = allocF32(10);
+    assert.throws(() => free(a.subarray(1)), hasCode('E_KERNEL_BAD_FREE'));
+    free(a);
+    assert.throws(() => free(a), hasCode('E_KERNEL_BAD_FREE'));
   });
 
   test('reads with fs land directly in pool memory', async () => {
@@ -170,15 +191,15 @@ describe('shared memory', () => {
       const bf = new Uint8Array(8);
       await k.fromF32(vals, 'BF16', bf);
       writeFileSync(path.join(dir, 'x.bin'), bf);
-      const dst = k.allocBytes(8);
+      const dst = allocBytes(8);
       const fd = openSync(path.join(dir, 'x.bin'), 'r');
       readSync(fd, dst, 0, 8, 0);
       closeSync(fd);
-      const f = k.allocF32(4);
+      const f = allocF32(4);
       await k.toF32(dst, 'BF16', f);
       assert.deepEqual([...f], [1, -2, 0.5, 3]);
-      k.free(f);
-      k.free(dst);
+      free(f);
+      free(dst);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -219,13 +240,13 @@ describe('argument checks', () => {
     await assert.rejects(k.dareDrop(f(2), -0.1, 0, 0, 0, f(2)), hasCode('E_KERNEL_ARG'));
     await assert.rejects(k.dareDrop(f(2), 0.5, 2 ** 32, 0, 0, f(2)), hasCode('E_KERNEL_ARG'));
     await assert.rejects(k.dareDrop(f(2), 0.5, 0, 0, -1, f(2)), hasCode('E_KERNEL_ARG'));
-    assert.throws(() => k.allocF32(-1), hasCode('E_KERNEL_ARG'));
+    assert.throws(() => allocF32(-1), hasCode('E_KERNEL_ARG'));
     // wasm32 memory ends at 4 GiB.
-    assert.throws(() => k.allocF32(2 ** 30 + 1), hasCode('E_KERNEL_OOM'));
+    assert.throws(() => allocF32(2 ** 30 + 1), hasCode('E_KERNEL_OOM'));
   });
 
   test('overlapping output and input is refused unless exactly in place', async () => {
-    const buf = k.allocF32(2048);
+    const buf = allocF32(2048);
     const a = buf.subarray(0, 1024);
     const shifted = buf.subarray(1, 1025);
     await assert.rejects(k.sub(a, a, shifted), hasCode('E_KERNEL_ALIAS'));
@@ -241,22 +262,22 @@ describe('argument checks', () => {
     a.fill(2);
     await k.sub(a, new Float32Array(1024).fill(0.5), a);
     assert.equal(a[1023], 1.5);
-    k.free(buf);
+    free(buf);
     // Ordinary arrays are staged, so aliasing them is harmless.
     const plain = new Float32Array([1, 2, 3]);
     await k.axpy(plain, 2, plain, plain);
     assert.deepEqual([...plain], [3, 6, 9]);
   });
 
-  test('thread counts from options and WGIT_THREADS are checked', () => {
-    assert.throws(() => getKernels({ threads: 0 }), hasCode('E_KERNEL_THREADS'));
-    assert.throws(() => getKernels({ threads: 1.5 }), hasCode('E_KERNEL_THREADS'));
+  test('thread counts from options and WGIT_THREADS are checked', async () => {
+    await assert.rejects(getKernels({ threads: 0 }), hasCode('E_KERNEL_THREADS'));
+    await assert.rejects(getKernels({ threads: 1.5 }), hasCode('E_KERNEL_THREADS'));
     const saved = process.env.WGIT_THREADS;
     try {
       // The environment variable is text: decimal integers only, one code for every env variable.
       for (const bad of ['many', '0x4', ' 4', '04', '1.5', '0']) {
         process.env.WGIT_THREADS = bad;
-        assert.throws(() => getKernels(), hasCode('E_BAD_ENV'), bad);
+        await assert.rejects(getKernels(), hasCode('E_BAD_ENV'), bad);
       }
     } finally {
       if (saved === undefined) delete process.env.WGIT_THREADS;
@@ -266,7 +287,7 @@ describe('argument checks', () => {
 });
 
 describe('pool lifecycle', () => {
-  test('getKernels is a singleton per configuration; close ends it', async () => {
+  test('getDevice is a singleton per configuration; close ends it', async () => {
     const p1 = await getKernels({ threads: 2, parallelMin: 7 });
     const p2 = await getKernels({ threads: 2, parallelMin: 7 });
     assert.equal(p1, p2);
@@ -294,8 +315,8 @@ describe('pool lifecycle', () => {
 
   test('a process that never closes the pool still exits, and waits for pending work', () => {
     const script = `
-      const { getKernels } = await import(${JSON.stringify(`${root}src/index.ts`)});
-      const k = await getKernels({ threads: 2, parallelMin: 1 });
+      const { getDevice } = await import(${JSON.stringify(`${root}src/index.ts`)});
+      const k = await getDevice({ device: 'cpu', threads: 2, parallelMin: 1 });
       const x = new Float32Array(3_000_000).fill(2);
       // Top-level await on a worker result: the process must wait for it, then exit.
       console.log(await k.sumAbs(x));

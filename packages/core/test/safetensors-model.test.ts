@@ -224,11 +224,11 @@ describe('openModel on folders', () => {
     const dir = freshDir();
     await writeFile(path.join(dir, 'model.safetensors'), [['x', 1]]);
     fs.symlinkSync(outside, path.join(dir, 'config.json'));
-    assert.equal(await codeOfAsync(() => openModel(dir)), 'E_PATH_ESCAPE');
+    assert.equal(await codeOfAsync(() => openModel(dir)), 'E_UNSAFE_PATH');
     const dir2 = freshDir();
     await writeFile(path.join(dir2, 'model.safetensors'), [['x', 1]]);
     fs.symlinkSync(path.dirname(outside), path.join(dir2, 'up'));
-    assert.equal(await codeOfAsync(() => openModel(dir2)), 'E_PATH_ESCAPE');
+    assert.equal(await codeOfAsync(() => openModel(dir2)), 'E_UNSAFE_PATH');
     const dir3 = freshDir();
     await writeFile(path.join(dir3, 'model.safetensors'), [['x', 1]]);
     fs.symlinkSync(path.join(dir3, 'nothing'), path.join(dir3, 'dangling'));
@@ -287,8 +287,8 @@ describe('openModel on folders', () => {
 
     const cases: [string, Record<string, string> | string, string, ((d: string) => Promise<void>)?][] = [
       ['a missing shard', { ...good, d: 's3.safetensors' }, 'E_SAFETENSORS_SHARD_MISSING'],
-      ['a shard outside the folder', { ...good, c: '../s2.safetensors' }, 'E_PATH_ESCAPE'],
-      ['an absolute shard path', { ...good, c: '/etc/passwd' }, 'E_PATH_ESCAPE'],
+      ['a shard outside the folder', { ...good, c: '../s2.safetensors' }, 'E_UNSAFE_PATH'],
+      ['an absolute shard path', { ...good, c: '/etc/passwd' }, 'E_UNSAFE_PATH'],
       [
         'a tensor missing from the weight_map',
         { a: 's1.safetensors', c: 's2.safetensors' },
@@ -318,7 +318,7 @@ describe('openModel on folders', () => {
       [
         'a shard reached through a link that leaves the folder',
         { ...good, c: 'link.safetensors' },
-        'E_PATH_ESCAPE',
+        'E_UNSAFE_PATH',
         async (d) => {
           const elsewhere = path.join(freshDir(), 'x.safetensors');
           await writeFile(elsewhere, [['c', 3]]);

@@ -1,6 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { WgitError } from '@wgit/core';
+import type { FolderChunks } from './backend/fs/chunks.js';
 import { checkoutTempFolder, recordCheckoutTemp, releaseCheckoutTemp } from './checkout-temps.js';
 import type { GetJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
@@ -169,11 +170,11 @@ function collision(e: unknown, set: TensorSet): unknown {
  */
 export async function checkoutSet(
   git: GitStore,
-  chunks: ChunkStore,
+  chunks: ChunkStore<FolderChunks>,
   set: TensorSet,
   outDir: string,
   onProgress?: (e: { phase: string; done: number; total: number }) => void,
-  tmpDir: string = chunks.tmpDir,
+  tmpDir: string = chunks.backend.tmpDir,
 ): Promise<{ files: string[]; bytes: number }> {
   const shown = path.resolve(outDir);
   // Nothing is created before the commit's paths and the output are known to be safe.
@@ -195,7 +196,7 @@ export async function checkoutSet(
   let bytes = 0;
   // Recorded before the folder exists, so a kill at any point leaves a folder gc can find.
   const marker = await recordCheckoutTemp(tmpDir, tmp);
-  const runner = await startRunner(m.rawBytes, chunks.dir, chunks.tmpDir).catch(async (e) => {
+  const runner = await startRunner(m.rawBytes, chunks.backend.dir, chunks.backend.tmpDir).catch(async (e) => {
     await releaseCheckoutTemp(marker);
     throw e;
   });

@@ -2,17 +2,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DType } from '@wgit/core';
 import { WgitError } from '@wgit/core/errors';
+import { chunkFileLimit, FolderChunks, readChunkFullySync } from './backend/fs/chunks.js';
 import {
+  type ChunkFiles,
   type ChunkHeader,
-  corrupt,
-  encodeChunkHeader,
+  checkChunkBounds,
+  chunkHolds,
+  decodeChunkChain,
+  encodeChunkFor,
+  type LoadedChunk,
   MAX_CHUNK_HEADER,
-  openChunkSync,
-  openExistingChunkSync,
+  MAX_RAW,
   parseChunkHeader,
   sha256hex,
-} from './chunkstore.js';
-import { type ChunkEncoding, decodeChunk, encodeChunk } from './codec/index.js';
+} from './chunk-file.js';
+import type { ChunkEncoding } from './codec/index.js';
 import { checkFault, tempName } from './fsutil.js';
 
 /**
@@ -99,14 +103,26 @@ export class ChunkIO {
   // a second check. Forgotten at close, since gc may delete an unreferenced
   // chunk between two operations.
   private readonly verified = new Set<string>();
+  private readonly folder: FolderChunks;
+  /** The local chunk folder as chunk-file.ts's reader sees it, reading into this thread's buffers. */
+  private readonly chain: ChunkFiles;
 
   constructor(
     readonly chunksDir: string,
     readonly tmpDir: string,
-  ) {}
+  ) {
+    this.folder = new FolderChunks(chunksDir, tmpDir);
+    this.chain = {
+      load: (id, rawLength, level) => this.load(id, rawLength, level),
+      output: (level, rawLength) => {
+        this.outs[level] = grow(this.outs[level] ?? new Uint8Array(0), rawLength);
+        return this.outs[level].subarray(0, rawLength);
+      },
+    };
+  }
 
   pathOf(id: string): string {
-    return path.join(this.chunksDir, id.slice(0, 2), id.slice(2));
+    return this.folder.pathOf(id);
   }
 
   run<J extends ChunkJob>(job: J): JobResult<J> {
@@ -132,120 +148,59 @@ export class ChunkIO {
   }
 
   /**
+   * Loads a chunk file into this level's buffer. The header is read and
+   * checked first: nothing larger than one chunk is ever read.
+   */
+  private load(id: string, rawLength: number | undefined, level: number): LoadedChunk {
+    const { fd, size } = this.folder.openSync(id, chunkFileLimit(rawLength ?? MAX_RAW));
+    try {
+      const head = this.header.subarray(0, Math.min(size, MAX_CHUNK_HEADER));
+      readChunkFullySync(fd, head, id);
+      const header = parseChunkHeader(id, head, size);
+      checkChunkBounds(id, header, rawLength);
+      this.files[level] = grow(this.files[level] ?? new Uint8Array(0), size);
+      const file = this.files[level].subarray(0, size);
+      readChunkFullySync(fd, file, id);
+      return { header, file };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
    * The header of an existing chunk file of `rawLength` bytes, or null when
    * there is none. A file that is there but unusable (not a regular file, a
    * damaged header, another length) throws E_CORRUPT_CHUNK.
    */
   private existing(id: string, rawLength: number): ChunkHeader | null {
-    const file = this.pathOf(id);
-    const opened = openExistingChunkSync(id, file, rawLength);
-    if (!opened) return null;
+    let opened: { fd: number; size: number };
+    try {
+      opened = this.folder.openSync(id, chunkFileLimit(rawLength));
+    } catch (e) {
+      if ((e as WgitError).code === 'E_MISSING_CHUNK') return null;
+      throw e;
+    }
     try {
       const head = this.header.subarray(0, Math.min(opened.size, MAX_CHUNK_HEADER));
-      readFully(opened.fd, head, 0, file);
+      readChunkFullySync(opened.fd, head, id);
       const h = parseChunkHeader(id, head, opened.size);
-      if (h.rawLength !== rawLength) throw corrupt(id, `has ${h.rawLength} bytes, expected ${rawLength}`);
+      checkChunkBounds(id, h, rawLength);
       return h;
     } finally {
       fs.closeSync(opened.fd);
     }
   }
 
-  /** Whether anything at all (even a damaged file or a link) sits at the chunk's path. */
-  private present(id: string): boolean {
-    try {
-      fs.lstatSync(this.pathOf(id));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * Whether the chunk file already stored under `id` really holds `raw`: its
-   * whole delta chain is read back and hashed (a raw chunk is compared byte
-   * for byte). Content addressing only says what a file should hold; a
-   * damaged file must not be trusted because its name matches.
-   */
+  /** The header of the intact chunk file holding `raw`, or null (see chunkHolds). */
   private intact(id: string, raw: Uint8Array): ChunkHeader | null {
-    if (this.verified.has(id)) return this.existing(id, raw.length);
     try {
-      const h = this.existing(id, raw.length);
-      if (!h) return null;
-      if (h.encoding === 'raw') {
-        const { fd, size } = openChunkSync(id, this.pathOf(id), raw.length);
-        try {
-          this.files[0] = grow(this.files[0] ?? new Uint8Array(0), size);
-          const file = this.files[0].subarray(0, size);
-          readFully(fd, file, 0, this.pathOf(id));
-          if (Buffer.compare(file.subarray(h.headerLength), raw) !== 0) return null;
-        } finally {
-          fs.closeSync(fd);
-        }
-      } else this.read(id, raw.length, 255, 0);
-      this.verified.add(id);
+      if (this.verified.has(id)) return this.existing(id, raw.length);
+      const h = chunkHolds(this.chain, id, raw);
+      if (h) this.verified.add(id);
       return h;
     } catch {
       return null;
     }
-  }
-
-  /**
-   * Reads a chunk through its delta chain into this level's output buffer and
-   * checks its sha256. `rawLength` comes from the caller (the record, or the
-   * delta that needs this base), so a damaged header cannot make us allocate
-   * or read more than a chunk; `wantDepth` makes each base exactly one level
-   * shallower, so a hostile chain cannot loop.
-   */
-  private read(id: string, rawLength: number, maxDepth: number, level: number, wantDepth?: number): Uint8Array {
-    const { fd, size } = openChunkSync(id, this.pathOf(id), rawLength);
-    let h: ChunkHeader;
-    let file: Uint8Array;
-    try {
-      const head = this.header.subarray(0, Math.min(size, MAX_CHUNK_HEADER));
-      readFully(fd, head, 0, this.pathOf(id));
-      h = parseChunkHeader(id, head, size);
-      if (h.rawLength !== rawLength) throw corrupt(id, `has ${h.rawLength} bytes, expected ${rawLength}`);
-      // The codec never stores a payload longer than the raw bytes.
-      if (h.payloadLength > rawLength) throw corrupt(id, 'payload longer than the raw chunk');
-      if (h.depth > maxDepth) throw corrupt(id, `delta chain deeper (${h.depth}) than allowed (${maxDepth})`);
-      if (wantDepth !== undefined && h.depth !== wantDepth) throw corrupt(id, 'inconsistent delta depth');
-      this.files[level] = grow(this.files[level] ?? new Uint8Array(0), size);
-      file = this.files[level].subarray(0, size);
-      readFully(fd, file, 0, this.pathOf(id));
-    } finally {
-      fs.closeSync(fd);
-    }
-    let base: Uint8Array | undefined;
-    if (h.base) {
-      // A depth byte that does not follow the base's is this chunk's damage, not the base's.
-      let bh: ChunkHeader | null = null;
-      try {
-        bh = this.existing(h.base, rawLength);
-      } catch {
-        // Reported below, as an unreadable base.
-      }
-      if (bh && bh.depth !== h.depth - 1)
-        throw corrupt(id, `its delta depth ${h.depth} does not follow its base's depth ${bh.depth}`);
-      try {
-        base = this.read(h.base, rawLength, h.depth - 1, level + 1, h.depth - 1);
-      } catch (e) {
-        throw new WgitError(
-          'E_CORRUPT_CHUNK',
-          `chunk ${id.slice(0, 12)}: its delta base is unreadable (${(e as Error).message})`,
-          { chunk: id, base: h.base },
-        );
-      }
-    }
-    this.outs[level] = grow(this.outs[level] ?? new Uint8Array(0), rawLength);
-    const out = this.outs[level].subarray(0, rawLength);
-    try {
-      decodeChunk({ encoding: h.encoding, payload: file.subarray(h.headerLength) }, h.dtype, rawLength, base, out);
-    } catch (e) {
-      throw corrupt(id, `cannot decode (${(e as Error).message})`);
-    }
-    if (sha256hex(out) !== id) throw corrupt(id, 'content does not match its hash');
-    return out;
   }
 
   private put(job: PutJob): PutDone {
@@ -259,42 +214,30 @@ export class ChunkIO {
     // one is written afresh and the new file replaces it (flushChunks).
     const have = this.intact(id, raw);
     if (have) return { id, encoding: have.encoding, depth: have.depth, stored: have.fileSize, tmp: null };
-    const replaces = this.present(id);
+    const replaces = this.folder.presentSync(id);
 
-    let base: Uint8Array | undefined;
-    let baseDepth = 0;
+    let base: { id: string; raw: Uint8Array; depth: number } | null = null;
     if (job.base && job.base !== id && job.maxDepth >= 1) {
       try {
         const h = this.existing(job.base, raw.length);
-        if (h && h.depth + 1 <= job.maxDepth) {
-          base = this.read(job.base, raw.length, job.maxDepth - 1, 0);
-          baseDepth = h.depth;
-        }
+        if (h && h.depth + 1 <= job.maxDepth)
+          base = {
+            id: job.base,
+            raw: decodeChunkChain(this.chain, job.base, raw.length, job.maxDepth - 1),
+            depth: h.depth,
+          };
       } catch {
         // A damaged parent chunk only costs compression here; fsck reports it.
-        base = undefined;
+        base = null;
       }
     }
     this.encoded = grow(this.encoded, raw.length);
-    let enc = encodeChunk(raw, job.dtype, base, { into: this.encoded });
-    if (enc.encoding === 'xor-zipnn' && !base) throw new Error('codec returned a delta without a base');
-    if (enc.payload.length > raw.length) enc = { encoding: 'raw', payload: raw };
-    const isDelta = enc.encoding === 'xor-zipnn';
-    const depth = isDelta ? baseDepth + 1 : 0;
-    const head = encodeChunkHeader(
-      enc.encoding,
-      depth,
-      job.dtype,
-      raw.length,
-      isDelta ? job.base : null,
-      enc.payload.length,
-    );
-    const stored = head.length + enc.payload.length;
+    const enc = encodeChunkFor(id, raw, job.dtype, base, job.maxDepth, this.encoded);
     const tmp = path.join(this.tmpDir, tempName('chunk'));
-    checkFault(this.pathOf(id), stored);
+    checkFault(this.pathOf(id), enc.stored);
     const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
     try {
-      writeFully(fd, head, null);
+      writeFully(fd, enc.head, null);
       writeFully(fd, enc.payload, null);
     } catch (e) {
       fs.closeSync(fd);
@@ -302,13 +245,20 @@ export class ChunkIO {
       throw e;
     }
     fs.closeSync(fd);
-    const done: PutDone = { id, encoding: enc.encoding, depth, stored, tmp, ...(replaces ? { replaces } : {}) };
+    const done: PutDone = {
+      id,
+      encoding: enc.encoding,
+      depth: enc.depth,
+      stored: enc.stored,
+      tmp,
+      ...(replaces ? { replaces } : {}),
+    };
     this.made.set(id, done);
     return done;
   }
 
   private get(job: GetJob): number {
-    const raw = this.read(job.id, job.rawLength, 255, 0);
+    const raw = decodeChunkChain(this.chain, job.id, job.rawLength, 255);
     writeFully(job.fd, raw, job.position);
     return raw.length;
   }

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type LocalModel, openModel, WgitError } from '@wgit/core';
+import { type FolderChunks, placeChunk } from './backend/fs/chunks.js';
 import type { PutJob } from './chunkio.js';
-import type { ChunkStore } from './chunkstore.js';
 import type { RepoConfig } from './config.js';
 import { datasyncFile, fsyncDir } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
@@ -31,7 +31,8 @@ import {
 
 export interface StoreContext {
   git: GitStore;
-  chunks: ChunkStore;
+  /** The local chunk folder: new chunks are batched there as temp files, then placed together. */
+  chunks: FolderChunks;
   config: RepoConfig;
   runner: ChunkRunner;
   /** Chunks written to temp files, not yet durable: chunk id → temp file. */
@@ -329,40 +330,6 @@ export async function flushChunks(ctx: StoreContext): Promise<void> {
   }
   await forEachLimit([...dirs, ctx.chunks.dir], 8, fsyncDir);
   await discardTemps(ctx);
-}
-
-/**
- * Gives a durable temp file its chunk name without ever replacing an intact
- * chunk file: other commits may reference the file already there, possibly
- * as the delta base of their own chunks, so it must keep its exact encoding.
- * A hard link fails when the name is taken (another writer placed the same
- * chunk first: ours is dropped). Only a file found damaged is replaced, by
- * rename. Where the file system has no hard links, rename when the name is
- * free.
- */
-async function placeChunk(tmp: string, target: string, replace: boolean): Promise<void> {
-  if (replace) {
-    await fsp.rename(tmp, target);
-    return;
-  }
-  try {
-    await fsp.link(tmp, target);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      await fsp.rm(tmp, { force: true });
-      return;
-    }
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw e;
-    const taken = await fsp.lstat(target).then(
-      () => true,
-      () => false,
-    );
-    if (taken) await fsp.rm(tmp, { force: true });
-    else await fsp.rename(tmp, target);
-    return;
-  }
-  await fsp.rm(tmp, { force: true });
 }
 
 /** Removes the temp files of chunks that are not kept: duplicates, and after a failure the pending ones. */

@@ -1,3 +1,14 @@
+export { FolderBackend, FolderChunks, FolderObjects, FolderRefs } from './backend/fs/index.js';
+export { checkLooseObject } from './backend/fs/objects.js';
+export type {
+  ChunkBackend,
+  ObjectBackend,
+  RefBackend,
+  RefLogLine,
+  ReflogEntry,
+  StorageBackend,
+} from './backend/types.js';
+export { decodeChunkChain, encodeChunkFor } from './chunk-file.js';
 export { type ChunkHeader, ChunkStore } from './chunkstore.js';
 export * from './codec/index.js';
 export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
@@ -5,6 +16,14 @@ export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
 export { DEFAULT_GC_GRACE_SECONDS, type FsckProblem, type FsckResult, type GcResult } from './maintenance.js';
 export { StoreModel } from './model.js';
 export { checkRefName, escapeName, unescapeName } from './names.js';
+export {
+  type ReachabilitySource,
+  type Reachable,
+  reachable,
+  reachableChunks,
+  reachableObjects,
+  walkCommits,
+} from './ops/reachability.js';
 export type { ChunkRef, Manifest, TensorRecord } from './records.js';
 export {
   type CommitInfo,

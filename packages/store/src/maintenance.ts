@@ -1,13 +1,13 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { isWgitError, WgitError } from '@wgit/core';
+import { WgitError } from '@wgit/core';
+import type { FolderChunks } from './backend/fs/chunks.js';
+import { inspectLock } from './backend/fs/lock.js';
 import { checkSetPaths } from './checkout.js';
 import { isCheckoutMarker, removeStaleCheckoutTemps } from './checkout-temps.js';
 import { ChunkStore } from './chunkstore.js';
-import type { GitCommit } from './gitstore.js';
-import { inspectLock } from './lock.js';
+import type { GitStore } from './gitstore.js';
 import {
-  loadTensorSet,
   lookupPath,
   readAllRecords,
   readShardHeader,
@@ -16,8 +16,23 @@ import {
   streamTensor,
   type TensorSet,
 } from './model.js';
-import { readHeadTarget } from './refs.js';
-import type { Repository } from './repository.js';
+import { describeError as describe, reachableChunks, tensorSetsOf, walkCommits } from './ops/reachability.js';
+
+/**
+ * What fsck and gc need from a repository. Passed in rather than imported,
+ * so that the repository facade sits above its operations.
+ */
+export interface MaintainedRepository {
+  readonly gitdir: string;
+  readonly tmpDir: string;
+  readonly git: GitStore;
+  readonly chunks: ChunkStore<FolderChunks>;
+  /** Reads HEAD, throwing when it is not a symbolic ref to a branch. */
+  currentBranch(): Promise<string>;
+  rootCommits(): Promise<{ refs: Map<string, string>; reflog: Set<string> }>;
+  staleTemps(): Promise<string[]>;
+  staleLocks(): Promise<string[]>;
+}
 
 export interface FsckProblem {
   code: string;
@@ -58,57 +73,20 @@ export interface GcResult {
 
 type Progress = { onProgress?: (e: { phase: string; done: number; total: number }) => void };
 
-function describe(e: unknown): { code: string; message: string } {
-  if (isWgitError(e)) return { code: e.code, message: e.message };
-  return { code: 'E_CORRUPT', message: String((e as Error)?.message ?? e) };
-}
-
-/** Commits reachable from every ref and reflog entry, newest-first order not guaranteed. */
-async function walkCommits(
-  repo: Repository,
-  starts: Iterable<[string, string]>,
-  onBad: (p: FsckProblem) => void,
-): Promise<Map<string, GitCommit>> {
-  const seen = new Map<string, GitCommit>();
-  const stack = [...starts];
-  while (stack.length > 0) {
-    const [oid, from] = stack.pop()!;
-    if (seen.has(oid)) continue;
-    let c: GitCommit;
-    try {
-      c = await repo.git.readCommit(oid);
-    } catch (e) {
-      const d = describe(e);
-      onBad({ code: d.code, message: `${from}: commit ${oid.slice(0, 12)}: ${d.message}`, commit: oid });
-      continue;
-    }
-    seen.set(oid, c);
-    for (const p of c.parents) stack.push([p, `parent of ${oid.slice(0, 12)}`]);
-  }
-  return seen;
-}
-
-async function tensorSetsOf(repo: Repository, c: GitCommit): Promise<TensorSet[]> {
-  const main = await loadTensorSet(repo.git, c.oid, c.tree, null);
-  const sets = [main];
-  for (const g of main.manifest.groups) sets.push(await loadTensorSet(repo.git, c.oid, c.tree, g));
-  return sets;
-}
-
 /**
  * Checks everything reachable: refs, commits, trees, manifests, records,
  * every chunk (decoded through its delta chain and re-hashed) and every
  * tensor's sha256. Each damaged tensor is reported with its commit.
  */
-export async function fsckRepository(repo: Repository, opts: Progress = {}): Promise<FsckResult> {
+export async function fsckRepository(repo: MaintainedRepository, opts: Progress = {}): Promise<FsckResult> {
   const problems: FsckProblem[] = [];
   const warnings: string[] = [];
   try {
-    await readHeadTarget(repo.gitdir);
+    await repo.currentBranch();
   } catch (e) {
     problems.push({ ...describe(e), ref: 'HEAD' });
   }
-  let roots: Awaited<ReturnType<Repository['rootCommits']>>;
+  let roots: Awaited<ReturnType<MaintainedRepository['rootCommits']>>;
   try {
     roots = await repo.rootCommits();
   } catch (e) {
@@ -117,9 +95,9 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
   }
   const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
   for (const oid of roots.reflog) starts.push([oid, 'reflog']);
-  const commits = await walkCommits(repo, starts, (p) => problems.push(p));
+  const commits = await walkCommits(repo.git, starts, (p) => problems.push(p));
   // A store of its own: every chunk is read from disk once in this run, then delta bases come from memory.
-  const chunks = new ChunkStore(repo.chunks.dir, repo.tmpDir, 64 * 1024 * 1024);
+  const chunks = new ChunkStore(repo.chunks.backend, 64 * 1024 * 1024);
 
   const chunkOk = new Map<string, string | null>(); // chunk → null when good, else the error message
   const tensorOk = new Map<string, FsckProblem | null>();
@@ -129,7 +107,7 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
   for (const c of commits.values()) {
     let sets: TensorSet[];
     try {
-      sets = await tensorSetsOf(repo, c);
+      sets = await tensorSetsOf(repo.git, c);
     } catch (e) {
       problems.push({ ...describe(e), commit: c.oid });
       continue;
@@ -185,7 +163,7 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
   for (const l of await repo.staleLocks())
     warnings.push(`stale lock .wgit/${l} (its process is gone; the next writer breaks it)`);
   const all = await repo.chunks.list();
-  const reachable = await reachableChunks(repo, commits);
+  const reachable = await reachableChunks(repo, commits.values());
   return {
     ok: problems.length === 0,
     commits: commits.size,
@@ -202,7 +180,7 @@ export async function fsckRepository(repo: Repository, opts: Progress = {}): Pro
  * in the tree); side files and shard headers: present, intact (the git layer
  * re-hashes blobs), headers parseable.
  */
-async function checkBlobs(repo: Repository, set: TensorSet): Promise<void> {
+async function checkBlobs(repo: MaintainedRepository, set: TensorSet): Promise<void> {
   await checkSetPaths(repo.git, set);
   const at = `commit ${set.commit.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}`;
   for (const rel of set.manifest.files) {
@@ -218,53 +196,13 @@ async function checkBlobs(repo: Repository, set: TensorSet): Promise<void> {
   }
 }
 
-/** Chunk ids referenced by the commits' records, plus the delta bases they need. */
-async function reachableChunks(
-  repo: Repository,
-  commits: Map<string, GitCommit>,
-  strict = false,
-): Promise<Set<string>> {
-  const live = new Set<string>();
-  const doneTrees = new Set<string>();
-  for (const c of commits.values()) {
-    if (doneTrees.has(c.tree)) continue;
-    doneTrees.add(c.tree);
-    let sets: TensorSet[];
-    try {
-      sets = await tensorSetsOf(repo, c);
-      for (const set of sets) {
-        for (const rec of (await readAllRecords(repo.git, set)).values())
-          for (const ch of rec.chunks) live.add(ch.hash);
-        for (const rec of (await readSideFileRecords(repo.git, set)).values())
-          for (const ch of rec.chunks) live.add(ch.hash);
-      }
-    } catch (e) {
-      if (strict) throw e;
-    }
-  }
-  const queue = [...live];
-  while (queue.length > 0) {
-    const id = queue.pop()!;
-    try {
-      const h = await repo.chunks.readHeader(id);
-      if (h.base && !live.has(h.base)) {
-        live.add(h.base);
-        queue.push(h.base);
-      }
-    } catch (e) {
-      if (strict && (e as WgitError).code !== 'E_MISSING_CHUNK') throw e;
-    }
-  }
-  return live;
-}
-
 /**
  * Deletes chunks that no ref, tag or reflog entry reaches (directly or as a
  * delta base), temp files of dead processes, and stale locks. Refuses to
  * delete anything when the history cannot be read completely.
  */
 export async function gcRepository(
-  repo: Repository,
+  repo: MaintainedRepository,
   opts: Progress & { graceSeconds?: number } = {},
 ): Promise<GcResult> {
   const grace = opts.graceSeconds ?? DEFAULT_GC_GRACE_SECONDS;
@@ -273,7 +211,7 @@ export async function gcRepository(
   const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
   for (const oid of roots.reflog) starts.push([oid, 'reflog']);
   const bad: FsckProblem[] = [];
-  const commits = await walkCommits(repo, starts, (p) => bad.push(p));
+  const commits = await walkCommits(repo.git, starts, (p) => bad.push(p));
   if (bad.length > 0) {
     throw new WgitError('E_CORRUPT', `gc stopped, history is damaged (${bad[0].message}); run wgit fsck`, {
       problems: bad,
@@ -281,7 +219,7 @@ export async function gcRepository(
   }
   let live: Set<string>;
   try {
-    live = await reachableChunks(repo, commits, true);
+    live = await reachableChunks(repo, commits.values(), true);
   } catch (e) {
     throw new WgitError('E_CORRUPT', `gc stopped, cannot read every commit (${describe(e).message}); run wgit fsck`);
   }
@@ -293,16 +231,16 @@ export async function gcRepository(
   for (const id of all) {
     opts.onProgress?.({ phase: 'gc', done: ++n, total: all.length });
     if (live.has(id)) continue;
-    const file = repo.chunks.pathOf(id);
     try {
-      const st = await fsp.lstat(file);
+      const st = await repo.chunks.backend.chunkInfo(id);
+      if (!st) continue;
       // Young unreferenced chunks stay: a writer gc cannot see (another host
       // on a shared folder) may be about to reference them.
       if (st.mtimeMs > cutoff) {
         chunksYoung++;
         continue;
       }
-      await fsp.unlink(file);
+      await repo.chunks.backend.deleteChunk(id);
       chunksRemoved++;
       bytesFreed += st.size;
     } catch {

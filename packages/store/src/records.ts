@@ -1,6 +1,6 @@
 import { type DType, dtypeSize, isDType, WgitError } from '@wgit/core';
 import { Packr, Unpackr } from 'msgpackr';
-import { HASH_RE } from './chunkstore.js';
+import { HASH_RE } from './chunk-file.js';
 import type { ChunkEncoding } from './codec/index.js';
 import { checkRelPath } from './names.js';
 

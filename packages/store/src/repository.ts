@@ -2,6 +2,10 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
+import type { FolderChunks } from './backend/fs/chunks.js';
+import { FolderBackend } from './backend/fs/index.js';
+import { inspectLock, LockFile } from './backend/fs/lock.js';
+import { checkRefNameFree, listRefs, readHeadTarget, readRef, updateRef } from './backend/fs/refs.js';
 import { checkoutSet } from './checkout.js';
 import { staleCheckoutTemps } from './checkout-temps.js';
 import { ChunkStore } from './chunkstore.js';
@@ -18,12 +22,11 @@ import { DEFAULT_CONFIG, type RepoConfig, readConfig, validateConfig } from './c
 import { atomicWrite, HOST, isPidAlive, limiter, mapFsError, parseTempName, tempName } from './fsutil.js';
 import { buildTree, type GitCommit, GitStore } from './gitstore.js';
 import { currentIdentity } from './identity.js';
-import { inspectLock, LockFile } from './lock.js';
 import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
 import { GROUPS_DIR, loadTensorSet, readAllRecords, readShardHeader, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
+import { type Reachable, reachable } from './ops/reachability.js';
 import { type ChunkRunner, startRunner } from './pool.js';
-import { checkRefNameFree, listRefs, readHeadTarget, readRef, readReflog, updateRef } from './refs.js';
 import { resolveRevision } from './revparse.js';
 
 export interface CommitOptions {
@@ -106,7 +109,9 @@ export class Repository {
   readonly wgitDir: string;
   readonly tmpDir: string;
   readonly git: GitStore;
-  readonly chunks: ChunkStore;
+  /** Chunks, git objects and refs of `.wgit`, as remotes see any repository. */
+  readonly backend: FolderBackend;
+  readonly chunks: ChunkStore<FolderChunks>;
 
   private constructor(
     readonly root: string,
@@ -116,7 +121,8 @@ export class Repository {
     this.wgitDir = path.join(gitdir, WGIT);
     this.tmpDir = path.join(this.wgitDir, 'tmp');
     this.git = new GitStore(gitdir, this.tmpDir);
-    this.chunks = new ChunkStore(path.join(this.wgitDir, 'chunks'), this.tmpDir);
+    this.backend = new FolderBackend(gitdir);
+    this.chunks = new ChunkStore(this.backend.chunks);
   }
 
   /**
@@ -310,7 +316,7 @@ export class Repository {
     let runner: ChunkRunner | null = null;
     const ctx: StoreContext = {
       git: this.git,
-      chunks: this.chunks,
+      chunks: this.chunks.backend,
       config: this.config,
       runner: null as unknown as ChunkRunner, // started once the input size is known
       pending: new Map(),
@@ -328,7 +334,7 @@ export class Repository {
         groupModels.push([name, await openInput(p)]);
       }
       ctx.progress.total = [model, ...groupModels.map((g) => g[1])].reduce((a, m) => a + chunkedBytes(m), 0);
-      runner = await startRunner(ctx.progress.total, this.chunks.dir, this.tmpDir);
+      runner = await startRunner(ctx.progress.total, this.chunks.backend.dir, this.tmpDir);
       ctx.runner = runner;
       const parentCommit = parents.length ? await this.gitCommit(parents[0]) : null;
       const parentSet = async (group: string | null) => {
@@ -632,22 +638,32 @@ export class Repository {
 
   /** Every commit id any ref or reflog entry names (what gc keeps and fsck checks). */
   async rootCommits(): Promise<{ refs: Map<string, string>; reflog: Set<string> }> {
-    const refs = new Map<string, string>([
-      ...(await listRefs(this.gitdir, 'refs/heads/')),
-      ...(await listRefs(this.gitdir, 'refs/tags/')),
+    const refs = this.backend.refs;
+    const heads = new Map<string, string>([
+      ...(await refs.listRefs('refs/heads/')),
+      ...(await refs.listRefs('refs/tags/')),
     ]);
     const reflog = new Set<string>();
-    const logsDir = path.join(this.gitdir, 'logs');
-    const walk = async (dir: string, rel: string): Promise<void> => {
-      for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
-        if (e.isDirectory()) await walk(path.join(dir, e.name), `${rel}${e.name}/`);
-        else
-          for (const entry of await readReflog(this.gitdir, `${rel}${e.name}`)) {
-            for (const oid of [entry.old, entry.new]) if (!/^0{40}$/.test(oid)) reflog.add(oid);
-          }
-      }
-    };
-    await walk(logsDir, '');
-    return { refs, reflog };
+    for (const name of await refs.listReflogs())
+      for (const entry of await refs.readReflog(name))
+        for (const oid of [entry.old, entry.new]) if (!/^0{40}$/.test(oid)) reflog.add(oid);
+    return { refs: heads, reflog };
+  }
+
+  /**
+   * Commits, trees, blobs and chunks (delta bases included) that the given
+   * revisions need, or by default every ref and reflog entry: what gc keeps
+   * and what a push or clone has to send.
+   */
+  async reachable(revs?: string[]): Promise<Reachable> {
+    let roots: string[];
+    if (revs) {
+      roots = [];
+      for (const r of revs) roots.push(await this.resolve(r));
+    } else {
+      const r = await this.rootCommits();
+      roots = [...r.refs.values(), ...r.reflog];
+    }
+    return reachable(this, roots);
   }
 }

@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ChunkStore, parseChunkHeader } from '../src/chunkstore.js';
+import type { FolderChunks } from '../src/backend/fs/chunks.js';
+import { parseChunkHeader } from '../src/chunk-file.js';
+import { ChunkStore } from '../src/chunkstore.js';
 import { bf16Weights, fineTune } from './helpers.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -20,11 +22,11 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 
 describe('chunk store', () => {
   let dir: string;
-  let store: ChunkStore;
+  let store: ChunkStore<FolderChunks>;
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-'));
     fs.mkdirSync(path.join(dir, 'tmp'));
-    store = new ChunkStore(path.join(dir, 'chunks'), path.join(dir, 'tmp'));
+    store = ChunkStore.inFolder(path.join(dir, 'chunks'), path.join(dir, 'tmp'));
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -253,7 +253,7 @@ describe('palette layout for low-cardinality chunks', () => {
     assert.equal(enc.payload[4], 0);
   });
 
-  test('an index past the palette is E_CHUNK_CORRUPT', () => {
+  test('an index past the palette is E_CORRUPT_CHUNK', () => {
     // hand-made payload: one segment of 4 f32 elements, raw index stream, palette of 2
     const p = new Uint8Array(24 + 4 + 2 + 8 + 4);
     const dv = new DataView(p.buffer);
@@ -271,28 +271,28 @@ describe('palette layout for low-cardinality chunks', () => {
     p[40] = 2;
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', 16)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     p[40] = 1;
     dv.setUint16(28, 0, true);
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', 16)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     dv.setUint16(28, 2, true);
     // not allowed with xor, nor for 1- or 8-byte types
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'xor-zipnn', payload: p }, 'F32', 16, new Uint8Array(16))),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     p[5] = 8;
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'F64', 16)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
   });
 
-  test('every single-bit flip of a palette payload is E_CHUNK_CORRUPT or a same-length result', () => {
+  test('every single-bit flip of a palette payload is E_CORRUPT_CHUNK or a same-length result', () => {
     const raw = new Uint8Array(dequantized(5000, 9).buffer);
     const p = encodeChunk(raw, 'F32').payload.slice();
     assert.equal(p[4], 2);
@@ -301,7 +301,7 @@ describe('palette layout for low-cardinality chunks', () => {
       try {
         assert.equal(decodeChunk({ encoding: 'zipnn', payload: p }, 'F32', raw.length).length, raw.length);
       } catch (e) {
-        assert.ok(isWgitError(e) && e.code === 'E_CHUNK_CORRUPT', `bit ${bit}: ${String(e)}`);
+        assert.ok(isWgitError(e) && e.code === 'E_CORRUPT_CHUNK', `bit ${bit}: ${String(e)}`);
       }
       p[bit >>> 3] ^= 1 << (bit & 7);
     }
@@ -456,13 +456,13 @@ describe('hostile payloads', () => {
       return Buffer.from(out).equals(Buffer.from(raw)) ? 'same' : 'different';
     } catch (e) {
       assert.ok(isWgitError(e), `not a WgitError: ${String(e)}`);
-      assert.equal(e.code, 'E_CHUNK_CORRUPT');
+      assert.equal(e.code, 'E_CORRUPT_CHUNK');
       return 'error';
     }
   }
 
   for (const encoding of ['zipnn', 'xor-zipnn'] as const) {
-    test(`${encoding}: every single-bit flip is an E_CHUNK_CORRUPT or a same-length result`, () => {
+    test(`${encoding}: every single-bit flip is an E_CORRUPT_CHUNK or a same-length result`, () => {
       const b = encoding === 'xor-zipnn' ? base : undefined;
       const enc = encodeChunk(raw, 'BF16', b);
       assert.equal(enc.encoding, encoding);
@@ -498,7 +498,7 @@ describe('hostile payloads', () => {
       assert.ok(same < frameBits / 20, `${same} of ${frameBits} frame bit flips without effect`);
     });
 
-    test(`${encoding}: every truncation and an extension are E_CHUNK_CORRUPT`, () => {
+    test(`${encoding}: every truncation and an extension are E_CORRUPT_CHUNK`, () => {
       const b = encoding === 'xor-zipnn' ? base : undefined;
       const p = encodeChunk(raw, 'BF16', b).payload;
       for (let len = 0; len < p.length; len++) {
@@ -520,7 +520,7 @@ describe('hostile payloads', () => {
       p[bit >>> 3] ^= 1 << (bit & 7);
       const code = codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'BF16', big.length));
       p[bit >>> 3] ^= 1 << (bit & 7);
-      assert.equal(code, 'E_CHUNK_CORRUPT', `bit ${bit}`);
+      assert.equal(code, 'E_CORRUPT_CHUNK', `bit ${bit}`);
     }
     assert.ok(Buffer.from(decodeChunk({ encoding: 'zipnn', payload: p }, 'BF16', big.length)).equals(Buffer.from(big)));
   });
@@ -535,66 +535,66 @@ describe('hostile payloads', () => {
     };
     assert.equal(
       tamper((dv) => dv.setUint32(16, 0xffffffff, true)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // huge segments
     assert.equal(
       tamper((dv) => dv.setUint32(16, 1, true)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // one element per segment: count mismatch
     assert.equal(
       tamper((dv) => dv.setUint32(20, 0x40000000, true)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // huge table
     assert.equal(
       tamper((dv) => dv.setUint32(12, 1, true)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // 4 GiB raw length
     assert.equal(
       tamper((dv) => dv.setUint32(24, 0x80000000 | 0x7fffffff, true)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // stream size
     assert.equal(
       tamper((_, p) => (p[5] = 4)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // width
     assert.equal(
       tamper((_, p) => (p[4] = 0)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // layout
     assert.equal(
       tamper((_, p) => (p[3] = 2)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // mode
     assert.equal(
       tamper((_, p) => (p[2] = 9)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // version
     assert.equal(
       tamper((_, p) => (p[7] = 1)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     ); // reserved
     // the right payload with the wrong dtype or length
     assert.equal(
       codeOf(() => decodeChunk(enc, 'F16', rawLength)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() => decodeChunk(enc, 'BF16', rawLength + 2)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() => decodeChunk(enc, 'BF16', rawLength - 2)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'raw', payload: enc.payload }, 'BF16', rawLength)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() =>
         decodeChunk({ encoding: 'xor-zipnn', payload: enc.payload }, 'BF16', rawLength, new Uint8Array(rawLength)),
       ),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
   });
 
@@ -622,7 +622,7 @@ describe('hostile payloads', () => {
     p.set(f1, HEADER_BYTES + 8 + f0.length);
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'zipnn', payload: p }, 'BF16', 2 * n)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
   });
 
@@ -633,7 +633,7 @@ describe('hostile payloads', () => {
     );
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'lz4' as 'raw', payload: new Uint8Array(4) }, 'U8', 4)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'raw', payload: new Uint8Array(4) }, 'U8', -1)),
@@ -641,7 +641,7 @@ describe('hostile payloads', () => {
     );
     assert.equal(
       codeOf(() => decodeChunk({ encoding: 'raw', payload: new Uint8Array(4) }, 'U8', 5)),
-      'E_CHUNK_CORRUPT',
+      'E_CORRUPT_CHUNK',
     );
     assert.equal(
       codeOf(() => encodeChunk([1, 2, 3] as unknown as Uint8Array, 'U8')),

@@ -194,7 +194,7 @@ describe('chunk pipeline on worker threads', () => {
     // A file where a fan-out folder would be: the worker's lookup of any chunk there fails (ENOTDIR).
     const blockers: string[] = [];
     for (let i = 0; i < 256; i++) {
-      const fan = path.join(repo.chunks.dir, i.toString(16).padStart(2, '0'));
+      const fan = path.join(repo.chunks.backend.dir, i.toString(16).padStart(2, '0'));
       if (!fs.existsSync(fan)) {
         fs.writeFileSync(fan, '');
         blockers.push(fan);
@@ -240,7 +240,7 @@ describe('tensor records', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-'));
     try {
       fs.mkdirSync(path.join(dir, 'tmp'));
-      const store = new ChunkStore(path.join(dir, 'chunks'), path.join(dir, 'tmp'));
+      const store = ChunkStore.inFolder(path.join(dir, 'chunks'), path.join(dir, 'tmp'));
       const raw = bf16Weights(3000, 9);
       const ids: string[] = [];
       for (let off = 0; off < raw.length; off += CHUNK) {

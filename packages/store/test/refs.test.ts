@@ -4,11 +4,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { LockFile } from '../src/backend/fs/lock.js';
+import { readRef, readReflog, updateRef } from '../src/backend/fs/refs.js';
 import { HOST } from '../src/fsutil.js';
 import type { Identity } from '../src/identity.js';
 import { formatTz } from '../src/identity.js';
-import { LockFile } from '../src/lock.js';
-import { readRef, readReflog, updateRef } from '../src/refs.js';
 
 const id: Identity = { name: 'T', email: 't@x', timestamp: 1700000000, timezoneOffset: -90 };
 const A = 'a'.repeat(40);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { Args, Flags } from '@oclif/core';
-import { type DType, type MergeParams, WgitError } from '@wgit/core';
+import { Args, Flags, type Interfaces } from '@oclif/core';
+import { type DType, METHODS, type MergeParams, type ParamDecl, WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
@@ -28,6 +28,81 @@ export interface MergeResult {
 /** The largest --config file read; parseMergekitYaml refuses longer text too. */
 const MAX_CONFIG_BYTES = 1 << 20;
 
+type ParamFlag = { decl: ParamDecl; flag: string; choices: string[] };
+
+/**
+ * The method parameters that have a flag, from the registry's declarations:
+ * one flag per name (the first method declaring it gives the description),
+ * enum choices merged over every method that declares it.
+ */
+function paramFlags(): ParamFlag[] {
+  const byFlag = new Map<string, ParamFlag>();
+  for (const m of METHODS) {
+    for (const d of m.params) {
+      if (!d.cli) continue;
+      const seen = byFlag.get(d.cli.flag);
+      if (seen) {
+        for (const c of d.choices ?? []) if (!seen.choices.includes(c)) seen.choices.push(c);
+      } else byFlag.set(d.cli.flag, { decl: d, flag: d.cli.flag, choices: [...(d.choices ?? [])] });
+    }
+  }
+  return [...byFlag.values()];
+}
+
+const PARAM_FLAGS = paramFlags();
+
+/** oclif flags for the declared parameters: numbers stay strings so that one strict parser reads them. */
+function oclifFlags(list: ParamFlag[]): Interfaces.FlagInput {
+  const out: Interfaces.FlagInput = {};
+  for (const { decl: d, flag, choices } of list) {
+    const description = d.cli?.description ?? d.help;
+    if (d.type === 'boolean') out[flag] = Flags.boolean({ description, allowNo: true });
+    else if (d.type === 'object') {
+      out[flag] = Flags.boolean({ description });
+      for (const [f, fd] of Object.entries(d.fields ?? {}))
+        out[`${flag}-${f}`] = Flags.string({ description: fd.cli?.description ?? fd.help });
+    } else if (d.type === 'enum') out[flag] = Flags.string({ description, options: choices });
+    else if (d.scope === 'per-model' && !d.broadcast) out[flag] = Flags.string({ description, multiple: true });
+    else out[flag] = Flags.string({ description });
+  }
+  return out;
+}
+
+/** MergeParams from the parameter flags given; numbers go through the strict parser. */
+function paramsFromFlags(flags: Record<string, unknown>, nInputs: number): MergeParams {
+  const params: MergeParams = {};
+  for (const { decl: d, flag } of PARAM_FLAGS) {
+    const raw = flags[flag];
+    if (d.type === 'object') {
+      const fields = Object.entries(d.fields ?? {});
+      for (const [f] of fields)
+        if (flags[`${flag}-${f}`] !== undefined && !raw)
+          throw new WgitError('E_USAGE', `--${flag}-${f} needs --${flag}`);
+      if (raw) {
+        const value: Record<string, number> = {};
+        for (const [f, fd] of fields)
+          value[f] = decimalFlag(flags[`${flag}-${f}`] as string | undefined, `${flag}-${f}`) ?? fd.default;
+        params[d.name] = value;
+      }
+      continue;
+    }
+    if (raw === undefined) continue;
+    if (d.type === 'boolean' || d.type === 'enum') params[d.name] = raw;
+    else if (d.type === 'integer') params[d.name] = integerFlag(raw as string, flag);
+    else if (d.scope === 'global') params[d.name] = decimalFlag(raw as string, flag);
+    else {
+      const list = decimalListFlag(raw as string | string[], flag) as number[];
+      if (!d.broadcast && list.length !== nInputs) {
+        throw new WgitError('E_BAD_PARAM', `--${flag} has ${list.length} value(s) for ${nInputs} input model(s)`, {
+          param: d.name,
+        });
+      }
+      params[d.name] = d.broadcast && list.length === 1 ? list[0] : list;
+    }
+  }
+  return params;
+}
+
 export default class Merge extends WgitCommand {
   static override summary = 'Merge fine-tunes of one base into one model, committed with its recipe';
   static override description = `Inputs are revisions or paths of model files/folders. The result is committed
@@ -49,24 +124,10 @@ again (wgit checkout REV --model N).`;
   static override flags = {
     method: Flags.string({
       description: 'merge method',
-      options: ['linear', 'task-arithmetic', 'ties', 'dare-linear', 'dare-ties', 'rmm'],
+      options: METHODS.map((m) => m.name),
     }),
     base: Flags.string({ description: 'base model the fine-tunes come from (needed by all but linear)' }),
-    weights: Flags.string({
-      description: 'one weight per input, comma separated (or the flag repeated)',
-      multiple: true,
-    }),
-    density: Flags.string({
-      description: 'TIES/DARE: fraction of each task vector kept (one value, or one per input)',
-    }),
-    lambda: Flags.string({ description: 'scale of the merged task vector' }),
-    drop: Flags.string({ description: 'DARE: drop probability (1 − density)' }),
-    seed: Flags.string({ description: 'seed of every random choice (DARE), an integer' }),
-    trim: Flags.string({ description: 'TIES trimming scope', options: ['tensor', 'model'] }),
-    normalize: Flags.boolean({ description: 'divide by the sum of the weights', allowNo: true }),
-    lines: Flags.boolean({ description: 'apply LiNeS depth scaling to the merged task vector' }),
-    'lines-beta': Flags.string({ description: 'LiNeS β (with --lines)' }),
-    rank: Flags.string({ description: 'rmm: basis tensors kept per tensor (default: all = exact)' }),
+    ...oclifFlags(PARAM_FLAGS),
     config: Flags.string({ description: 'a mergekit YAML file (merge_method, models, base_model, parameters, dtype)' }),
     'out-dtype': Flags.string({ description: 'dtype of the merged float tensors (F32, F16, BF16)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
@@ -126,33 +187,7 @@ again (wgit checkout REV --model N).`;
     if (m.needsBase && !baseSpec)
       throw new WgitError('E_BASE_REQUIRED', `${method} needs --base (the model the inputs were fine-tuned from)`);
 
-    const weights = decimalListFlag(flags.weights, 'weights');
-    if (weights) {
-      if (weights.length !== inputs.length) {
-        throw new WgitError(
-          'E_BAD_PARAM',
-          `--weights has ${weights.length} value(s) for ${inputs.length} input model(s)`,
-          {
-            param: 'weights',
-          },
-        );
-      }
-      params.weights = weights;
-    }
-    const density = decimalListFlag(flags.density, 'density');
-    if (density) params.density = density.length === 1 ? density[0] : density;
-    const lambda = decimalFlag(flags.lambda, 'lambda');
-    if (lambda !== undefined) params.lambda = lambda;
-    const drop = decimalFlag(flags.drop, 'drop');
-    if (drop !== undefined) params.drop = drop;
-    const seed = integerFlag(flags.seed, 'seed');
-    if (seed !== undefined) params.seed = seed;
-    if (flags.trim) params.trim = flags.trim as 'tensor' | 'model';
-    if (flags.normalize !== undefined) params.normalize = flags.normalize;
-    const rank = integerFlag(flags.rank, 'rank');
-    if (rank !== undefined) params.rank = rank;
-    if (flags['lines-beta'] !== undefined && !flags.lines) throw new WgitError('E_USAGE', '--lines-beta needs --lines');
-    if (flags.lines) params.lines = { beta: decimalFlag(flags['lines-beta'], 'lines-beta') ?? 1 };
+    Object.assign(params, paramsFromFlags(flags as Record<string, unknown>, inputs.length));
     if (baseSpec && !m.needsBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
     // parameter errors surface before any model is opened
     m.resolve(params, inputs.length);

@@ -90,7 +90,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
   const seed = opts.seed ?? DEFAULT_SEED;
   const dir = opts.dir;
   const existing = await readdir(dir).catch(() => [] as string[]);
-  if (existing.length > 0) throw new WgitError('E_OUT_EXISTS', `demo folder ${dir} is not empty`, { path: dir });
+  if (existing.length > 0) throw new WgitError('E_OUTPUT_NOT_EMPTY', `demo folder ${dir} is not empty`, { path: dir });
   await mkdir(dir, { recursive: true });
 
   log(`1. training the digits lineage (seed ${seed}) into ${join(dir, 'models')}`);

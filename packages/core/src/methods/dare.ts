@@ -9,6 +9,7 @@ export const dareLinear = makeSparseConsensusMethod(
   'drops task-vector entries at random (rescaling survivors), then adds them as in task arithmetic',
   reference,
   { sparsify: 'random', consensus: 'none', defaultNormalize: false },
+  'dare_linear',
 );
 
 export const dareTies = makeSparseConsensusMethod(
@@ -16,4 +17,5 @@ export const dareTies = makeSparseConsensusMethod(
   'drops task-vector entries at random (rescaling survivors), then merges them with TIES sign election',
   reference,
   { sparsify: 'random', consensus: 'sum', defaultNormalize: false },
+  'dare_ties',
 );

@@ -7,11 +7,12 @@
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { type Device, type DeviceBuffer, getDevice, type KernelDType, referenceDevice } from '../device/index.js';
 import { type DType, dtypeSize, fromF32, isDType, isFloatDType, toF32 } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { getKernels, type KernelDType, type Kernels } from '../kernels/index.js';
 import { writeFileAtomic } from '../safetensors/atomic.js';
 import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
+import { checkRelPath } from '../util/safe-path.js';
 import { type FastTensor, fastMergeTensor } from './fast.js';
 import { countBlocks, linesMergeAlpha, linesScale } from './lines.js';
 import { tensorParams } from './params.js';
@@ -109,22 +110,8 @@ export async function prepareOutDir(dir: string): Promise<void> {
       throw new WgitError('E_OUT_DIR', `cannot use output folder ${dir}: ${(e as Error).message}`, { path: dir });
     }
   }
-  if (entries.length > 0) throw new WgitError('E_OUT_EXISTS', `output folder ${dir} is not empty`, { path: dir });
+  if (entries.length > 0) throw new WgitError('E_OUTPUT_NOT_EMPTY', `output folder ${dir} is not empty`, { path: dir });
   await mkdir(dir, { recursive: true });
-}
-
-function checkSidePath(rel: string): void {
-  const parts = rel.split('/');
-  if (
-    rel.startsWith('/') ||
-    rel.includes('\\') ||
-    rel.includes('\0') ||
-    parts.some((p) => p === '..' || p === '.' || p === '')
-  ) {
-    throw new WgitError('E_PATH_ESCAPE', `side file name ${JSON.stringify(rel)} would escape the output folder`, {
-      file: rel,
-    });
-  }
 }
 
 /** Copies the side files (config.json, tokenizer …) of `from` into `outDir`, atomically each. */
@@ -135,7 +122,7 @@ export async function copySideFiles(
 ): Promise<string[]> {
   const copied: string[] = [];
   for (const rel of from.sideFiles) {
-    checkSidePath(rel);
+    checkRelPath(rel, 'side file');
     if (skip.has(rel)) continue;
     const data = await from.readSideFile(rel);
     const target = join(outDir, ...rel.split('/'));
@@ -151,53 +138,42 @@ export async function copySideFiles(
 
 /**
  * Named buffers that grow to the largest tensor seen and are then reused, so
- * big models do not page-fault fresh memory per tensor. With kernels they
- * live in the kernels' shared WebAssembly memory, so file reads land where
- * the kernels work (no copies) and page-aligned reads run faster.
+ * big models do not page-fault fresh memory per tensor. They are the
+ * device's own memory (the WASM pool's shared memory on the wasm device), so
+ * file reads land where the kernels work (no copies) and page-aligned reads
+ * run faster. The default is the reference device: ordinary arrays.
  */
 export class BufferPool {
-  private bytesSlots = new Map<string, Uint8Array>();
-  private f32Slots = new Map<string, Float32Array>();
+  private bytesSlots = new Map<string, DeviceBuffer<'U8'>>();
+  private f32Slots = new Map<string, DeviceBuffer<'F32'>>();
 
-  constructor(private readonly kernels?: Kernels) {}
+  constructor(private readonly device: Device = referenceDevice()) {}
 
   bytes(slot: string, n: number): Uint8Array {
     let b = this.bytesSlots.get(slot);
     if (!b || b.length < n) {
-      if (b && this.kernels) this.kernels.free(b);
-      b = this.kernels ? this.kernels.allocBytes(Math.max(n, 64)) : new Uint8Array(Math.max(n, 64));
+      if (b) this.device.free(b);
+      b = this.device.alloc('U8', Math.max(n, 64));
       this.bytesSlots.set(slot, b);
     }
-    return b.subarray(0, n);
+    return this.device.hostView(b).subarray(0, n);
   }
 
   f32(slot: string, n: number): Float32Array {
     let b = this.f32Slots.get(slot);
     if (!b || b.length < n) {
-      if (b && this.kernels) this.kernels.free(b);
-      b = this.kernels ? this.kernels.allocF32(Math.max(n, 16)) : new Float32Array(Math.max(n, 16));
+      if (b) this.device.free(b);
+      b = this.device.alloc('F32', Math.max(n, 16));
       this.f32Slots.set(slot, b);
     }
-    return b.subarray(0, n);
+    return this.device.hostView(b).subarray(0, n);
   }
 
   release(): void {
-    if (this.kernels) {
-      for (const b of this.bytesSlots.values()) this.kernels.free(b);
-      for (const b of this.f32Slots.values()) this.kernels.free(b);
-    }
+    for (const b of this.bytesSlots.values()) this.device.free(b);
+    for (const b of this.f32Slots.values()) this.device.free(b);
     this.bytesSlots.clear();
     this.f32Slots.clear();
-  }
-}
-
-/** The kernel pool, or undefined when the WebAssembly build is missing or disabled. */
-export async function optionalKernels(use = true): Promise<Kernels | undefined> {
-  if (!use || process.env.WGIT_KERNELS === '0') return undefined;
-  try {
-    return await getKernels();
-  } catch {
-    return undefined;
   }
 }
 
@@ -248,25 +224,25 @@ export function streamTensors(
 const KERNEL_DTYPES = new Set<DType>(['BF16', 'F16', 'F32']);
 export const isKernelDType = (d: DType): d is KernelDType => KERNEL_DTYPES.has(d);
 
-/** raw → f32 in a pooled buffer, on the kernels when they handle the dtype. */
+/** raw → f32 in a pooled buffer, on the device for the dtypes its kernels convert. */
 export async function convertIn(
   pool: BufferPool,
   slot: string,
   raw: Uint8Array,
   dtype: DType,
-  k?: Kernels,
+  device: Device,
 ): Promise<Float32Array> {
-  if (k && isKernelDType(dtype)) {
+  if (isKernelDType(dtype)) {
     const dst = pool.f32(slot, raw.byteLength / dtypeSize(dtype));
-    await k.toF32(raw, dtype, dst);
+    await device.toF32(raw, dtype, dst);
     return dst;
   }
   return toF32Into(pool, slot, raw, dtype);
 }
 
-/** f32 → output dtype (RNE), on the kernels when they handle the dtype. */
-export async function convertOut(values: Float32Array, dtype: DType, out: Uint8Array, k?: Kernels): Promise<void> {
-  if (k && isKernelDType(dtype)) await k.fromF32(values, dtype, out);
+/** f32 → output dtype (RNE), on the device for the dtypes its kernels convert. */
+export async function convertOut(values: Float32Array, dtype: DType, out: Uint8Array, device: Device): Promise<void> {
+  if (isKernelDType(dtype)) await device.fromF32(values, dtype, out);
   else fromF32(values, dtype, out);
 }
 
@@ -312,8 +288,8 @@ export interface PipelineOptions {
   metadata?: Record<string, string>;
   /** The model whose side files and metadata the output takes (default: the base, else the first input). */
   carrier?: ModelSource;
-  /** WASM kernels for conversions and buffers (and the fast path). */
-  kernels?: Kernels;
+  /** The device for conversions, buffers and the fast path (default: getDevice({ device: 'auto' })). */
+  device?: Device;
   /**
    * A fast path for one float tensor: writes the output bytes directly and
    * returns true, or returns false to go through compute().
@@ -360,8 +336,8 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     maxShardBytes: opts.maxShardBytes,
     metadata: opts.metadata ?? carrier.metadata ?? undefined,
   });
-  const k = opts.kernels;
-  const pool = new BufferPool(k);
+  const device = opts.device ?? (await getDevice({ device: 'auto' }));
+  const pool = new BufferPool(device);
   const notes: TensorNote[] = [];
   const copied: string[] = [];
   const warnings: string[] = [];
@@ -391,10 +367,11 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
         outBytes = pool.bytes(`o${lt.index & 1}`, count * dtypeSize(spec.dtype));
         if (!(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, pool)))) {
           const values: Float32Array[] = [];
-          for (let i = 0; i < lt.raw.length; i++) values.push(await convertIn(pool, `f${i}`, lt.raw[i], info.dtype, k));
+          for (let i = 0; i < lt.raw.length; i++)
+            values.push(await convertIn(pool, `f${i}`, lt.raw[i], info.dtype, device));
           const out = pool.f32('out', count);
           await opts.compute(lt.name, values.slice(0, nIn), opts.base ? values[nIn] : undefined, out);
-          await convertOut(out, spec.dtype, outBytes, k);
+          await convertOut(out, spec.dtype, outBytes, device);
         }
         notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'merged' });
       }
@@ -477,7 +454,8 @@ export async function modelWideThresholds(
     },
     pool,
   );
-  const need = sel.map((s, i) => (density[i] >= 1 ? false : s.choose(keepCount(density[i], s.count))));
+  // k counts every entry, NaN included (as per tensor); NaN is never ranked (docs/kernels.md)
+  const need = sel.map((s, i) => (density[i] >= 1 ? false : s.choose(keepCount(density[i], s.total))));
   if (need.some(Boolean)) {
     await forEachFloatTensor(
       models,
@@ -507,7 +485,9 @@ export interface MergeModelsOptions {
   maxShardBytes?: number;
   /** rmm only: where the basis + coefficients group is written. */
   groupDir?: string;
-  /** Use the WASM kernels when they are built (default true; env WGIT_KERNELS=0 turns them off). */
+  /** The device to compute on (default: getDevice({ device: 'auto' })). */
+  device?: Device;
+  /** false: the reference (plain TypeScript) device, as env WGIT_KERNELS=0 (default true: the WASM pool). */
   kernels?: boolean;
   /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
   kernelMinElements?: number;
@@ -584,15 +564,16 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     }
   };
 
-  const k = await optionalKernels(opts.kernels ?? true);
+  const device =
+    opts.device ?? (await getDevice({ device: 'auto', backend: opts.kernels === false ? 'reference' : undefined }));
   const minElements = opts.kernelMinElements ?? 1 << 16;
   let fastTensors = 0;
   const report = await runTensorPipeline({
-    kernels: k,
+    device,
     fast: async (name, raw, dtype, outDtype, outBytes, pool) => {
-      if (!k || !isKernelDType(dtype) || !isKernelDType(outDtype) || raw[0].byteLength / dtypeSize(dtype) < minElements)
+      if (!isKernelDType(dtype) || !isKernelDType(outDtype) || raw[0].byteLength / dtypeSize(dtype) < minElements)
         return false;
-      const fast: FastTensor = { k, method, params: tensorParams(resolved, name), ctx: ctxFor(name) };
+      const fast: FastTensor = { device, method, params: tensorParams(resolved, name), ctx: ctxFor(name) };
       if (lines) fast.linesScale = fr(linesScale(name, lines.blocks, lines.alpha, lines.beta));
       const done = await fastMergeTensor(fast, raw, dtype, outDtype, outBytes, pool);
       if (done) fastTensors++;
@@ -615,7 +596,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
       }
     },
   });
-  report.engine = { kernels: k !== undefined, kernelTensors: fastTensors };
+  report.engine = { kernels: device.name !== 'reference', device: device.name, kernelTensors: fastTensors };
   if (thresholds) report.thresholds = thresholds;
   if (lines) report.lines = lines;
   return report;

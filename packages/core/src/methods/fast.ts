@@ -1,11 +1,11 @@
 /**
  * The kernel path of the registry methods: the same operations in the same
  * order as the plain functions (sparse-consensus.ts, linear.ts), run by the
- * WASM SIMD kernels on buffers in their shared memory. Tests check both paths
- * give the same bytes.
+ * device kernels (the WASM SIMD pool, or the reference) on buffers the device
+ * owns. Tests check both paths give the same bytes.
  */
-import type { KernelDType, Kernels } from '../kernels/index.js';
-import { streamId } from '../kernels/rng.js';
+import type { Device, KernelDType } from '../device/index.js';
+import { streamId } from '../device/rng.js';
 import type { BufferPool } from './engine.js';
 import { linearCoefficients } from './linear.js';
 import { keepCount } from './select.js';
@@ -15,7 +15,7 @@ import type { MergeMethod, TensorContext, TensorParams } from './types.js';
 const MAX_KERNEL_INPUTS = 8;
 
 export interface FastTensor {
-  k: Kernels;
+  device: Device;
   method: MergeMethod;
   params: TensorParams;
   ctx: TensorContext;
@@ -24,9 +24,9 @@ export interface FastTensor {
 }
 
 /**
- * Merges one tensor on the kernels, writing `outBytes`. Returns false (and
- * does nothing) where the kernels do not cover the case, so the caller takes
- * the plain path.
+ * Merges one tensor on the device's kernels, writing `outBytes`. Returns
+ * false (and does nothing) where the kernel set does not cover the case, so
+ * the caller takes the plain path.
  */
 export async function fastMergeTensor(
   f: FastTensor,
@@ -36,7 +36,7 @@ export async function fastMergeTensor(
   outBytes: Uint8Array,
   pool: BufferPool,
 ): Promise<boolean> {
-  const { k, method, params: p } = f;
+  const { device: k, method, params: p } = f;
   const n = p.weights.length;
   if (n > MAX_KERNEL_INPUTS) return false;
   if (method.name === 'linear') {

@@ -8,6 +8,7 @@
  *   reversibleMerge({ inputs, base, params?, outDir, groupDir, … }) / recoverModel({ group, model, outDir })
  *   parseMergekitYaml(text) → MergekitRecipe   (feed recipe.method / recipe.params to mergeModels)
  *   mergeTensor(method, params, inputs, base?, ctx?) → Float32Array   (one tensor, plain TypeScript)
+ *   defineMethod({ name, params: [weightsParam(), …], build, … }) + a line in registry.ts → a new method
  */
 export { dareLinear, dareTies } from './dare.js';
 export { type Eigen, symmetricEigen } from './eigen.js';
@@ -32,8 +33,25 @@ export {
   linesScale,
 } from './lines.js';
 export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
-export { DEFAULT_DENSITY, tensorParams, valueFor } from './params.js';
-export { getMethod, METHODS } from './registry.js';
+export {
+  DEFAULT_DENSITY,
+  defineMethod,
+  densityParam,
+  dropParam,
+  lambdaParam,
+  linesParam,
+  type MethodSpec,
+  normalizeParam,
+  paramOwners,
+  rankParam,
+  resolveParams,
+  seedParam,
+  tensorParams,
+  trimParam,
+  valueFor,
+  weightsParam,
+} from './params.js';
+export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
   decompose,
   gramMatrix,

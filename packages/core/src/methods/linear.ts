@@ -1,7 +1,7 @@
 /** Model soup (Wortsman et al. 2022): θ = Σ wᵢθᵢ / Σ wᵢ. */
 import { WgitError } from '../errors.js';
-import { resolveCommon } from './params.js';
-import type { MergeMethod, MergeParams, TensorParams } from './types.js';
+import { defineMethod, normalizeParam, seedParam, weightsParam } from './params.js';
+import type { MergeMethod, TensorParams } from './types.js';
 
 const fr = Math.fround;
 
@@ -24,34 +24,25 @@ export function linearTensor(p: TensorParams, inputs: Float32Array[], out: Float
   }
 }
 
-export const linear: MergeMethod = {
+export const linear: MergeMethod = defineMethod({
   name: 'linear',
   description: 'weighted average of the models (model soup); weights are divided by their sum',
   reference:
     'Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models improves accuracy without increasing inference time"',
   params: [
-    {
-      name: 'weights',
-      type: 'number[]',
-      default: 1,
-      required: false,
-      help: 'per input model; default 1 each (uniform soup)',
-    },
-    { name: 'normalize', type: 'boolean', default: true, required: false, help: 'divide by the sum of the weights' },
+    weightsParam({ help: 'per input model; default 1 each (uniform soup)' }),
+    normalizeParam({
+      default: true,
+      help: 'divide by the sum of the weights',
+      mergekit: { key: 'normalize', default: true },
+    }),
+    seedParam({ help: 'recorded in the recipe; linear draws nothing at random' }),
   ],
   needsBase: false,
   minInputs: 1,
-  resolve(p: MergeParams, nInputs: number) {
-    for (const k of ['lambda', 'density', 'drop', 'trim', 'rank', 'lines'] as const) {
-      if (p[k] !== undefined && p[k] !== null)
-        throw new WgitError('E_BAD_PARAM', `linear takes no ${k}`, { param: k, method: 'linear' });
-    }
-    const r = resolveCommon(p, nInputs, true);
-    r.density = r.density.map(() => 1);
-    return r;
-  },
+  mergekitName: 'linear',
   build(tp: TensorParams) {
     linearCoefficients(tp.weights, tp.normalize);
     return (inputs, _base, _ctx, out) => linearTensor(tp, inputs, out);
   },
-};
+});

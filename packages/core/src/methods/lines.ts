@@ -6,7 +6,7 @@
  */
 import { WgitError } from '../errors.js';
 import type { ModelSource } from '../safetensors/index.js';
-import { optionalKernels, type PipelineOptions, runTensorPipeline } from './engine.js';
+import { type PipelineOptions, runTensorPipeline } from './engine.js';
 import type { MergeReport } from './types.js';
 
 /** A block number must be a whole dotted name component after a block keyword. */
@@ -73,7 +73,6 @@ export async function linesEdit(opts: LinesEditOptions): Promise<LinesReport> {
     throw new WgitError('E_BAD_PARAM', `LiNeS beta must be a finite number, got ${beta}`, { param: 'beta' });
   const blocks = countBlocks(opts.model.tensors.map((t) => t.name));
   const report = await runTensorPipeline({
-    kernels: await optionalKernels(),
     label: 'lines',
     inputs: [opts.model],
     base: opts.base,

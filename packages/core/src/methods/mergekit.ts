@@ -9,7 +9,11 @@ import { parseDocument, visit } from 'yaml';
 import type { DType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import { isDecimalText } from '../parse.js';
-import type { MergeParams, PerTensor, TensorRule } from './types.js';
+import { MERGEKIT_DEFAULT_DENSITY } from './params.js';
+import { METHODS } from './registry.js';
+import type { MergeMethod, MergeParams, ParamDecl, PerTensor, TensorRule } from './types.js';
+
+export { MERGEKIT_DEFAULT_DENSITY };
 
 export interface MergekitRecipe {
   /** wgit registry name. */
@@ -24,18 +28,7 @@ export interface MergekitRecipe {
   warnings: string[];
 }
 
-const METHOD_MAP: Record<string, string> = {
-  linear: 'linear',
-  task_arithmetic: 'task-arithmetic',
-  ties: 'ties',
-  dare_linear: 'dare-linear',
-  dare_ties: 'dare-ties',
-};
-
 const DTYPE_MAP: Record<string, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
-
-/** mergekit's default density when a config gives none (it keeps everything). */
-export const MERGEKIT_DEFAULT_DENSITY = 1;
 
 const MAX_CONFIG_BYTES = 1 << 20;
 
@@ -52,7 +45,7 @@ function isObject(x: unknown): x is Record<string, unknown> {
 }
 
 /** A parameter value: a number or mergekit's list of {filter, value} entries. */
-function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity): PerTensor<number> {
+function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, perTensor = true): PerTensor<number> {
   const num = (x: unknown, w: string): number => {
     if (typeof x !== 'number' || !Number.isFinite(x))
       throw invalid(`${w} must be a number, got ${JSON.stringify(x)}`, { key: w });
@@ -60,6 +53,7 @@ function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity):
     return x;
   };
   if (!Array.isArray(v)) return num(v, where);
+  if (!perTensor) throw invalid(`${where} must be a number`, { key: where });
   if (v.length === 0) throw invalid(`${where} is an empty list`, { key: where });
   if (v.every((e) => typeof e === 'number'))
     throw unsupported(`${where}: a gradient (list of numbers)`, { key: where });
@@ -110,27 +104,82 @@ export function parseMergekitYaml(text: string, source = 'config'): MergekitReci
 }
 
 const TOP_KEYS = new Set(['merge_method', 'models', 'base_model', 'parameters', 'dtype']);
-const GLOBAL_PARAMS = new Set(['normalize', 'int8_mask', 'lambda', 'weight', 'density', 'rescale']);
-const MODEL_PARAMS = new Set(['weight', 'density']);
+
+/**
+ * mergekit keys under `parameters` that map to no wgit parameter, for every
+ * method: each either changes nothing here (a warning) or must say what wgit
+ * does anyway.
+ */
+const MERGEKIT_ONLY: Record<string, (v: unknown, warnings: string[]) => void> = {
+  int8_mask(v, warnings) {
+    if (typeof v !== 'boolean') throw invalid('parameters.int8_mask must be true or false', { key: 'int8_mask' });
+    warnings.push(
+      "int8_mask ignored: wgit keeps its masks in memory per tensor, so mergekit's memory saving does not apply",
+    );
+  },
+  rescale(v) {
+    if (v !== true) throw unsupported('rescale: false (DARE always rescales survivors here)', { key: 'rescale' });
+  },
+};
+
+/** The registry method mergekit calls `name`, if any. */
+function methodByMergekitName(name: string): MergeMethod | undefined {
+  return METHODS.find((m) => m.mergekitName === name);
+}
+
+/** The declaration behind a mergekit key for this method, or undefined. */
+function declFor(m: MergeMethod, key: string): ParamDecl | undefined {
+  return m.params.find((d) => d.mergekit?.key === key);
+}
+
+/** Whether any registered method maps the key, at a model (`perModel`) or at the top level. */
+function anyMethodMaps(key: string, perModel: boolean): boolean {
+  return METHODS.some((m) => {
+    const d = declFor(m, key);
+    return d !== undefined && (!perModel || d.scope === 'per-model');
+  });
+}
+
+/** A value of a declared parameter as written in the config; errors are mergekit's codes. */
+function declValue(d: ParamDecl, v: unknown, where: string): unknown {
+  switch (d.type) {
+    case 'number': {
+      const max = typeof d.max === 'number' ? d.max : Infinity;
+      return paramValue(v, where, d.min, max, d.perTensor);
+    }
+    case 'boolean':
+      if (typeof v !== 'boolean') throw invalid(`${where} must be true or false`, { key: d.mergekit?.key });
+      return v;
+    case 'integer':
+      if (!Number.isInteger(v)) throw invalid(`${where} must be an integer`, { key: d.mergekit?.key });
+      return v;
+    case 'enum':
+      if (typeof v !== 'string' || !d.choices?.includes(v))
+        throw invalid(`${where} must be one of ${(d.choices ?? []).join(', ')}`, { key: d.mergekit?.key });
+      return v;
+    default:
+      throw unsupported(`${where}`, { key: d.mergekit?.key });
+  }
+}
 
 export function normalizeMergekit(doc: unknown, source = 'config'): MergekitRecipe {
   if (!isObject(doc)) throw invalid(`${source} must be a mapping at the top level`, { source });
   for (const k of Object.keys(doc)) if (!TOP_KEYS.has(k)) throw unsupported(`key ${JSON.stringify(k)}`, { key: k });
   const warnings: string[] = [];
   if (typeof doc.merge_method !== 'string') throw invalid('merge_method is missing', { key: 'merge_method' });
-  const method = METHOD_MAP[doc.merge_method];
-  if (!method)
+  const m = methodByMergekitName(doc.merge_method);
+  if (!m)
     throw unsupported(`merge_method ${JSON.stringify(doc.merge_method)}`, {
       key: 'merge_method',
       method: doc.merge_method,
     });
-  const needsBase = method !== 'linear';
+  const method = m.name;
 
   let base: string | null = null;
   if (doc.base_model !== undefined && doc.base_model !== null) base = modelRef(doc.base_model, 'base_model');
-  if (needsBase && base === null) throw invalid(`${doc.merge_method} needs base_model`, { key: 'base_model' });
-  if (!needsBase && base !== null) {
-    warnings.push('base_model is ignored by linear');
+  if (m.needsBase && base === null) throw invalid(`${doc.merge_method} needs base_model`, { key: 'base_model' });
+  if (!m.needsBase && base !== null) {
+    warnings.push(`base_model is ignored by ${method}`);
     base = null;
   }
 
@@ -142,59 +191,54 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
   }
 
   const params: MergeParams = {};
-  let defaultWeight: PerTensor<number> = 1;
-  let defaultDensity: PerTensor<number> = MERGEKIT_DEFAULT_DENSITY;
-  let densityGiven = false;
+  // per-model parameters given under `parameters`: every model's default
+  const modelDefaults = new Map<ParamDecl, unknown>();
   if (doc.parameters !== undefined && doc.parameters !== null) {
     if (!isObject(doc.parameters)) throw invalid('parameters must be a mapping', { key: 'parameters' });
     for (const [k, v] of Object.entries(doc.parameters)) {
-      if (!GLOBAL_PARAMS.has(k)) throw unsupported(`parameter ${JSON.stringify(k)}`, { key: k });
-      if (k === 'normalize') {
-        if (typeof v !== 'boolean') throw invalid('parameters.normalize must be true or false', { key: k });
-        params.normalize = v;
-      } else if (k === 'int8_mask') {
-        if (typeof v !== 'boolean') throw invalid('parameters.int8_mask must be true or false', { key: k });
-        warnings.push(
-          "int8_mask ignored: wgit keeps its masks in memory per tensor, so mergekit's memory saving does not apply",
-        );
-      } else if (k === 'rescale') {
-        if (v !== true) throw unsupported('rescale: false (DARE always rescales survivors here)', { key: k });
-      } else if (k === 'lambda') {
-        params.lambda = paramValue(v, 'parameters.lambda');
-      } else if (k === 'weight') {
-        defaultWeight = paramValue(v, 'parameters.weight');
-      } else if (k === 'density') {
-        defaultDensity = paramValue(v, 'parameters.density', 0, 1);
-        densityGiven = true;
+      const d = declFor(m, k);
+      if (!d) {
+        const only = MERGEKIT_ONLY[k];
+        if (only) {
+          only(v, warnings);
+          continue;
+        }
+        if (anyMethodMaps(k, false))
+          throw unsupported(`parameter ${JSON.stringify(k)} with ${doc.merge_method}`, { key: k });
+        throw unsupported(`parameter ${JSON.stringify(k)}`, { key: k });
       }
+      const value = declValue(d, v, `parameters.${k}`);
+      if (d.scope === 'per-model') modelDefaults.set(d, value);
+      else params[d.name] = value;
     }
   }
-  if (method === 'linear' && params.lambda !== undefined)
-    throw unsupported('parameter "lambda" with linear', { key: 'lambda' });
+  for (const d of m.params)
+    if (d.scope === 'global' && d.mergekit?.default !== undefined && params[d.name] === undefined)
+      params[d.name] = d.mergekit.default;
 
   if (!Array.isArray(doc.models) || doc.models.length === 0)
     throw invalid('models must be a non-empty list', { key: 'models' });
+  const perModel = m.params.filter((d) => d.scope === 'per-model' && d.mergekit);
   const models: string[] = [];
-  const weights: PerTensor<number>[] = [];
-  const density: PerTensor<number>[] = [];
+  const lists = new Map<ParamDecl, unknown[]>(perModel.map((d) => [d, []]));
   doc.models.forEach((entry: unknown, i: number) => {
     if (!isObject(entry)) throw invalid(`models[${i}] must be a mapping with a model key`, { key: 'models' });
     for (const k of Object.keys(entry))
       if (k !== 'model' && k !== 'parameters')
         throw unsupported(`key ${JSON.stringify(k)} in models[${i}]`, { key: k });
     const ref = modelRef(entry.model, `models[${i}].model`);
-    let w = defaultWeight;
-    let d = defaultDensity;
+    const given = new Map<ParamDecl, unknown>();
     if (entry.parameters !== undefined && entry.parameters !== null) {
       if (!isObject(entry.parameters))
         throw invalid(`models[${i}].parameters must be a mapping`, { key: 'parameters' });
       for (const [k, v] of Object.entries(entry.parameters)) {
-        if (!MODEL_PARAMS.has(k)) throw unsupported(`parameter ${JSON.stringify(k)} in models[${i}]`, { key: k });
-        if (k === 'weight') w = paramValue(v, `models[${i}].parameters.weight`);
-        else {
-          d = paramValue(v, `models[${i}].parameters.density`, 0, 1);
-          densityGiven = true;
+        const d = declFor(m, k);
+        if (d?.scope !== 'per-model') {
+          if (!d && anyMethodMaps(k, true))
+            throw unsupported(`parameter ${JSON.stringify(k)} with ${doc.merge_method}`, { key: k });
+          throw unsupported(`parameter ${JSON.stringify(k)} in models[${i}]`, { key: k });
         }
+        given.set(d, declValue(d, v, `models[${i}].parameters.${k}`));
       }
     }
     if (base !== null && ref === base) {
@@ -203,14 +247,18 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
       return;
     }
     models.push(ref);
-    weights.push(w);
-    density.push(d);
+    for (const d of perModel) {
+      const v = given.has(d) ? given.get(d) : modelDefaults.has(d) ? modelDefaults.get(d) : mergekitDefault(d);
+      lists.get(d)?.push(v);
+    }
   });
   if (models.length === 0) throw invalid('no models left to merge besides the base model', { key: 'models' });
-  params.weights = weights;
-  const sparsifies = method === 'ties' || method === 'dare-ties' || method === 'dare-linear';
-  if (sparsifies) params.density = density;
-  else if (densityGiven) throw unsupported(`parameter "density" with ${doc.merge_method}`, { key: 'density' });
-  if (method === 'linear' && params.normalize === undefined) params.normalize = true;
+  for (const [d, list] of lists) params[d.name] = list;
   return { method, mergekitMethod: doc.merge_method, models, base, params, outDtype, warnings };
+}
+
+/** The value mergekit assumes for a per-model parameter no entry gives. */
+function mergekitDefault(d: ParamDecl): unknown {
+  if (d.mergekit?.default !== undefined) return d.mergekit.default;
+  return typeof d.default === 'function' ? undefined : d.default;
 }

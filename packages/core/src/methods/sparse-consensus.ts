@@ -11,11 +11,22 @@
  *   normalize:       τ /= divisor (a zero divisor counts as 1)
  *   θ = θ₀ + λ τ
  */
+
+import { dareCut, dareHash, dareScale, streamId } from '../device/rng.js';
 import { WgitError } from '../errors.js';
-import { dareCut, dareHash, dareScale, streamId } from '../kernels/rng.js';
-import { resolveCommon } from './params.js';
+import {
+  defineMethod,
+  densityParam,
+  dropParam,
+  lambdaParam,
+  linesParam,
+  normalizeParam,
+  seedParam,
+  trimParam,
+  weightsParam,
+} from './params.js';
 import { keepCount, kthLargestAbs } from './select.js';
-import type { MergeMethod, MergeParams, SparseConsensusConfig, TensorContext, TensorParams } from './types.js';
+import type { MergeMethod, ParamDecl, SparseConsensusConfig, TensorContext, TensorParams } from './types.js';
 
 const fr = Math.fround;
 
@@ -74,7 +85,11 @@ export function combine(
   }
   for (let j = 0; j < out.length; j++) {
     let s = 0;
-    for (let i = 0; i < n; i++) s = fr(s + fr(w[i] * taus[i][j]));
+    // A NaN entry counts as 0: it never votes and never joins the mean (NaN policy, docs/kernels.md).
+    for (let i = 0; i < n; i++) {
+      const t = taus[i][j];
+      if (!Number.isNaN(t)) s = fr(s + fr(w[i] * t));
+    }
     const positive = s >= 0;
     let num = 0;
     let den = 0;
@@ -126,85 +141,48 @@ export function sparseConsensusTensor(
   for (let j = 0; j < len; j++) out[j] = fr(base[j] + fr(lambda * out[j]));
 }
 
+/**
+ * A configured instance of the general method. Its parameters follow from the
+ * configuration: density only where something is sparsified, drop and its
+ * seed only for the random drop, the trimming scope only for magnitude.
+ */
 export function makeSparseConsensusMethod(
   name: string,
   description: string,
   reference: string,
   config: SparseConsensusConfig,
+  mergekitName?: string,
 ): MergeMethod {
-  const params: MergeMethod['params'] = [
-    { name: 'weights', type: 'number[]', default: 1, required: false, help: 'per input model; default 1 each' },
-    { name: 'lambda', type: 'number', default: 1, required: false, help: 'scale of the merged task vector' },
-  ];
+  const params: ParamDecl[] = [weightsParam(), lambdaParam()];
   if (config.sparsify !== 'none') {
-    params.push({
-      name: 'density',
-      type: 'number',
-      default: 0.2,
-      required: false,
-      help:
-        config.sparsify === 'magnitude'
-          ? 'fraction of each task vector kept (largest |τ|)'
-          : 'keep probability (1 − drop)',
-    });
+    params.push(
+      densityParam({
+        help:
+          config.sparsify === 'magnitude'
+            ? 'fraction of each task vector kept (largest |τ|)'
+            : 'keep probability (1 − drop)',
+      }),
+    );
   }
-  if (config.sparsify === 'random') {
-    params.push({
-      name: 'drop',
-      type: 'number',
-      default: 0.8,
-      required: false,
-      help: 'drop probability (1 − density)',
-    });
-    params.push({ name: 'seed', type: 'integer', default: 0, required: false, help: 'seed of the drop masks' });
-  }
-  if (config.sparsify === 'magnitude') {
-    params.push({
-      name: 'trim',
-      type: 'enum',
-      choices: ['tensor', 'model'],
-      default: 'tensor',
-      required: false,
-      help: 'top-k per tensor (mergekit) or over the whole model (paper; one extra pass)',
-    });
-  }
-  params.push({
-    name: 'normalize',
-    type: 'boolean',
-    default: config.defaultNormalize,
-    required: false,
-    help: 'divide by the sum of the weights that took part',
-  });
-  params.push({ name: 'lines', type: 'object', default: null, required: false, help: 'LiNeS post-step {beta}' });
-  return {
+  if (config.sparsify === 'random') params.push(dropParam());
+  params.push(seedParam(config.sparsify === 'random' ? { help: 'seed of the drop masks' } : {}));
+  if (config.sparsify === 'magnitude') params.push(trimParam());
+  params.push(normalizeParam({ default: config.defaultNormalize }));
+  params.push(linesParam());
+  return defineMethod({
     name,
     description,
     reference,
     params,
     needsBase: true,
     minInputs: 1,
+    mergekitName,
     config,
-    resolve(p: MergeParams, nInputs: number) {
-      if (config.sparsify === 'none' && (p.density !== undefined || p.drop !== undefined))
-        throw new WgitError('E_BAD_PARAM', `${name} takes no density/drop`, { param: 'density', method: name });
-      if (config.sparsify !== 'random' && p.drop !== undefined)
-        throw new WgitError('E_BAD_PARAM', `${name} takes density, not drop`, { param: 'drop', method: name });
-      if (config.sparsify !== 'magnitude' && p.trim !== undefined && p.trim !== 'tensor')
-        throw new WgitError('E_BAD_PARAM', `${name} has no magnitude trimming to scope`, {
-          param: 'trim',
-          method: name,
-        });
-      if (p.rank !== undefined)
-        throw new WgitError('E_BAD_PARAM', `${name} takes no rank`, { param: 'rank', method: name });
-      const r = resolveCommon(p, nInputs, config.defaultNormalize);
-      if (config.sparsify === 'none') r.density = r.density.map(() => 1);
-      return r;
-    },
     build(tp: TensorParams) {
       return (inputs, base, ctx, out) => {
         if (!base) throw new WgitError('E_BASE_REQUIRED', `${name} needs a base model`, { method: name });
         sparseConsensusTensor(config, tp, inputs, base, ctx, out);
       };
     },
-  };
+  });
 }

@@ -6,4 +6,5 @@ export const taskArithmetic = makeSparseConsensusMethod(
   'adds the weighted task vectors (θᵢ − θ₀) to the base, scaled by lambda; a negative weight forgets a task',
   'Ilharco et al. 2023, "Editing models with task arithmetic"',
   { sparsify: 'none', consensus: 'none', defaultNormalize: false },
+  'task_arithmetic',
 );

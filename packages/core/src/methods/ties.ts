@@ -6,4 +6,5 @@ export const ties = makeSparseConsensusMethod(
   'trims each task vector to its largest entries, elects a sign per entry, averages the agreeing entries',
   'Yadav et al. 2023, "TIES-Merging: Resolving interference when merging models"',
   { sparsify: 'magnitude', consensus: 'sum', defaultNormalize: true },
+  'ties',
 );

@@ -31,6 +31,8 @@ export interface MergeParams {
   rank?: number;
   /** LiNeS as a post-step: depth-dependent scaling of the merged task vector. */
   lines?: { beta: number } | null;
+  /** Parameters a method declares beyond the ones above (see ParamDecl). */
+  [extra: string]: unknown;
 }
 
 /** Parameters after validation and defaults, with per-tensor values still unresolved. */
@@ -43,6 +45,8 @@ export interface ResolvedParams {
   normalize: boolean;
   rank: number;
   lines: { beta: number } | null;
+  /** Values of parameters a method declares beyond the ones above, by name. */
+  [extra: string]: unknown;
 }
 
 /** The numbers one tensor is merged with. */
@@ -52,16 +56,63 @@ export interface TensorParams {
   density: number[];
   seed: number;
   normalize: boolean;
+  /** Per-tensor values of the parameters a method declares beyond the fixed ones, by name. */
+  extra?: Record<string, unknown>;
 }
 
-export interface MethodParamDef {
+/**
+ * One parameter of a merge method, declared next to the method's code.
+ * Validation, the recorded recipe, the `wgit merge` flags and the mergekit
+ * YAML mapping are all derived from these declarations (params.ts,
+ * mergekit.ts, the CLI's merge command).
+ */
+export interface ParamDecl {
+  /** Key in MergeParams and in the recorded recipe. */
   name: string;
-  type: 'number' | 'number[]' | 'integer' | 'boolean' | 'enum' | 'object';
-  default: unknown;
+  /** A number list per model is `number` with scope 'per-model'. */
+  type: 'number' | 'integer' | 'boolean' | 'enum' | 'object';
+  /**
+   * 'global': one value. 'per-model': a list with one value per input model;
+   * with `broadcast` a single value stands for every model.
+   */
+  scope: 'global' | 'per-model';
+  broadcast?: boolean;
+  /** Whether a number may be given per tensor as mergekit's list of {filter, value} rules. */
+  perTensor: boolean;
+  /** Inclusive bounds of a number; `max: 'inputs'` is the number of input models. */
+  min?: number;
+  max?: number | 'inputs';
+  /** The upper bound itself is refused (a drop probability of 1 keeps nothing). */
+  maxExclusive?: boolean;
+  /** enum: the accepted values. */
+  choices?: readonly string[];
+  /** object: its number fields, each with the value used when it is left out. */
+  fields?: Readonly<Record<string, { default: number; help: string; cli?: { description: string } }>>;
+  /** Value when the parameter is not given; a function of the number of inputs where it depends on it. */
+  default: number | boolean | string | null | ((nInputs: number) => unknown);
   required: boolean;
+  /** What the parameter does for this method. */
   help: string;
-  choices?: string[];
+  /**
+   * Another parameter this one is a second spelling of (DARE's drop for
+   * density): give one of the two; the value is converted and stored there.
+   */
+  alternativeTo?: { name: string; convert: (v: number) => number };
+  /** Checks against the other resolved values; throws E_BAD_PARAM. */
+  check?: (r: ResolvedParams) => void;
+  /** The `wgit merge` flag (`--flag`; object fields become `--flag-field`); absent: no flag. */
+  cli?: { flag: string; description: string };
+  /**
+   * The mergekit YAML key: under `parameters` for a global parameter, under
+   * `models[].parameters` (and `parameters`, as every model's default) for a
+   * per-model one. `default` is the value mergekit assumes when a config
+   * leaves the key out; it is written into the recipe.
+   */
+  mergekit?: { key: string; default?: unknown };
 }
+
+/** Earlier name of ParamDecl. */
+export type MethodParamDef = ParamDecl;
 
 /** Per-tensor context handed to the pure merge functions. */
 export interface TensorContext {
@@ -89,12 +140,15 @@ export interface MergeMethod {
   description: string;
   /** Paper the math follows. */
   reference: string;
-  params: MethodParamDef[];
+  /** The parameters it takes; everything else derives from these. */
+  params: readonly ParamDecl[];
   needsBase: boolean;
   minInputs: number;
+  /** Its name in mergekit YAML configs (`merge_method`), where mergekit has the same method. */
+  mergekitName?: string;
   /** For methods built on the general sparsify + consensus method. */
   config?: SparseConsensusConfig;
-  /** Validate raw parameters and fill in defaults; throws E_BAD_PARAM. */
+  /** Validate raw parameters against `params` and fill in defaults; throws E_BAD_PARAM (see defineMethod). */
   resolve(params: MergeParams, nInputs: number): ResolvedParams;
   /**
    * The per-tensor function: writes the merged values of one float tensor into
@@ -144,6 +198,6 @@ export interface MergeReport {
   thresholds?: number[];
   outDir: string;
   bytesWritten: number;
-  /** Whether the WASM kernels were loaded, and how many tensors took the kernel path. */
-  engine?: { kernels: boolean; kernelTensors: number };
+  /** The device (and whether it is a compiled backend), and how many tensors took the device kernel path. */
+  engine?: { kernels: boolean; device: string; kernelTensors: number };
 }

@@ -25,7 +25,7 @@ export const SAFETENSORS_ERROR_CODES = {
   E_SAFETENSORS_SHARD_MISSING: 'the index names a shard file that does not exist',
   E_SAFETENSORS_WRITE:
     'the writer was used out of order: wrong tensor, wrong byte length, or writing after finish/abort',
-  E_PATH_ESCAPE: 'a shard name or symbolic link points outside the model folder',
+  E_UNSAFE_PATH: 'a shard name is not a safe relative path, or a symbolic link points outside the model folder',
   E_NOT_A_MODEL: 'the folder holds no .safetensors file, or the path is not a regular file or folder',
   E_UNSUPPORTED_FILE: 'the model folder contains a FIFO, socket or device, or a link to one',
   E_NOT_FOUND: 'the path (or side file) does not exist, or a symbolic link in the folder points to nothing',

@@ -1,7 +1,8 @@
 import { lstat, type open, readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, posix, resolve, sep } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { DType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
+import { relPathProblem } from '../util/safe-path.js';
 import {
   openRegularFile,
   quoteName,
@@ -117,7 +118,7 @@ async function listFolder(root: string): Promise<Map<string, Listed>> {
           });
         }
         if (!inside(real)) {
-          throw new WgitError('E_PATH_ESCAPE', `${join(root, rel)}: symbolic link leads outside the model folder`, {
+          throw new WgitError('E_UNSAFE_PATH', `${join(root, rel)}: symbolic link leads outside the model folder`, {
             path: join(root, rel),
           });
         }
@@ -282,7 +283,7 @@ async function explainMissingShard(root: string, shard: string, indexPath: strin
   }
   const rootReal = await realpath(root);
   if (real !== rootReal && !real.startsWith(rootReal + sep)) {
-    throw new WgitError('E_PATH_ESCAPE', `${indexPath}: shard ${quoteName(shard)} leads outside the model folder`, {
+    throw new WgitError('E_UNSAFE_PATH', `${indexPath}: shard ${quoteName(shard)} leads outside the model folder`, {
       path: full,
     });
   }
@@ -292,17 +293,6 @@ async function explainMissingShard(root: string, shard: string, indexPath: strin
     `${indexPath}: shard ${quoteName(shard)} is hidden or not a regular file`,
     { path: full },
   );
-}
-
-function shardNameProblem(name: string): string | null {
-  if (name.length === 0) return 'is empty';
-  if (name.includes('\0')) return 'contains a NUL character';
-  if (name.includes('\\')) return 'contains a backslash';
-  if (isAbsolute(name) || /^[A-Za-z]:/.test(name)) return 'is an absolute path';
-  const norm = posix.normalize(name);
-  if (norm === '..' || norm.startsWith('../')) return 'leads outside the model folder';
-  if (norm !== name) return 'is not a normalized relative path';
-  return null;
 }
 
 async function readIndex(path: string, listed: Listed): Promise<SafetensorsIndex> {
@@ -338,12 +328,9 @@ async function readIndex(path: string, listed: Listed): Promise<SafetensorsIndex
       bad(`tensor ${quoteName(tensor)} is listed twice in the weight_map`, 'E_SAFETENSORS_DUPLICATE');
     names.add(tensor);
     if (typeof shard !== 'string') return bad(`weight_map entry for ${quoteName(tensor)} is not a file name`);
-    const problem = shardNameProblem(shard);
+    const problem = relPathProblem(shard);
     if (problem) {
-      bad(
-        `shard name ${quoteName(shard)} for tensor ${quoteName(tensor)} ${problem}`,
-        problem.includes('outside') || problem.includes('absolute') ? 'E_PATH_ESCAPE' : 'E_SAFETENSORS_INDEX',
-      );
+      bad(`shard name ${quoteName(shard)} for tensor ${quoteName(tensor)} ${problem}`, 'E_UNSAFE_PATH');
     }
     setOwn(map, tensor, shard);
   }

@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { isWgitError, kthLargestAbs, linesEdit, mergeModels, mergeTensor, openModel } from '../../src/index.js';
+import {
+  isWgitError,
+  kthLargestAbs,
+  linesEdit,
+  type MergeParams,
+  mergeModels,
+  mergeTensor,
+  openModel,
+} from '../../src/index.js';
 import { bf16Round, decode, llamaToy, perturb, readAll, rng, type T, tmpDir, writeModel } from './helpers.js';
 
 const code = (e: unknown) => (isWgitError(e) ? e.code : String(e));
@@ -40,7 +48,7 @@ after(async () => {
 let outN = 0;
 const out = () => path.join(dir, `out${outN++}`);
 
-async function merge(method: string, params: object, inputs = paths.ft, withBase = true, extra: object = {}) {
+async function merge(method: string, params: MergeParams, inputs = paths.ft, withBase = true, extra: object = {}) {
   const ins = await Promise.all(inputs.map(open));
   const b = withBase ? await open(paths.base) : undefined;
   const o = out();
@@ -228,13 +236,13 @@ describe('mergeModels errors (before any output)', () => {
     );
     await assert.rejects(
       mergeModels({ inputs: ins, method: 'linear', outDir: paths.base }),
-      (e) => code(e) === 'E_OUT_EXISTS',
+      (e) => code(e) === 'E_OUTPUT_NOT_EMPTY',
     );
     await assert.rejects(
       mergeModels({
         inputs: ins,
         method: 'linear',
-        params: { lines: { beta: 1 } } as object,
+        params: { lines: { beta: 1 } },
         outDir: path.join(dir, 'n7'),
       }),
       (e) => code(e) === 'E_BAD_PARAM',
@@ -302,9 +310,9 @@ describe('linesEdit', () => {
 
 describe('kernel path', () => {
   it('gives the same bytes as the plain TypeScript path for every method', async () => {
-    const { getKernels } = await import('../../src/index.js');
-    await getKernels(); // the wasm build must be there: a silent fallback would make this test compare plain with plain
-    const cases: [string, object][] = [
+    const { getDevice } = await import('../../src/index.js');
+    await getDevice({ device: 'cpu' }); // the wasm build must be there: a silent fallback would make this test compare plain with plain
+    const cases: [string, MergeParams][] = [
       ['linear', { weights: [1, 2, 0.5] }],
       ['task-arithmetic', { weights: [1, -0.5, 0.75], lambda: 0.8 }],
       ['ties', { density: 0.3 }],

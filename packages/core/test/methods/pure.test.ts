@@ -138,12 +138,7 @@ describe('task arithmetic and linear', () => {
   });
   it('rejects bad parameters with E_BAD_PARAM', () => {
     const x = [f32([1]), f32([2])];
-    for (const p of [
-      { weights: [1] },
-      { weights: [1, Number.NaN] },
-      { lambda: 1 } as object,
-      { density: 0.5 } as object,
-    ]) {
+    for (const p of [{ weights: [1] }, { weights: [1, Number.NaN] }, { lambda: 1 }, { density: 0.5 }]) {
       assert.throws(
         () => mergeTensor('linear', p, x),
         (e) => code(e) === 'E_BAD_PARAM',
@@ -163,7 +158,7 @@ describe('task arithmetic and linear', () => {
       (e) => code(e) === 'E_BAD_PARAM',
     );
     assert.throws(
-      () => mergeTensor('ties', { bogus: 1 } as object, x, f32([0])),
+      () => mergeTensor('ties', { bogus: 1 }, x, f32([0])),
       (e) => code(e) === 'E_BAD_PARAM',
     );
     assert.throws(

@@ -104,7 +104,7 @@ export interface ParsedHeader {
 }
 
 function corrupt(why: string, data: Record<string, unknown> = {}): WgitError {
-  return new WgitError('E_CHUNK_CORRUPT', `corrupt chunk payload: ${why}`, data);
+  return new WgitError('E_CORRUPT_CHUNK', `corrupt chunk payload: ${why}`, data);
 }
 
 /**

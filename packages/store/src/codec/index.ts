@@ -214,7 +214,7 @@ function expandPalette(s: Scratch, payload: Uint8Array, h: ParsedHeader, n: numb
   for (let i = 0; i < n; i++) {
     if (idx[i] >= count) {
       throw new WgitError(
-        'E_CHUNK_CORRUPT',
+        'E_CORRUPT_CHUNK',
         `corrupt chunk payload: palette index ${idx[i]} of ${count} in segment ${seg}`,
         {
           segment: seg,
@@ -294,7 +294,7 @@ export function encodeChunk(raw: Uint8Array, dtype: DType, base?: Uint8Array, op
 /**
  * Inverse of encodeChunk. Validates the payload against `dtype` and
  * `rawLength` (which come from the tensor record, not from the payload) and
- * throws E_CHUNK_CORRUPT on anything inconsistent. Allocates the result
+ * throws E_CORRUPT_CHUNK on anything inconsistent. Allocates the result
  * (rawLength bytes) plus bounded scratch; never trusts a length it reads.
  *
  * `into` (optional, exactly rawLength bytes, may be `base` itself but not the
@@ -332,7 +332,7 @@ export function decodeChunk(
     layoutFor(dtype);
     if (payload.length !== rawLength) {
       throw new WgitError(
-        'E_CHUNK_CORRUPT',
+        'E_CORRUPT_CHUNK',
         `corrupt chunk payload: raw chunk of ${payload.length} bytes, expected ${rawLength}`,
         {
           rawLength,
@@ -347,7 +347,7 @@ export function decodeChunk(
     return payload.slice();
   }
   if (encoding !== 'zipnn' && encoding !== 'xor-zipnn') {
-    throw new WgitError('E_CHUNK_CORRUPT', `corrupt chunk: unknown encoding ${JSON.stringify(encoding)}`, {
+    throw new WgitError('E_CORRUPT_CHUNK', `corrupt chunk: unknown encoding ${JSON.stringify(encoding)}`, {
       encoding,
     });
   }
@@ -375,7 +375,7 @@ export function decodeChunk(
         } catch (err) {
           if (isWgitError(err)) throw err;
           throw new WgitError(
-            'E_CHUNK_CORRUPT',
+            'E_CORRUPT_CHUNK',
             `corrupt chunk payload: stream ${k} of segment ${seg}: ${(err as Error).message}`,
             {
               segment: seg,
@@ -385,7 +385,7 @@ export function decodeChunk(
         }
         if (got !== n) {
           throw new WgitError(
-            'E_CHUNK_CORRUPT',
+            'E_CORRUPT_CHUNK',
             `corrupt chunk payload: stream ${k} of segment ${seg} decodes to ${got} of ${n} bytes`,
             {
               segment: seg,

@@ -1,8 +1,9 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { WgitError } from '@wgit/core';
-import { atomicWrite, mapFsError } from './fsutil.js';
-import { formatTz, type Identity } from './identity.js';
+import { atomicWrite, mapFsError } from '../../fsutil.js';
+import { formatTz, type Identity } from '../../identity.js';
+import type { RefBackend, RefLogLine, ReflogEntry } from '../types.js';
 import { LockFile } from './lock.js';
 
 /**
@@ -173,15 +174,7 @@ export async function checkRefNameFree(gitdir: string, fullname: string): Promis
   );
 }
 
-export interface ReflogEntry {
-  old: string;
-  new: string;
-  name: string;
-  email: string;
-  timestamp: number;
-  tz: string;
-  message: string;
-}
+export type { ReflogEntry };
 
 export async function readReflog(gitdir: string, fullname: string): Promise<ReflogEntry[]> {
   let text: string;
@@ -326,5 +319,49 @@ async function removePacked(ctx: RefContext, fullname: string): Promise<void> {
     await atomicWrite(ctx.tmpDir, packed, keep.join('\n'));
   } finally {
     await lock.release();
+  }
+}
+
+/** Full names of the refs with a reflog under `logs/` (a deleted ref has none). */
+export async function listReflogs(gitdir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory()) await walk(path.join(dir, e.name), `${rel}${e.name}/`);
+      else out.push(`${rel}${e.name}`);
+    }
+  };
+  await walk(path.join(gitdir, 'logs'), '');
+  return out.sort();
+}
+
+/** The refs of a bare git folder, moved under `<ref>.lock` (see updateRef). */
+export class FolderRefs implements RefBackend {
+  constructor(private readonly ctx: RefContext) {}
+
+  readRef(name: string): Promise<string | null> {
+    return readRef(this.ctx.gitdir, name);
+  }
+
+  listRefs(prefix: 'refs/heads/' | 'refs/tags/'): Promise<Map<string, string>> {
+    return listRefs(this.ctx.gitdir, prefix);
+  }
+
+  compareAndSwapRef(
+    name: string,
+    expected: string | null,
+    next: string | null,
+    log: RefLogLine,
+    opts: { movedCode?: string } = {},
+  ): Promise<string | null> {
+    return updateRef(this.ctx, name, next, { expectedOld: expected, ...log, movedCode: opts.movedCode });
+  }
+
+  readReflog(name: string): Promise<ReflogEntry[]> {
+    return readReflog(this.ctx.gitdir, name);
+  }
+
+  listReflogs(): Promise<string[]> {
+    return listReflogs(this.ctx.gitdir);
   }
 }

@@ -1,13 +1,24 @@
 /**
- * Plain TypeScript versions of every kernel: straightforward loops, with
+ * The reference backend: every kernel as a plain TypeScript loop, with
  * Math.fround wherever the WebAssembly kernel rounds to f32, so that the
- * results are bit-identical (the tests hold the kernels to that). They are
- * also the fallback a reader can check the math against.
+ * results are bit-identical (the parity tests hold every backend to that).
+ * It is the definition a reader checks the math against, and the device for
+ * small calls and builds without the WebAssembly module.
  */
 import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../dtypes.js';
+import { WgitError } from '../errors.js';
+import { kthLargestAbs as selectKthLargestAbs } from './abs-selector.js';
+import {
+  type Backend,
+  BUFFER_SIZE,
+  type BufferDType,
+  type DeviceBuffer,
+  type HostView,
+  type KernelDType,
+} from './device.js';
 import { dareCut, dareHash, dareScale } from './rng.js';
 
-export type KernelDType = 'BF16' | 'F16' | 'F32';
+export type { KernelDType } from './device.js';
 
 const fr = Math.fround;
 
@@ -112,22 +123,23 @@ export function sumAbs(a: Float32Array): number {
   return laneSum(a.length, (j) => Math.abs(a[j]));
 }
 
-/** Adds to `hist` the counts of bits 30..15 of |x| (pass 0) or bits 14..0 within bin `prefixHi` (pass 1). */
+/**
+ * Adds to `hist` the counts of bits 30..15 of |x| (pass 0) or bits 14..0
+ * within bin `prefixHi` (pass 1). NaN is never ranked, so never counted.
+ */
 export function absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): void {
   const bits = u32(x);
   for (let j = 0; j < x.length; j++) {
     const a = bits[j] & 0x7fffffff;
+    if (a > 0x7f800000) continue;
     if (pass === 0) hist[a >>> 15]++;
     else if (a >>> 15 === prefixHi) hist[a & 0x7fff]++;
   }
 }
 
-/** k-th largest |x| (k = 1 is the maximum) over all arrays, by sorting. */
+/** k-th largest |x| (k = 1 is the maximum) over all arrays: the two-pass radix selector, NaN never ranked. */
 export function kthLargestAbs(arrays: Float32Array[], k: number): number {
-  const all: number[] = [];
-  for (const a of arrays) for (const v of a) all.push(Math.abs(v));
-  all.sort((p, q) => q - p);
-  return all[k - 1];
+  return selectKthLargestAbs(arrays, k);
 }
 
 /**
@@ -178,3 +190,79 @@ export function dareDrop(
     out[j] = dareHash(seed, stream, offset + j) >>> 8 >= cut ? fr(x[j] * scale) : 0;
   }
 }
+
+const owned = new WeakSet<DeviceBuffer>();
+
+function copyBytes(dst: ArrayBufferView, src: ArrayBufferView): void {
+  new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(
+    new Uint8Array(src.buffer, src.byteOffset, src.byteLength),
+  );
+}
+
+/** The plain TypeScript backend: ordinary typed arrays as buffers, every kernel on the calling thread. */
+export const referenceBackend: Backend = {
+  name: 'reference',
+  kind: 'cpu',
+  threads: 1,
+  alloc<D extends BufferDType>(dtype: D, length: number): DeviceBuffer<D> {
+    const view = (dtype === 'F32' ? new Float32Array(length) : new Uint8Array(length)) as HostView<D>;
+    const buffer: DeviceBuffer<D> = { dtype, length, view };
+    owned.add(buffer);
+    return buffer;
+  },
+  free(buffer: DeviceBuffer): void {
+    if (!owned.delete(buffer)) {
+      throw new WgitError('E_KERNEL_BAD_FREE', 'free() takes a buffer allocated by this device and not yet freed');
+    }
+  },
+  async upload(buffer, src, offset) {
+    const view = buffer.view as ArrayBufferView;
+    const size = BUFFER_SIZE[buffer.dtype];
+    copyBytes(new Uint8Array(view.buffer, view.byteOffset + offset * size, src.byteLength), src);
+  },
+  async download(buffer, dst, offset) {
+    const view = buffer.view as ArrayBufferView;
+    const size = BUFFER_SIZE[buffer.dtype];
+    copyBytes(dst, new Uint8Array(view.buffer, view.byteOffset + offset * size, dst.byteLength));
+  },
+  async close() {},
+  async toF32(src, dtype, dst) {
+    toF32(src, dtype, dst);
+  },
+  async fromF32(src, dtype, dst) {
+    fromF32(src, dtype, dst);
+  },
+  async weightedSum(inputs, weights, out) {
+    weightedSum(inputs, weights, out);
+  },
+  async weightedSumTyped(inputs, dtype, weights, outDtype, out) {
+    weightedSumTyped(inputs, dtype, weights, outDtype, out);
+  },
+  async sub(a, b, out) {
+    sub(a, b, out);
+  },
+  async axpy(a, s, b, out) {
+    axpy(a, s, b, out);
+  },
+  async dot(a, b) {
+    return dot(a, b);
+  },
+  async sumSq(a) {
+    return sumSq(a);
+  },
+  async sumAbs(a) {
+    return sumAbs(a);
+  },
+  async absHistogram(x, pass, prefixHi, hist) {
+    absHistogram(x, pass, prefixHi, hist);
+  },
+  async kthLargestAbs(arrays, k) {
+    return kthLargestAbs(arrays, k);
+  },
+  async ties(taus, weights, thresholds, out) {
+    ties(taus, weights, thresholds, out);
+  },
+  async dareDrop(x, p, seed, stream, offset, out) {
+    dareDrop(x, p, seed, stream, offset, out);
+  },
+};

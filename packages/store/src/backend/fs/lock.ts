@@ -2,7 +2,7 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WgitError } from '@wgit/core';
-import { HOST, isPidAlive, mapFsError } from './fsutil.js';
+import { HOST, isPidAlive, mapFsError } from '../../fsutil.js';
 
 export interface LockOwner {
   pid: number;

@@ -1,4 +1,4 @@
-import { WgitError } from '../errors.js';
+import { WgitError } from '../../errors.js';
 import type { WasmMemory } from './wasm.js';
 
 const WASM_PAGE = 65536;

@@ -1,0 +1,106 @@
+/**
+ * The device seam: every hot loop of wgit runs through one `Device`, whatever
+ * computes it (plain TypeScript, the WASM SIMD pool, later a GPU). A backend
+ * owns its buffers and implements the kernel set; `checked()` validates the
+ * arguments once, above every backend, so backends only compute.
+ *
+ * NaN policy (all backends, all paths — docs/kernels.md):
+ * - arithmetic kernels (conversions, weighted sums, sub, axpy, reductions,
+ *   DARE survivors) propagate NaN by IEEE rules, payload kept where the
+ *   format allows;
+ * - magnitude selection (absHistogram, kthLargestAbs, TIES trimming) never
+ *   ranks a NaN: it is not a large magnitude, it is not counted, and a k
+ *   beyond the non-NaN entries gives the threshold 0;
+ * - sign consensus (ties) treats a NaN entry as 0: it never survives the
+ *   trim, never votes and never joins the mean.
+ */
+
+/** Element types the conversion kernels read and write. */
+export type KernelDType = 'BF16' | 'F16' | 'F32';
+
+/** Element types of device buffers: f32 values or raw bytes. */
+export type BufferDType = 'F32' | 'U8';
+
+export type HostView<D extends BufferDType> = D extends 'F32' ? Float32Array : Uint8Array;
+
+/**
+ * Memory owned by a device. `view` is a host array onto the device's own
+ * memory when the backend can give one without copying (both CPU backends);
+ * it is undefined where the memory is not host visible (a GPU), and then
+ * `upload` / `download` move the bytes.
+ */
+export interface DeviceBuffer<D extends BufferDType = BufferDType> {
+  readonly dtype: D;
+  readonly length: number;
+  readonly view: HostView<D> | undefined;
+}
+
+/**
+ * The kernel set. Arguments are host arrays; a `view` of a buffer this device
+ * allocated is passed without a copy, any other array is staged (correct,
+ * slower). Outputs may be exactly one of the inputs (in place) where noted;
+ * partial overlap is refused. Matmul, gather and scatter will join here.
+ */
+export interface KernelSet {
+  toF32(src: Uint8Array, dtype: KernelDType, dst: Float32Array): Promise<void>;
+  fromF32(src: Float32Array, dtype: KernelDType, dst: Uint8Array): Promise<void>;
+  /** out = Σ wᵢ·xᵢ, 1..8 inputs, f32 arithmetic summed left to right; out may be one of the inputs. */
+  weightedSum(inputs: Float32Array[], weights: number[], out: Float32Array): Promise<void>;
+  /** weightedSum reading `dtype` inputs and writing `outDtype` directly (RNE), one pass. */
+  weightedSumTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    weights: number[],
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<void>;
+  /** out = a − b */
+  sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void>;
+  /** out = a + s·b */
+  axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array): Promise<void>;
+  /** Σ aᵢbᵢ, Σ aᵢ², Σ |aᵢ| accumulated in f64; deterministic for a given backend and thread count. */
+  dot(a: Float32Array, b: Float32Array): Promise<number>;
+  sumSq(a: Float32Array): Promise<number>;
+  sumAbs(a: Float32Array): Promise<number>;
+  /** Adds to `hist` (65,536 bins) bits 30..15 of |x| (pass 0) or bits 14..0 of those in bin `prefixHi` (pass 1); NaN is not counted. */
+  absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): Promise<void>;
+  /** Exact k-th largest |x| over all arrays together (k = 1 is the maximum), NaN not ranked; 0 when fewer than k non-NaN entries. */
+  kthLargestAbs(arrays: Float32Array[], k: number): Promise<number>;
+  /** TIES trim / elect / disjoint mean (see reference.ts); thresholds 0 keep every non-zero, non-NaN entry. */
+  ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void>;
+  /** DARE: drop with probability p (rng.ts), rescale survivors; x[0] is element `offset` of the tensor. */
+  dareDrop(x: Float32Array, p: number, seed: number, stream: number, offset: number, out: Float32Array): Promise<void>;
+}
+
+/** What a backend implements: memory plus the kernel set, with arguments already checked. */
+export interface Backend extends KernelSet {
+  /** 'reference' (plain TypeScript), 'wasm' (SIMD worker pool), … */
+  readonly name: string;
+  readonly kind: 'cpu' | 'gpu';
+  readonly threads: number;
+  alloc<D extends BufferDType>(dtype: D, length: number): DeviceBuffer<D>;
+  /** Releases a buffer this backend allocated (E_KERNEL_BAD_FREE otherwise). */
+  free(buffer: DeviceBuffer): void;
+  /** Copies `src` into the buffer from element `offset`. */
+  upload(buffer: DeviceBuffer, src: ArrayBufferView, offset: number): Promise<void>;
+  /** Copies the buffer from element `offset` into `dst`. */
+  download(buffer: DeviceBuffer, dst: ArrayBufferView, offset: number): Promise<void>;
+  /**
+   * True when the two views lie in the same memory even though their
+   * ArrayBuffers differ (a grown WebAssembly memory hands out a new buffer);
+   * lets the overlap check see aliasing only the backend knows about.
+   */
+  sameMemory?(a: ArrayBufferView, b: ArrayBufferView): boolean;
+  close(): Promise<void>;
+}
+
+/** A backend behind the argument checks: what getDevice hands out. */
+export interface Device extends Backend {
+  /** The buffer's host view; E_KERNEL_ARG where the backend has none (a GPU). */
+  hostView<D extends BufferDType>(buffer: DeviceBuffer<D>): HostView<D>;
+}
+
+export const BUFFER_SIZE: Record<BufferDType, number> = { F32: 4, U8: 1 };
+export const KERNEL_DTYPE_SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2, F16: 2 };
+export const MAX_INPUTS = 8;
+export const HIST_BINS = 65536;

@@ -1,0 +1,17 @@
+export { AbsSelector } from './abs-selector.js';
+export { checked } from './checked.js';
+export type {
+  Backend,
+  BufferDType,
+  Device,
+  DeviceBuffer,
+  HostView,
+  KernelDType,
+  KernelSet,
+} from './device.js';
+export * as reference from './reference.js';
+export { dareCut, dareHash, dareKeys, dareScale, fmix32, streamId } from './rng.js';
+export { type CpuBackend, type DeviceKind, type DeviceOptions, getDevice, referenceDevice } from './select.js';
+export { ARENA_ALIGN } from './wasm/arena.js';
+export type { KernelOptions } from './wasm/pool.js';
+export type { WasmMemory } from './wasm/wasm.js';
