@@ -18,8 +18,8 @@ import {
   sparseConsensusTensor,
   tensorParams,
 } from '@wgit/core';
-import { BufferPool } from '../src/methods/engine.js';
 import { fastMergeTensor } from '../src/methods/fast.js';
+import { BufferPool } from '../src/pipeline/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { copySideFiles } from '../src/methods/engine.js';
+import { copySideFiles } from '../src/pipeline/index.js';
 import { openModel } from '../src/safetensors/model.js';
 import { writeSafetensors } from '../src/safetensors/writer.js';
 import { checkPathSet, checkRelPath, relPathProblem } from '../src/util/safe-path.js';

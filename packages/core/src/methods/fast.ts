@@ -6,7 +6,7 @@
  */
 import type { Device, KernelDType } from '../device/index.js';
 import { streamId } from '../device/rng.js';
-import type { BufferPool } from './engine.js';
+import type { BufferPool } from '../pipeline/index.js';
 import { linearCoefficients } from './linear.js';
 import { keepCount } from './select.js';
 import { combine, combineCoefficients } from './sparse-consensus.js';

@@ -10,16 +10,11 @@
  *   mergeTensor(method, params, inputs, base?, ctx?) → Float32Array   (one tensor, plain TypeScript)
  *   defineMethod({ name, params: [weightsParam(), …], build, … }) + a line in registry.ts → a new method
  */
+
+export { BufferPool, copySideFiles, validateModels } from '../pipeline/index.js';
 export { dareLinear, dareTies } from './dare.js';
 export { type Eigen, symmetricEigen } from './eigen.js';
-export {
-  BufferPool,
-  copySideFiles,
-  type MergeModelsOptions,
-  mergeModels,
-  modelWideThresholds,
-  validateModels,
-} from './engine.js';
+export { type MergeModelsOptions, mergeModels, modelWideThresholds } from './engine.js';
 export { linear, linearCoefficients } from './linear.js';
 export {
   BLOCK_PATTERN,

@@ -5,8 +5,8 @@
  * keep their update. Tensors outside the blocks get α.
  */
 import { WgitError } from '../errors.js';
+import { type PipelineOptions, runTensorPipeline } from '../pipeline/index.js';
 import type { ModelSource } from '../safetensors/index.js';
-import { type PipelineOptions, runTensorPipeline } from './engine.js';
 import type { MergeReport } from './types.js';
 
 /** A block number must be a whole dotted name component after a block keyword. */

@@ -19,8 +19,6 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, fromF32, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
-import { symmetricEigen } from './eigen.js';
 import {
   BufferPool,
   checkOutDtype,
@@ -30,7 +28,9 @@ import {
   streamTensors,
   toF32Into,
   validateModels,
-} from './engine.js';
+} from '../pipeline/index.js';
+import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
+import { symmetricEigen } from './eigen.js';
 import { linearCoefficients } from './linear.js';
 import { tensorParams } from './params.js';
 import { RMM_MERGED_CONFIG, rmm } from './rmm-method.js';

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { type DType, dtypeSize, fromF32, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
 import {
   BufferPool,
   checkOutDtype,
@@ -15,7 +14,8 @@ import {
   prefetched,
   prepareOutDir,
   toF32Into,
-} from './engine.js';
+} from '../pipeline/index.js';
+import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
 import type { ProgressEvent, TensorNote } from './types.js';
 
 const fr = Math.fround;

@@ -1,0 +1,163 @@
+/**
+ * The streaming tensor pipeline: N model sources in, tensor by tensor — read
+ * each model's bytes, convert to f32, compute, round to the output dtype,
+ * write — one sink out. Memory stays bounded by a few tensors whatever the
+ * model size; reads of the next tensor overlap the compute of the current
+ * one and the write of the previous one (double-buffered, pooled buffers).
+ */
+import { type Device, getDevice } from '../device/index.js';
+import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
+import type { MergeReport, ProgressEvent, ResolvedParams, TensorNote } from '../methods/types.js';
+import type { ModelSource } from '../safetensors/index.js';
+import { ModelWriter, type TensorSpec } from '../safetensors/index.js';
+import { BufferPool, convertIn, convertOut } from './buffers.js';
+import { checkOutDtype, copySideFiles, discardOutDir, prepareOutDir } from './output.js';
+import { streamTensors, validateModels } from './sources.js';
+
+function elements(shape: number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export interface PipelineOptions {
+  label: string;
+  inputs: ModelSource[];
+  base?: ModelSource;
+  outDir: string;
+  outDtype?: DType;
+  onProgress?: (e: ProgressEvent) => void;
+  maxShardBytes?: number;
+  params: Record<string, unknown>;
+  /** Float tensors: fill `out` from the inputs' (and base's) f32 values. */
+  compute: (
+    name: string,
+    inputs: Float32Array[],
+    base: Float32Array | undefined,
+    out: Float32Array,
+  ) => void | Promise<void>;
+  /** Whole-model passes to run after validation, before writing (timed as firstPassMs). */
+  firstPass?: () => Promise<void>;
+  /** Safetensors metadata of the output (default: the carrier's). */
+  metadata?: Record<string, string>;
+  /** The model whose side files and metadata the output takes (default: the base, else the first input). */
+  carrier?: ModelSource;
+  /** The device for conversions, buffers and the fast path (default: getDevice({ device: 'auto' })). */
+  device?: Device;
+  /**
+   * A fast path for one float tensor: writes the output bytes directly and
+   * returns true, or returns false to go through compute().
+   */
+  fast?: (
+    name: string,
+    raw: Uint8Array[],
+    dtype: DType,
+    outDtype: DType,
+    outBytes: Uint8Array,
+    pool: BufferPool,
+  ) => Promise<boolean>;
+}
+
+export interface PipelineReport {
+  method: string;
+  params: Record<string, unknown>;
+  tensors: TensorNote[];
+  warnings: string[];
+  copied: string[];
+  timings: MergeReport['timings'];
+  outDir: string;
+  bytesWritten: number;
+}
+
+export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeReport> {
+  const t0 = performance.now();
+  const models = opts.base ? [...opts.inputs, opts.base] : [...opts.inputs];
+  validateModels(models);
+  const outDtype = checkOutDtype(opts.outDtype);
+  await prepareOutDir(opts.outDir);
+  const t1 = performance.now();
+  if (opts.firstPass) await opts.firstPass();
+  const t2 = performance.now();
+
+  const ref = opts.inputs[0];
+  const carrier = opts.carrier ?? opts.base ?? ref;
+  const specs: TensorSpec[] = ref.tensors.map((t) => ({
+    name: t.name,
+    dtype: isFloatDType(t.dtype) && outDtype ? outDtype : t.dtype,
+    shape: t.shape,
+  }));
+  const writer = await ModelWriter.create(opts.outDir, specs, {
+    maxShardBytes: opts.maxShardBytes,
+    metadata: opts.metadata ?? carrier.metadata ?? undefined,
+  });
+  const device = opts.device ?? (await getDevice({ device: 'auto' }));
+  const pool = new BufferPool(device);
+  const notes: TensorNote[] = [];
+  const copied: string[] = [];
+  const warnings: string[] = [];
+  const names = ref.tensors.map((t) => t.name);
+  const nIn = opts.inputs.length;
+  let bytesWritten = 0;
+  let pendingWrite: Promise<void> = Promise.resolve();
+  try {
+    for await (const lt of streamTensors(models, names, pool)) {
+      const info = ref.tensor(lt.name);
+      const spec = specs[lt.index];
+      let outBytes: Uint8Array;
+      if (!isFloatDType(info.dtype)) {
+        // never average step counters, masks or ids: take the first model's
+        outBytes = pool.bytes(`o${lt.index & 1}`, lt.raw[0].byteLength);
+        outBytes.set(lt.raw[0]);
+        copied.push(lt.name);
+        notes.push({
+          name: lt.name,
+          dtype: info.dtype,
+          shape: info.shape,
+          action: 'copied',
+          note: 'integer/bool tensor taken from the first model',
+        });
+      } else {
+        const count = elements(info.shape);
+        outBytes = pool.bytes(`o${lt.index & 1}`, count * dtypeSize(spec.dtype));
+        if (!(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, pool)))) {
+          const values: Float32Array[] = [];
+          for (let i = 0; i < lt.raw.length; i++)
+            values.push(await convertIn(pool, `f${i}`, lt.raw[i], info.dtype, device));
+          const out = pool.f32('out', count);
+          await opts.compute(lt.name, values.slice(0, nIn), opts.base ? values[nIn] : undefined, out);
+          await convertOut(out, spec.dtype, outBytes, device);
+        }
+        notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'merged' });
+      }
+      await pendingWrite;
+      pendingWrite = writer.write(lt.name, outBytes);
+      pendingWrite.catch(() => {});
+      bytesWritten += outBytes.byteLength;
+      opts.onProgress?.({ phase: opts.label, done: lt.index + 1, total: names.length, tensor: lt.name });
+    }
+    await pendingWrite;
+    await writer.finish();
+    await copySideFiles(carrier, opts.outDir);
+  } catch (e) {
+    await writer.abort();
+    await discardOutDir(opts.outDir);
+    throw e;
+  } finally {
+    pool.release();
+  }
+  if (copied.length)
+    warnings.push(
+      `${copied.length} integer/bool tensor(s) copied from the first model: ${copied.slice(0, 5).join(', ')}`,
+    );
+  const t3 = performance.now();
+  return {
+    method: opts.label,
+    params: { ...(opts.params as unknown as ResolvedParams), outDtype: outDtype ?? null },
+    tensors: notes,
+    warnings,
+    copied,
+    timings: { validateMs: t1 - t0, firstPassMs: t2 - t1, mergeMs: t3 - t2, totalMs: t3 - t0 },
+    outDir: opts.outDir,
+    bytesWritten,
+  };
+}
