@@ -7,7 +7,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
-import type { CommitResult, Repository } from '@wgit/store';
+import type { CommitOptions, CommitResult, Repository, StoreSink } from '@wgit/store';
 
 /** A model given on the command line: a revision of the repository, or a file/folder on disk. */
 export interface ModelArg {
@@ -137,30 +137,50 @@ export interface MethodCommitPlan<T> {
   branch: string | undefined;
   /** The name after `<kind>/` of the default branch. */
   branchName: (models: ModelArg[]) => string;
-  /** Writes the result model to `outDir` (extra folders may go under `scratch`) and says how to commit it. */
+  /**
+   * Writes the result model and says how to commit it: into `sink` when the
+   * method can stream (the store commits it as it comes, no folder on disk),
+   * else to `outDir` (extra folders may go under `scratch`). `sink` is absent
+   * when WGIT_SCRATCH_COMMIT=1 forces the folder path.
+   */
   compute: (
     models: ModelArg[],
     outDir: string,
     scratch: string,
+    sink: StoreSink | undefined,
   ) => Promise<{
     value: T;
     message: string;
     /** The inputs that become parents, in order. */
     parents: ModelArg[];
     recipe: Record<string, unknown>;
-    groups?: Record<string, string>;
+    groups?: CommitOptions['groups'];
   }>;
+  /** The input whose chunks are offered as delta bases to a streamed result (default: the first model). */
+  deltaBase?: (models: ModelArg[]) => ModelArg;
   progress: (message: string) => void;
   progressDone: () => void;
+}
+
+/** WGIT_SCRATCH_COMMIT=1: write the result to a scratch folder and commit that (the path before streaming). */
+function scratchCommitForced(): boolean {
+  const v = process.env.WGIT_SCRATCH_COMMIT;
+  if (v === undefined || v === '' || v === '0') return false;
+  if (v === '1') return true;
+  throw new WgitError('E_BAD_ENV', `WGIT_SCRATCH_COMMIT must be 0 or 1, got ${JSON.stringify(v)}`, {
+    name: 'WGIT_SCRATCH_COMMIT',
+  });
 }
 
 /** How many default branch names a method command tries when others take them at the same time. */
 const BRANCH_RETRIES = 20;
 
 /**
- * The shared life of a method command: open the models, compute into a
- * scratch folder, commit the result with its inputs as parents and its
- * recipe (compare-and-swap on the branch), then close and clean up.
+ * The shared life of a method command: open the models, compute the result
+ * straight into a commit (a store sink) or, for methods that write folders,
+ * into a scratch folder that is committed then; the commit has the inputs as
+ * parents and the recipe (compare-and-swap on the branch). Then close and
+ * clean up.
  */
 export async function runMethodCommit<T>(
   plan: MethodCommitPlan<T>,
@@ -168,25 +188,42 @@ export async function runMethodCommit<T>(
   const repo = await openRepo(plan.repo);
   const opened: ModelArg[] = [];
   const scratch = await scratchDir(plan.kind);
+  let sink: StoreSink | undefined;
   try {
     for (const spec of plan.models) opened.push(await openModelArg(spec, repo));
     const stem = plan.branchName(opened);
     let target = await chooseBranch(repo, plan.branch, plan.kind, stem);
-    const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir);
+    if (!scratchCommitForced()) {
+      const base = plan.deltaBase ? plan.deltaBase(opened) : opened[0];
+      sink = await repo.openSink({
+        branch: target.branch,
+        parents: commitParents(base ? [base] : [], target.head),
+      });
+    }
+    const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir, sink);
+    // A method that cannot stream (rmm writes a second tensor set) left the sink unused and wrote the folder.
+    const streamed = sink?.begun === true;
+    if (streamed && !sink?.ready)
+      throw new WgitError('E_INTERNAL', 'the method stopped before its result was complete');
     plan.progressDone();
     let result: CommitResult;
     for (let attempt = 1; ; attempt++) {
       try {
-        result = await repo.commit({
-          path: join(scratch.dir, 'model'),
+        const opts = {
           message: made.message,
           branch: target.branch,
           parents: commitParents(made.parents, target.head),
           expectedHead: target.head,
           recipe: made.recipe,
-          groups: made.groups,
-          onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
-        });
+        };
+        if (streamed) result = await (sink as StoreSink).commit(opts);
+        else
+          result = await repo.commit({
+            ...opts,
+            path: join(scratch.dir, 'model'),
+            groups: made.groups,
+            onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
+          });
         break;
       } catch (e) {
         // Another process took the default branch name first: take the next
@@ -201,6 +238,7 @@ export async function runMethodCommit<T>(
     const { parents } = await repo.readCommit(result.commit);
     return { value: made.value, models: opened, result, parents };
   } finally {
+    await sink?.close().catch(() => {});
     await closeAll(opened);
     await scratch.cleanup();
   }

@@ -54,6 +54,19 @@ export interface PutDone {
   replaces?: boolean;
 }
 
+/**
+ * Commit from a stream: the same work as PutJob on bytes the caller hands
+ * over (a view of a SharedArrayBuffer for worker threads, so nothing is
+ * copied on the way; the caller does not touch it until the job is done).
+ */
+export interface PutBytesJob {
+  op: 'put-bytes';
+  bytes: Uint8Array;
+  dtype: DType;
+  base: string | null;
+  maxDepth: number;
+}
+
 /** Checkout: read, verify and decode one chunk and write it at `position` of the open file `fd`. */
 export interface GetJob {
   op: 'get';
@@ -63,8 +76,22 @@ export interface GetJob {
   position: number;
 }
 
-export type ChunkJob = PutJob | GetJob;
-export type JobResult<J extends ChunkJob> = J extends PutJob ? PutDone : number;
+/**
+ * Reading a tensor (StoreModel): read, verify and decode one chunk into
+ * `buffer` at `offset`. On worker threads the buffer must be a
+ * SharedArrayBuffer, so the bytes land where the caller reads them.
+ */
+export interface ReadJob {
+  op: 'read';
+  id: string;
+  rawLength: number;
+  maxDepth: number;
+  buffer: ArrayBufferLike;
+  offset: number;
+}
+
+export type ChunkJob = PutJob | PutBytesJob | GetJob | ReadJob;
+export type JobResult<J extends ChunkJob> = J extends PutJob | PutBytesJob ? PutDone : number;
 
 function grow(buf: Uint8Array, n: number): Uint8Array {
   return buf.length >= n ? buf : new Uint8Array(Math.max(n, Math.min(buf.length * 2, 1 << 30)));
@@ -106,6 +133,8 @@ export class ChunkIO {
   private readonly folder: FolderChunks;
   /** The local chunk folder as chunk-file.ts's reader sees it, reading into this thread's buffers. */
   private readonly chain: ChunkFiles;
+  /** Where a read job's chunk decodes to (the chain's level 0 output), while it runs. */
+  private target: Uint8Array | null = null;
 
   constructor(
     readonly chunksDir: string,
@@ -115,6 +144,7 @@ export class ChunkIO {
     this.chain = {
       load: (id, rawLength, level) => this.load(id, rawLength, level),
       output: (level, rawLength) => {
+        if (level === 0 && this.target?.length === rawLength) return this.target;
         this.outs[level] = grow(this.outs[level] ?? new Uint8Array(0), rawLength);
         return this.outs[level].subarray(0, rawLength);
       },
@@ -127,6 +157,8 @@ export class ChunkIO {
 
   run<J extends ChunkJob>(job: J): JobResult<J> {
     if (job.op === 'put') return this.put(job) as JobResult<J>;
+    if (job.op === 'read') return this.read(job) as JobResult<J>;
+    if (job.op === 'put-bytes') return this.store(job.bytes, job.dtype, job.base, job.maxDepth) as JobResult<J>;
     return this.get(job) as JobResult<J>;
   }
 
@@ -207,6 +239,12 @@ export class ChunkIO {
     this.raw = grow(this.raw, job.length);
     const raw = this.raw.subarray(0, job.length);
     readFully(this.input(job.file), raw, job.position, job.file);
+    return this.store(raw, job.dtype, job.base, job.maxDepth);
+  }
+
+  /** Hashes, encodes and writes a chunk temp file for `raw` unless the chunk exists. */
+  private store(raw: Uint8Array, dtype: DType, baseId: string | null, maxDepth: number): PutDone {
+    const job = { dtype, base: baseId, maxDepth };
     const id = sha256hex(raw);
     const mine = this.made.get(id);
     if (mine) return { ...mine, tmp: null };
@@ -261,5 +299,18 @@ export class ChunkIO {
     const raw = decodeChunkChain(this.chain, job.id, job.rawLength, 255);
     writeFully(job.fd, raw, job.position);
     return raw.length;
+  }
+
+  private read(job: ReadJob): number {
+    const target = new Uint8Array(job.buffer, job.offset, job.rawLength);
+    this.target = target;
+    try {
+      const raw = decodeChunkChain(this.chain, job.id, job.rawLength, job.maxDepth);
+      // The codec may hand back its own bytes (a raw chunk): then they are copied.
+      if (raw.buffer !== target.buffer || raw.byteOffset !== target.byteOffset) target.set(raw);
+      return raw.length;
+    } finally {
+      this.target = null;
+    }
   }
 }

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type LocalModel, openModel, WgitError } from '@wgit/core';
+import { type LocalModel, type ObjectHeader, openModel, WgitError } from '@wgit/core';
 import { type FolderChunks, placeChunk } from './backend/fs/chunks.js';
-import type { PutJob } from './chunkio.js';
+import type { PutDone, PutJob } from './chunkio.js';
 import type { RepoConfig } from './config.js';
 import { datasyncFile, fsyncDir } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
@@ -24,6 +24,7 @@ import {
   encodeManifest,
   encodeRecord,
   type Manifest,
+  manifestFormat,
   RECORD_FORMAT,
   type ShardEntry,
   type TensorRecord,
@@ -63,6 +64,39 @@ export interface StoredSet {
 
 function posixRel(root: string, file: string): string {
   return path.relative(root, file).split(path.sep).join('/');
+}
+
+/**
+ * Takes a finished chunk job into the commit: a new temp file becomes
+ * pending (its fdatasync started at once), a second copy of a chunk another
+ * job made is a duplicate to remove; the record gets its chunk entry.
+ */
+export function chunkStored(
+  ctx: StoreContext,
+  totals: { storedBytes: number; newBytes: number },
+  rec: TensorRecord,
+  i: number,
+  rawLength: number,
+  r: PutDone,
+): void {
+  if (r.tmp) {
+    // Two threads can meet the same new chunk; the first to report keeps it.
+    if (ctx.pending.has(r.id)) ctx.duplicates.push(r.tmp);
+    else {
+      const tmp = r.tmp;
+      ctx.pending.set(r.id, tmp);
+      if (r.replaces) ctx.replacing.add(r.id);
+      ctx.syncs.set(
+        tmp,
+        ctx.syncLimit(() => datasyncFile(tmp)).catch((e: unknown) => e ?? new Error('fdatasync failed')),
+      );
+      totals.newBytes += r.stored;
+    }
+  }
+  totals.storedBytes += r.stored;
+  rec.chunks[i] = { hash: r.id, encoding: r.encoding, stored: r.stored, depth: r.depth };
+  ctx.progress.done += rawLength;
+  ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
 }
 
 /**
@@ -137,6 +171,7 @@ export async function storeModel(
   parent: { set: TensorSet; git: GitStore } | null,
   recipe: Record<string, unknown> | null,
   groups: string[],
+  object?: ObjectHeader,
 ): Promise<StoredSet> {
   const { config } = ctx;
   const cs = config.chunkSize;
@@ -168,26 +203,7 @@ export async function storeModel(
       };
       await window.submit(
         () => ctx.runner.run(job),
-        (r) => {
-          if (r.tmp) {
-            // Two threads can meet the same new chunk; the first to report keeps it.
-            if (ctx.pending.has(r.id)) ctx.duplicates.push(r.tmp);
-            else {
-              const tmp = r.tmp;
-              ctx.pending.set(r.id, tmp);
-              if (r.replaces) ctx.replacing.add(r.id);
-              ctx.syncs.set(
-                tmp,
-                ctx.syncLimit(() => datasyncFile(tmp)).catch((e: unknown) => e ?? new Error('fdatasync failed')),
-              );
-              totals.newBytes += r.stored;
-            }
-          }
-          totals.storedBytes += r.stored;
-          rec.chunks[i] = { hash: r.id, encoding: r.encoding, stored: r.stored, depth: r.depth };
-          ctx.progress.done += n;
-          ctx.onProgress?.({ phase: 'chunks', done: ctx.progress.done, total: ctx.progress.total });
-        },
+        (r) => chunkStored(ctx, totals, rec, i, n, r),
       );
     }
     totals.rawBytes += rec.byteLength;
@@ -260,7 +276,7 @@ export async function storeModel(
     if (isNew) totals.newBytes += data.length;
   }
   const manifest: Manifest = {
-    format: chunked.size > 0 ? 2 : 1,
+    format: manifestFormat({ chunkedFiles: chunked.size > 0, object: object !== undefined }),
     kind: model.kind,
     shards,
     tensors: model.tensors.map((t) => t.name),
@@ -270,13 +286,14 @@ export async function storeModel(
     recipe,
     groups,
     ...(chunked.size > 0 ? { chunkedFiles: [...chunked].sort() } : {}),
+    ...(object ? { object } : {}),
   };
   entries.set(MANIFEST, await ctx.git.writeBlob(encodeManifest(manifest)));
   return { entries, manifest, tensors: model.tensors.length, ...totals };
 }
 
 /** The id git gives a blob holding `data`. */
-function gitBlobId(data: Uint8Array): string {
+export function gitBlobId(data: Uint8Array): string {
   return createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
 }
 

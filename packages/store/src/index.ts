@@ -11,6 +11,11 @@ export type {
 export { decodeChunkChain, encodeChunkFor } from './chunk-file.js';
 export { type ChunkHeader, ChunkStore } from './chunkstore.js';
 export * from './codec/index.js';
+export {
+  StoreSink,
+  type StreamCommitOptions,
+  type StreamCommitResult,
+} from './commit-stream.js';
 export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
 export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
 export { DEFAULT_GC_GRACE_SECONDS, type FsckProblem, type FsckResult, type GcResult } from './maintenance.js';

@@ -6,9 +6,12 @@ import {
   type SafetensorsHeader,
   WgitError,
 } from '@wgit/core';
+import { FolderChunks } from './backend/fs/chunks.js';
+import type { ReadJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
 import type { GitStore, TreeEntry } from './gitstore.js';
 import { escapeName } from './names.js';
+import { type ChunkRunner, plannedThreads, startRunner } from './pool.js';
 import { decodeManifest, decodeRecord, type Manifest, type ShardEntry, type TensorRecord } from './records.js';
 
 /** Tree paths of one tensor set (the commit's root, or groups/<name>/). */
@@ -279,7 +282,92 @@ export async function streamTensor(
   if (h && h.digest('hex') !== rec.sha256) throw hashMismatch(set, rec);
 }
 
-/** A commit (or one of its groups) as a ModelSource: records up front, tensor bytes on demand. */
+/**
+ * A fixed set of shared buffers of one chunk each that worker threads decode
+ * into when the caller's buffer is not shared memory: its bytes are copied
+ * out and the slot handed to the next job, so reading costs at most `slots`
+ * chunks of memory however many reads are in flight.
+ */
+class StagingSlots {
+  private readonly free: Uint8Array[] = [];
+  private readonly waiting: ((slot: Uint8Array) => void)[] = [];
+
+  constructor(
+    slots: number,
+    readonly slotBytes: number,
+  ) {
+    const sab = new SharedArrayBuffer(slots * slotBytes);
+    for (let i = 0; i < slots; i++) this.free.push(new Uint8Array(sab, i * slotBytes, slotBytes));
+  }
+
+  take(): Promise<Uint8Array> {
+    const slot = this.free.pop();
+    return slot ? Promise.resolve(slot) : new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  give(slot: Uint8Array): void {
+    const next = this.waiting.shift();
+    if (next) next(slot);
+    else this.free.push(slot);
+  }
+}
+
+/**
+ * One runner per chunk folder and thread count, shared by the StoreModels
+ * open on it (a merge reads several revisions at once: one set of threads
+ * serves them all) and ended when the last of them closes.
+ */
+const runners = new Map<string, { runner: Promise<ChunkRunner>; users: number }>();
+
+function acquireRunner(key: string, start: () => Promise<ChunkRunner>): Promise<ChunkRunner> {
+  let entry = runners.get(key);
+  if (!entry) {
+    const runner = start();
+    const made = { runner, users: 0 };
+    entry = made;
+    runners.set(key, made);
+    // A failed start is reported to the reads that asked for it; the next read tries again.
+    runner.catch(() => {
+      if (runners.get(key) === made) runners.delete(key);
+    });
+  }
+  entry.users++;
+  return entry.runner;
+}
+
+async function releaseRunner(key: string, runner: Promise<ChunkRunner>): Promise<void> {
+  const entry = runners.get(key);
+  if (entry?.runner !== runner || --entry.users > 0) return;
+  runners.delete(key);
+  await (await runner.catch(() => null))?.close();
+}
+
+/** One chunk decoded through a staging slot, then copied to `target` at `off`. */
+async function staged(
+  runner: ChunkRunner,
+  staging: StagingSlots,
+  job: ReadJob,
+  target: Uint8Array,
+  off: number,
+): Promise<void> {
+  const slot = await staging.take();
+  try {
+    await runner.run({ ...job, buffer: slot.buffer, offset: slot.byteOffset });
+    target.set(slot.subarray(0, job.rawLength), off);
+  } finally {
+    staging.give(slot);
+  }
+}
+
+/**
+ * A commit (or one of its groups) as a ModelSource: records up front, tensor
+ * bytes on demand. Tensors of a local store are decoded on the chunk runner
+ * (pool.ts, sized like checkout's, started on the first read and ended by
+ * close()): all chunks of a tensor at once, straight into the caller's
+ * buffer when it is shared memory (the WASM device's buffers are), else
+ * through a few shared staging slots. Reads of several tensors and models
+ * may be in flight together (the merge pipeline reads ahead).
+ */
 export class StoreModel implements ModelSource {
   readonly root: string;
   readonly kind: 'file' | 'folder';
@@ -287,6 +375,10 @@ export class StoreModel implements ModelSource {
   readonly sideFiles: string[];
   readonly indexFile: string | null;
   private readonly byName = new Map<string, ModelTensor>();
+  private runner: Promise<ChunkRunner> | null = null;
+  private runnerKey = '';
+  private staging: StagingSlots | null = null;
+  private closed = false;
 
   constructor(
     private readonly git: GitStore,
@@ -359,11 +451,82 @@ export class StoreModel implements ModelSource {
       );
     }
     const target = into ? into.subarray(0, rec.byteLength) : new Uint8Array(rec.byteLength);
+    const runner = this.chunkRunner();
+    if (runner) {
+      await this.readChunks(await runner, rec, target);
+      return target;
+    }
     await streamTensor(this.chunks, this.set, rec, this.maxDepth, (raw, off) => {
       target.set(raw, off);
     });
     return target;
   }
 
-  async close(): Promise<void> {}
+  /** The runner for this model's reads, started on first use; null for stores that are not a local folder. */
+  private chunkRunner(): Promise<ChunkRunner> | null {
+    const backend = this.chunks.backend;
+    if (this.closed || !(backend instanceof FolderChunks)) return null;
+    if (!this.runner) {
+      const bytes = this.set.manifest.rawBytes;
+      const key = `${backend.dir}\0${plannedThreads(bytes)}`;
+      const started = acquireRunner(key, () =>
+        startRunner(bytes, backend.dir, backend.tmpDir, { unrefWhenIdle: true }),
+      );
+      started.catch(() => {
+        if (this.runner === started) {
+          this.runner = null;
+          void releaseRunner(key, started);
+        }
+      });
+      this.runner = started;
+      this.runnerKey = key;
+    }
+    return this.runner;
+  }
+
+  /**
+   * Decodes every chunk of a tensor on the runner into `target`, each checked
+   * against its id, the chunk list against the tensor hash up front (format-1
+   * records: the bytes at the end). All jobs settle before this returns or
+   * throws, so no worker writes into `target` afterwards; the first failing
+   * chunk in tensor order is the one reported.
+   */
+  private async readChunks(runner: ChunkRunner, rec: TensorRecord, target: Uint8Array): Promise<void> {
+    checkChunkList(this.set, rec);
+    const direct = runner.threads <= 1 || target.buffer instanceof SharedArrayBuffer;
+    let staging = this.staging;
+    if (!direct && (!staging || staging.slotBytes < rec.chunkSize)) {
+      // Sized for the largest chunks read so far; slots of a replaced set still in use stay valid.
+      staging = new StagingSlots(Math.max(2, runner.window), rec.chunkSize);
+      this.staging = staging;
+    }
+    const jobs: Promise<unknown>[] = [];
+    for (let i = 0, off = 0; i < rec.chunks.length; i++) {
+      const rawLength = Math.min(rec.chunkSize, rec.byteLength - off);
+      const job: ReadJob = {
+        op: 'read',
+        id: rec.chunks[i].hash,
+        rawLength,
+        maxDepth: this.maxDepth,
+        buffer: target.buffer,
+        offset: target.byteOffset + off,
+      };
+      jobs.push(staging && !direct ? staged(runner, staging, job, target, off) : runner.run(job));
+      off += rawLength;
+    }
+    const settled = await Promise.allSettled(jobs);
+    for (const r of settled) if (r.status === 'rejected') throw tensorError(r.reason, this.set, rec.name);
+    if (rec.format === 1 && createHash('sha256').update(target).digest('hex') !== rec.sha256) {
+      throw hashMismatch(this.set, rec);
+    }
+  }
+
+  /** Lets go of the chunk runner (its threads end with the last model using them); later reads run on the calling thread. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const runner = this.runner;
+    this.runner = null;
+    this.staging = null;
+    if (runner) await releaseRunner(this.runnerKey, runner);
+  }
 }

@@ -100,9 +100,19 @@ function spawnWorker(chunksDir: string, tmpDir: string): Worker {
   return new Worker(code, { eval: true, workerData });
 }
 
+export interface RunnerOptions {
+  /**
+   * Let the process exit while no job is in flight, for pools that live as
+   * long as an object (StoreModel) rather than one operation.
+   */
+  unrefWhenIdle?: boolean;
+}
+
 class PoolRunner implements ChunkRunner {
   private seq = 0;
   private broken: Error | null = null;
+  private inFlight = 0;
+  private unrefWhenIdle = false;
   readonly window: number;
 
   private constructor(private readonly workers: PoolWorker[]) {
@@ -113,7 +123,7 @@ class PoolRunner implements ChunkRunner {
     return this.workers.length;
   }
 
-  static async start(n: number, chunksDir: string, tmpDir: string): Promise<PoolRunner> {
+  static async start(n: number, chunksDir: string, tmpDir: string, opts: RunnerOptions = {}): Promise<PoolRunner> {
     const workers: PoolWorker[] = [];
     const ready: Promise<void>[] = [];
     for (let i = 0; i < n; i++) {
@@ -134,7 +144,20 @@ class PoolRunner implements ChunkRunner {
     }
     const pool = new PoolRunner(workers);
     for (const pw of workers) pool.listen(pw);
+    if (opts.unrefWhenIdle) {
+      pool.unrefWhenIdle = true;
+      for (const pw of workers) pw.worker.unref();
+    }
     return pool;
+  }
+
+  /** Counts jobs in flight; an idle pool of `unrefWhenIdle` does not hold the process open. */
+  private track(delta: number): void {
+    const was = this.inFlight;
+    this.inFlight += delta;
+    if (!this.unrefWhenIdle) return;
+    if (was === 0 && this.inFlight > 0) for (const w of this.workers) w.worker.ref();
+    else if (was > 0 && this.inFlight === 0) for (const w of this.workers) w.worker.unref();
   }
 
   private listen(pw: PoolWorker): void {
@@ -143,12 +166,14 @@ class PoolRunner implements ChunkRunner {
       const p = pw.pending.get(m.seq);
       if (!p) return;
       pw.pending.delete(m.seq);
+      this.track(-1);
       if (m.error) p.reject(fromWire(m.error));
       else p.resolve(m.result);
     });
     const fail = (e: Error) => {
       this.broken ??= e;
       for (const p of pw.pending.values()) p.reject(e);
+      this.track(-pw.pending.size);
       pw.pending.clear();
     };
     pw.worker.on('error', fail);
@@ -162,11 +187,14 @@ class PoolRunner implements ChunkRunner {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       pw.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
+      this.track(1);
       pw.worker.postMessage({ seq, job });
     });
   }
 
   async close(): Promise<void> {
+    // Closing waits on the workers' answers, which an unreferenced worker would not wait for.
+    if (this.unrefWhenIdle) for (const pw of this.workers) pw.worker.ref();
     await Promise.all(
       this.workers.map(async (pw) => {
         // Let the worker close its file descriptors before it goes.
@@ -190,8 +218,13 @@ class PoolRunner implements ChunkRunner {
 }
 
 /** A runner sized for an operation over `totalBytes` of tensor data. */
-export async function startRunner(totalBytes: number, chunksDir: string, tmpDir: string): Promise<ChunkRunner> {
+export async function startRunner(
+  totalBytes: number,
+  chunksDir: string,
+  tmpDir: string,
+  opts: RunnerOptions = {},
+): Promise<ChunkRunner> {
   const threads = plannedThreads(totalBytes);
   if (threads <= 1) return new InlineRunner(chunksDir, tmpDir);
-  return PoolRunner.start(threads, chunksDir, tmpDir);
+  return PoolRunner.start(threads, chunksDir, tmpDir, opts);
 }

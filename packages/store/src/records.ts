@@ -1,4 +1,4 @@
-import { type DType, dtypeSize, isDType, WgitError } from '@wgit/core';
+import { type DType, dtypeSize, isDType, type ObjectHeader, WgitError } from '@wgit/core';
 import { Packr, Unpackr } from 'msgpackr';
 import { HASH_RE } from './chunk-file.js';
 import type { ChunkEncoding } from './codec/index.js';
@@ -46,11 +46,16 @@ export interface ShardEntry {
 /**
  * `wgit.json` at the root of a commit's tree (and of each group). Format 2
  * adds `chunkedFiles`: side files stored in the chunk store, whose tree entry
- * under files/ holds a record (dtype U8) instead of the bytes. A commit with
- * no such file is written as format 1, which older readers know.
+ * under files/ holds a record (dtype U8) instead of the bytes. Format 3 adds
+ * `object`: the kind of object the tensor set holds, when it is not a plain
+ * checkpoint. Each set is written in the lowest format that holds it, so
+ * plain commits stay readable by older wgit, and older wgit refuses what it
+ * would misread.
  */
+export type ManifestFormat = 1 | 2 | 3;
+
 export interface Manifest {
-  format: 1 | 2;
+  format: ManifestFormat;
   kind: 'file' | 'folder';
   shards: ShardEntry[];
   tensors: string[]; // model order: shard order, then header order
@@ -59,8 +64,15 @@ export interface Manifest {
   rawBytes: number;
   recipe: Record<string, unknown> | null;
   groups: string[];
-  /** Format 2: the side files (a subset of `files`) kept as chunk records. */
+  /** Format 2 and up: the side files (a subset of `files`) kept as chunk records. */
   chunkedFiles?: string[];
+  /** Format 3: what object the set holds (absent: a checkpoint, or a form older wgit wrote, recognised by its tensors). */
+  object?: ObjectHeader;
+}
+
+/** The lowest manifest format that holds a set with these parts. */
+export function manifestFormat(parts: { chunkedFiles: boolean; object: boolean }): ManifestFormat {
+  return parts.object ? 3 : parts.chunkedFiles ? 2 : 1;
 }
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -135,7 +147,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     throw fail('not JSON');
   }
   if (!m || typeof m !== 'object') throw fail('not an object');
-  if (m.format !== 1 && m.format !== 2) throw fail(`unsupported format ${String(m.format)}`);
+  if (m.format !== 1 && m.format !== 2 && m.format !== 3) throw fail(`unsupported format ${String(m.format)}`);
   if (m.kind !== 'file' && m.kind !== 'folder') throw fail('bad kind');
   const strList = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === 'string');
   if (!strList(m.tensors) || !strList(m.files) || !strList(m.groups)) throw fail('bad lists');
@@ -160,9 +172,17 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     checkRelPath(m.index, 'index');
     if (!m.files.includes(m.index)) throw fail('index is not among the side files');
   }
-  if (m.format === 2) {
+  if (m.format === 2 || (m.format === 3 && m.chunkedFiles !== undefined)) {
     const chunked = m.chunkedFiles;
     if (!strList(chunked) || !chunked!.every((f) => m.files.includes(f))) throw fail('bad chunkedFiles');
   } else if (m.chunkedFiles !== undefined) throw fail('chunkedFiles in a format 1 manifest');
+  if (m.format === 3) {
+    const o = m.object as unknown as Record<string, unknown> | undefined;
+    if (!o || typeof o !== 'object' || Array.isArray(o)) throw fail('a format 3 manifest names its object');
+    if (typeof o.kind !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(o.kind)) throw fail('bad object kind');
+    if (!isCount(o.version)) throw fail('bad object version');
+    if (o.meta !== undefined && (!o.meta || typeof o.meta !== 'object' || Array.isArray(o.meta)))
+      throw fail('bad object meta');
+  } else if (m.object !== undefined) throw fail(`object in a format ${m.format} manifest`);
   return m;
 }

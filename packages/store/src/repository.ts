@@ -1,7 +1,14 @@
 import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
+import {
+  isWgitError,
+  type ModelSource,
+  type ObjectHeader,
+  type ObjectSummary,
+  resolveObject,
+  WgitError,
+} from '@wgit/core';
 import type { FolderChunks } from './backend/fs/chunks.js';
 import { FolderBackend } from './backend/fs/index.js';
 import { inspectLock, LockFile } from './backend/fs/lock.js';
@@ -18,6 +25,7 @@ import {
   type StoredSet,
   storeModel,
 } from './commit.js';
+import { StoreSink } from './commit-stream.js';
 import { DEFAULT_CONFIG, type RepoConfig, readConfig, validateConfig } from './config.js';
 import { atomicWrite, HOST, isPidAlive, limiter, mapFsError, parseTempName, tempName } from './fsutil.js';
 import { buildTree, type GitCommit, GitStore } from './gitstore.js';
@@ -35,7 +43,8 @@ export interface CommitOptions {
   branch?: string;
   parents?: string[];
   recipe?: Record<string, unknown>;
-  groups?: Record<string, string>;
+  /** Extra tensor sets: a model folder, or one with the kind of object it holds (recorded in its manifest). */
+  groups?: Record<string, string | { path: string; object?: ObjectHeader }>;
   expectedHead?: string | null;
   onProgress?: (e: { phase: string; done: number; total: number }) => void;
   /** Overrides WGIT_AUTHOR_* for this commit. */
@@ -78,6 +87,10 @@ export interface ShowTensor {
 
 export interface ShowResult extends LogEntry {
   kind: 'file' | 'folder';
+  /** What the shown tensor set holds, as its object kind describes it. */
+  object: ObjectSummary & { header: ObjectHeader };
+  /** The object kind of each group, from its manifest (or recognised from its tensors in older repositories). */
+  groupKinds: Record<string, string>;
   shards: string[];
   files: string[];
   tensors: ShowTensor[];
@@ -331,7 +344,7 @@ export class Repository {
       for (const [name, p] of Object.entries(opts.groups ?? {})) {
         if (name.length === 0 || name.length > 200)
           throw new WgitError('E_BAD_GROUP_NAME', `bad group name ${JSON.stringify(name)}`);
-        groupModels.push([name, await openInput(p)]);
+        groupModels.push([name, await openInput(typeof p === 'string' ? p : p.path)]);
       }
       ctx.progress.total = [model, ...groupModels.map((g) => g[1])].reduce((a, m) => a + chunkedBytes(m), 0);
       runner = await startRunner(ctx.progress.total, this.chunks.backend.dir, this.tmpDir);
@@ -355,7 +368,9 @@ export class Repository {
       const all = new Map(main.entries);
       const totals: StoredSet[] = [main];
       for (const [name, gm] of groupModels) {
-        const g = await storeModel(ctx, gm, await parentSet(name), null, []);
+        const spec = opts.groups?.[name];
+        const object = typeof spec === 'object' ? spec.object : undefined;
+        const g = await storeModel(ctx, gm, await parentSet(name), null, [], object);
         for (const [p, oid] of g.entries) all.set(`${GROUPS_DIR}/${escapeName(name)}/${p}`, oid);
         totals.push(g);
       }
@@ -393,6 +408,91 @@ export class Repository {
       for (const [, gm] of groupModels) await gm.close();
       await fsp.unlink(marker).catch(() => {});
     }
+  }
+
+  /**
+   * A pipeline sink that commits the model streamed into it (no model folder
+   * on disk): `runTensorPipeline({ sink })`, then `sink.commit({ message,
+   * branch, parents, expectedHead, recipe })`, and `sink.close()` in any case.
+   * `branch`/`parents` here pick the commit whose chunks are offered as delta
+   * bases (the first parent, as commit does); commit() may name others.
+   */
+  async openSink(
+    opts: {
+      branch?: string;
+      parents?: string[];
+      onProgress?: (e: { phase: string; done: number; total: number }) => void;
+    } = {},
+  ): Promise<StoreSink> {
+    const branch = opts.branch ?? (await this.currentBranch());
+    checkRefName(branch, 'branch');
+    const parentsOf = async (b: string, given: string[] | undefined): Promise<string[]> => {
+      if (given) {
+        const out: string[] = [];
+        for (const p of given) out.push(await this.resolve(p));
+        return out;
+      }
+      const head = await readRef(this.gitdir, `refs/heads/${b}`);
+      if (head) return [head];
+      // A new branch starts from where HEAD is, as in commit.
+      const h = await this.lookupName('HEAD');
+      return h ? [h] : [];
+    };
+    const first = (await parentsOf(branch, opts.parents))[0];
+    let parent: { set: TensorSet; git: GitStore } | null = null;
+    if (first) {
+      try {
+        const c = await this.gitCommit(first);
+        parent = { set: await loadTensorSet(this.git, first, c.tree, null), git: this.git };
+      } catch {
+        parent = null;
+      }
+    }
+    const marker = await this.beginWrite();
+    return new StoreSink({
+      git: this.git,
+      chunks: this.chunks.backend,
+      config: this.config,
+      tmpDir: this.tmpDir,
+      parent,
+      onProgress: opts.onProgress,
+      release: () => fsp.unlink(marker).catch(() => {}),
+      land: async (tree, o, totals) => {
+        try {
+          const identity = currentIdentity(o.author);
+          const target = o.branch ?? branch;
+          checkRefName(target, 'branch');
+          const ref = `refs/heads/${target}`;
+          await checkRefNameFree(this.gitdir, ref);
+          const oldHead = await readRef(this.gitdir, ref);
+          if (o.expectedHead !== undefined && o.expectedHead !== oldHead) {
+            throw new WgitError(
+              'E_BRANCH_MOVED',
+              `branch ${target} is at ${oldHead?.slice(0, 12) ?? 'nothing'}, expected ${o.expectedHead?.slice(0, 12) ?? 'nothing'}`,
+              { branch: target, expected: o.expectedHead, found: oldHead },
+            );
+          }
+          const parents = await parentsOf(target, o.parents);
+          const treeOid = await buildTree(this.git, tree);
+          const message = `${o.message.replace(/\s+$/, '')}\n`;
+          const commit = await this.git.writeCommit({
+            tree: treeOid,
+            parents,
+            message,
+            author: identity,
+            committer: identity,
+          });
+          await updateRef(this.refCtx(), ref, commit, {
+            expectedOld: o.expectedHead !== undefined ? o.expectedHead : oldHead,
+            message: `commit${parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : ''}: ${message.split('\n')[0]}`,
+            identity,
+          });
+          return { commit, branch: target, ...totals };
+        } catch (e) {
+          throw mapFsError(e, this.gitdir);
+        }
+      },
+    });
   }
 
   /** Entries in the temp folder that belong to a live process on this host. */
@@ -449,6 +549,20 @@ export class Repository {
     const entry = await this.logEntry(c);
     const set = await loadTensorSet(this.git, commit, c.tree, opts.group ?? null);
     const records = await readAllRecords(this.git, set);
+    const resolved = resolveObject(set.manifest.object, set.manifest.tensors);
+    const source = await this.openModel(commit, opts.group);
+    let object: ShowResult['object'];
+    try {
+      const value = await resolved.kind.decode(source, resolved.header);
+      object = { ...resolved.kind.describe(value), detected: resolved.detected, header: resolved.header };
+    } finally {
+      await source.close();
+    }
+    const groupKinds: Record<string, string> = {};
+    for (const g of set.manifest.groups) {
+      const gs = await loadTensorSet(this.git, commit, c.tree, g).catch(() => null);
+      if (gs) groupKinds[g] = resolveObject(gs.manifest.object, gs.manifest.tensors).kind.name;
+    }
     const tensors: ShowTensor[] = set.manifest.tensors.map((name) => {
       const r = records.get(name)!;
       const encodings: Record<string, number> = {};
@@ -468,6 +582,8 @@ export class Repository {
       ...entry,
       rawBytes: set.manifest.rawBytes,
       kind: set.manifest.kind,
+      object,
+      groupKinds,
       shards: set.manifest.shards.map((s) => s.file),
       files: set.manifest.files,
       tensors,

@@ -47,7 +47,8 @@ export default class Checkout extends WgitCommand {
     out: Flags.string({ char: 'o', description: 'output folder (must not exist or be empty)', required: true }),
     group: Flags.string({ description: 'check out an extra tensor set recorded with the commit instead of the model' }),
     model: Flags.string({
-      description: 'for a reversible (rmm) merge: recover input N (0-based) instead of the merged model',
+      description:
+        'for an object that holds several models (a reversible merge): give back model N (0-based) instead of the commit',
       exclusive: ['group'],
     }),
   };
@@ -76,31 +77,46 @@ export default class Checkout extends WgitCommand {
     return { commit, out, ...r };
   }
 
-  /** Input N of an rmm merge, rebuilt from the commit's `rmm` group (byte-exact when the basis is full). */
+  /**
+   * Model N of the commit's object: the first tensor set (the model, then
+   * each group) whose object kind holds models by index — today the
+   * reversible-merge basis, byte-exact when its basis is full.
+   */
   private async recover(
     repo: import('@wgit/store').Repository,
     commit: string,
     model: number,
     out: string,
   ): Promise<CheckoutResult & { model: number; exact: boolean; relError: number; mergedRelError: number }> {
-    const { recoverModel, WgitError } = await import('@wgit/core');
+    const { getObjectKind, WgitError } = await import('@wgit/core');
     const { readdir, stat } = await import('node:fs/promises');
     const path = await import('node:path');
     const info = await repo.readCommit(commit);
-    if (!info.groups.includes('rmm')) {
+    let holder: { group: string | undefined; object: import('@wgit/store').ShowResult['object'] } | null = null;
+    for (const group of [undefined, ...info.groups]) {
+      const { object } = await repo.show(commit, { group });
+      if (object.models > 0) {
+        holder = { group, object };
+        break;
+      }
+    }
+    if (!holder) {
       throw new WgitError(
         'E_NOT_RMM',
-        `${commit.slice(0, 12)} is not a reversible merge (no rmm group); --model needs one`,
+        `${commit.slice(0, 12)} holds no object that gives back models by index (no reversible-merge basis); --model needs one`,
         { commit },
       );
     }
-    const group = await repo.openModel(commit, 'rmm');
-    let r: Awaited<ReturnType<typeof recoverModel>>;
+    const kind = getObjectKind(holder.object.kind);
+    const source = await repo.openModel(commit, holder.group);
+    let r: Awaited<ReturnType<typeof kind.apply>>;
     try {
-      r = await recoverModel({ group, model, outDir: out });
+      r = await kind.apply(await kind.decode(source, holder.object.header), { model, outDir: out });
     } finally {
-      await group.close();
+      await source.close();
     }
+    const relError = typeof r.details.relError === 'number' ? r.details.relError : Number.NaN;
+    const mergedRelError = typeof r.details.mergedRelError === 'number' ? r.details.mergedRelError : Number.NaN;
     const files = (await readdir(out, { recursive: true, withFileTypes: true }))
       .filter((e) => e.isFile())
       .map((e) => path.relative(out, path.join(e.parentPath, e.name)))
@@ -110,9 +126,9 @@ export default class Checkout extends WgitCommand {
     if (!this.jsonEnabled()) {
       const how = r.exact
         ? 'byte-exact'
-        : `relative error ${r.relError.toExponential(3)} (merged model: ${r.mergedRelError.toExponential(3)})`;
-      this.log(`Recovered input ${model} of ${commit.slice(0, 12)} into ${out}: ${how}`);
+        : `relative error ${relError.toExponential(3)} (merged model: ${mergedRelError.toExponential(3)})`;
+      this.log(`Recovered model ${model} of ${commit.slice(0, 12)} (${holder.object.kind}) into ${out}: ${how}`);
     }
-    return { commit, out, files, bytes, model, exact: r.exact, relError: r.relError, mergedRelError: r.mergedRelError };
+    return { commit, out, files, bytes, model, exact: r.exact, relError, mergedRelError };
   }
 }

@@ -58,13 +58,14 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
       kind: 'lines',
       branch: flags.branch,
       branchName: ([ft]) => branchPiece(ft),
-      compute: async ([ft, base], outDir) => {
+      compute: async ([ft, base], outDir, _scratch, sink) => {
         const report = await linesEdit({
           model: ft.source,
           base: base.source,
           alpha,
           beta,
           outDir,
+          sink,
           onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
         });
         return {

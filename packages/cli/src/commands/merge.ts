@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Args, Flags, type Interfaces } from '@oclif/core';
-import { type DType, METHODS, type MergeParams, type ParamDecl, WgitError } from '@wgit/core';
+import { type DType, METHODS, type MergeParams, type ObjectHeader, type ParamDecl, WgitError } from '@wgit/core';
 import { WgitCommand } from '../base.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
@@ -204,7 +204,7 @@ again (wgit checkout REV --model N).`;
       kind: 'merge',
       branch: flags.branch,
       branchName: (ms) => ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80),
-      compute: async (ms, outDir, scratch) => {
+      compute: async (ms, outDir, scratch, sink) => {
         const ins = ms.slice(0, inputs.length);
         const base = useBase ? ms[inputs.length] : null;
         const groupDir = join(scratch, 'rmm');
@@ -214,6 +214,7 @@ again (wgit checkout REV --model N).`;
           method,
           params,
           outDir,
+          sink,
           outDtype,
           groupDir: method === 'rmm' ? groupDir : undefined,
           onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
@@ -232,7 +233,10 @@ again (wgit checkout REV --model N).`;
           message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,
           parents: ms,
           recipe,
-          groups: method === 'rmm' ? { rmm: groupDir } : undefined,
+          groups:
+            method === 'rmm'
+              ? { rmm: { path: groupDir, object: (report as { rmm?: { object?: ObjectHeader } }).rmm?.object } }
+              : undefined,
         };
       },
       progress: (msg) => this.progress(msg),

@@ -25,7 +25,11 @@ export default class Show extends WgitCommand {
       if (r.parents.length) this.log(`Parents: ${r.parents.map((p) => p.slice(0, 12)).join(' ')}`);
       this.log(`Author: ${escapeControls(r.author)}\nDate:   ${new Date(r.timestamp * 1000).toISOString()}`);
       if (r.recipe) this.log(`Recipe: ${jsonText(r.recipe, undefined)}`);
-      if (r.groups.length) this.log(`Groups: ${r.groups.map(printable).join(', ')}`);
+      this.log(`Object: ${escapeControls(r.object.description)} (${r.object.kind} v${r.object.version})`);
+      if (r.groups.length)
+        this.log(
+          `Groups: ${r.groups.map((g) => (r.groupKinds[g] ? `${printable(g)} (${printable(r.groupKinds[g])})` : printable(g))).join(', ')}`,
+        );
       this.log(`\n${escapeControls(r.message, true).replace(/^/gm, '    ')}\n`);
       const ratio = r.storedBytes > 0 ? (r.rawBytes / r.storedBytes).toFixed(2) : '-';
       const shards = r.shards.map(printable).join(', ');

@@ -62,7 +62,8 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
       kind: 'transfer',
       branch: flags.branch,
       branchName: ([ft]) => branchPiece(ft),
-      compute: async ([ft, from, onto], outDir) => {
+      deltaBase: ([, , onto]) => onto,
+      compute: async ([ft, from, onto], outDir, _scratch, sink) => {
         const report = await transferModel({
           ft: ft.source,
           from: from.source,
@@ -70,6 +71,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
           scale,
           copyMissing: flags['copy-missing'],
           outDir,
+          sink,
           onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
         });
         return {

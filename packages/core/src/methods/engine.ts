@@ -6,7 +6,14 @@
 import { type Device, getDevice } from '../device/index.js';
 import { type DType, dtypeSize } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { BufferPool, forEachFloatTensor, isKernelDType, runTensorPipeline, validateModels } from '../pipeline/index.js';
+import {
+  BufferPool,
+  forEachFloatTensor,
+  isKernelDType,
+  runTensorPipeline,
+  type Sink,
+  validateModels,
+} from '../pipeline/index.js';
 import type { ModelSource } from '../safetensors/index.js';
 import { type FastTensor, fastMergeTensor } from './fast.js';
 import { countBlocks, linesMergeAlpha, linesScale } from './lines.js';
@@ -70,7 +77,10 @@ export interface MergeModelsOptions {
   /** A registry name: linear, task-arithmetic, ties, dare-linear, dare-ties, rmm. */
   method: string;
   params?: MergeParams;
-  outDir: string;
+  /** The output folder, unless `sink` is given (rmm always needs it). */
+  outDir?: string;
+  /** Where the merged model goes instead of a folder (e.g. a store commit); rmm ignores it. */
+  sink?: Sink;
   /** Output dtype of float tensors (default: the inputs' dtype). */
   outDtype?: DType;
   onProgress?: (e: ProgressEvent) => void;
@@ -100,7 +110,17 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
       throw new WgitError('E_BAD_PARAM', 'rmm needs groupDir: the folder that receives the basis and coefficients', {
         param: 'groupDir',
       });
-    const r = await reversibleMerge({ ...opts, base: opts.base as ModelSource, groupDir: opts.groupDir });
+    // rmm writes a second tensor set (the group) beside the model: it always writes folders, never to a sink.
+    if (opts.outDir === undefined)
+      throw new WgitError('E_BAD_PARAM', 'rmm needs outDir: it writes the merged model to a folder', {
+        param: 'outDir',
+      });
+    const r = await reversibleMerge({
+      ...opts,
+      outDir: opts.outDir,
+      base: opts.base as ModelSource,
+      groupDir: opts.groupDir,
+    });
     return r;
   }
   const resolved = method.resolve(opts.params ?? {}, opts.inputs.length);
@@ -174,6 +194,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     inputs: opts.inputs,
     base,
     outDir: opts.outDir,
+    sink: opts.sink,
     outDtype: opts.outDtype,
     onProgress: opts.onProgress,
     maxShardBytes: opts.maxShardBytes,

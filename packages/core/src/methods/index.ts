@@ -11,7 +11,16 @@
  *   defineMethod({ name, params: [weightsParam(), …], build, … }) + a line in registry.ts → a new method
  */
 
-export { BufferPool, copySideFiles, validateModels } from '../pipeline/index.js';
+export {
+  BufferPool,
+  copySideFiles,
+  FolderSink,
+  type PipelineOptions,
+  runTensorPipeline,
+  type Sink,
+  type SinkPlan,
+  validateModels,
+} from '../pipeline/index.js';
 export { dareLinear, dareTies } from './dare.js';
 export { type Eigen, symmetricEigen } from './eigen.js';
 export { type MergeModelsOptions, mergeModels, modelWideThresholds } from './engine.js';

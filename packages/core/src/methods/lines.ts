@@ -4,8 +4,10 @@
  * λ(ℓ) = α + β·ℓ/(L−1), so shallow blocks stay near the base and deep blocks
  * keep their update. Tensors outside the blocks get α.
  */
+import { type Device, getDevice } from '../device/index.js';
+import { dtypeSize } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { type PipelineOptions, runTensorPipeline } from '../pipeline/index.js';
+import { isKernelDType, type PipelineOptions, runTensorPipeline } from '../pipeline/index.js';
 import type { ModelSource } from '../safetensors/index.js';
 import type { MergeReport } from './types.js';
 
@@ -53,10 +55,19 @@ export interface LinesEditOptions {
   alpha?: number;
   /** Extra scale reached at the last block (default 1 − α, so the last block keeps its whole update). */
   beta?: number;
-  outDir: string;
+  /** The output folder, unless `sink` is given. */
+  outDir?: string;
+  /** Where the edited model goes instead of a folder (e.g. a store commit); wins over outDir. */
+  sink?: PipelineOptions['sink'];
   outDtype?: PipelineOptions['outDtype'];
   onProgress?: PipelineOptions['onProgress'];
   maxShardBytes?: number;
+  /** The device to compute on (default: getDevice({ device: 'auto' })). */
+  device?: Device;
+  /** false: the reference (plain TypeScript) device, as env WGIT_KERNELS=0 (default true: the WASM pool). */
+  kernels?: boolean;
+  /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
+  kernelMinElements?: number;
 }
 
 export interface LinesReport extends MergeReport {
@@ -72,13 +83,34 @@ export async function linesEdit(opts: LinesEditOptions): Promise<LinesReport> {
   if (!Number.isFinite(beta))
     throw new WgitError('E_BAD_PARAM', `LiNeS beta must be a finite number, got ${beta}`, { param: 'beta' });
   const blocks = countBlocks(opts.model.tensors.map((t) => t.name));
+  const device =
+    opts.device ?? (await getDevice({ device: 'auto', backend: opts.kernels === false ? 'reference' : undefined }));
+  const minElements = opts.kernelMinElements ?? 1 << 16;
+  let kernelTensors = 0;
   const report = await runTensorPipeline({
+    device,
+    // the plain loop's operations in its order: τ = θ − θ₀ (sub), θ₀ + s·τ (axpy)
+    fast: async (name, raw, dtype, outDtype, outBytes, pool) => {
+      if (!isKernelDType(dtype) || !isKernelDType(outDtype) || raw[0].byteLength / dtypeSize(dtype) < minElements)
+        return false;
+      const n = raw[0].byteLength / dtypeSize(dtype);
+      const x = pool.f32('lx', n);
+      const b = pool.f32('lb', n);
+      await device.toF32(raw[0], dtype, x);
+      await device.toF32(raw[1], dtype, b);
+      await device.sub(x, b, x);
+      await device.axpy(b, Math.fround(linesScale(name, blocks, alpha, beta)), x, x);
+      await device.fromF32(x, outDtype, outBytes);
+      kernelTensors++;
+      return true;
+    },
     label: 'lines',
     inputs: [opts.model],
     base: opts.base,
     // The edit is still the fine-tune: it keeps the fine-tune's config, tokenizer and metadata.
     carrier: opts.model,
     outDir: opts.outDir,
+    sink: opts.sink,
     outDtype: opts.outDtype,
     onProgress: opts.onProgress,
     maxShardBytes: opts.maxShardBytes,
@@ -90,5 +122,6 @@ export async function linesEdit(opts: LinesEditOptions): Promise<LinesReport> {
       for (let j = 0; j < out.length; j++) out[j] = Math.fround(b[j] + Math.fround(s * Math.fround(x[j] - b[j])));
     },
   });
+  report.engine = { kernels: device.name !== 'reference', device: device.name, kernelTensors };
   return { ...report, lines: { alpha, beta, blocks } };
 }

@@ -19,6 +19,19 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, fromF32, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
+import type { ObjectHeader } from '../objects/kind.js';
+import {
+  baseName,
+  basisName,
+  fixIndexName,
+  fixValueName,
+  inputCopyName,
+  RMM_META_TENSOR,
+  type RmmMeta,
+  type RmmTensorMeta,
+  readRmmTable,
+  rmmBasisHeader,
+} from '../objects/rmm-format.js';
 import {
   BufferPool,
   checkOutDtype,
@@ -37,18 +50,22 @@ import { RMM_MERGED_CONFIG, rmm } from './rmm-method.js';
 import { sparseConsensusTensor } from './sparse-consensus.js';
 import type { MergeParams, MergeReport, ProgressEvent, ResolvedParams } from './types.js';
 
+// The stored form of the basis (tensor names, coefficient table) belongs to the rmm-basis object kind.
+export {
+  baseName,
+  basisName,
+  fixIndexName,
+  fixValueName,
+  inputCopyName,
+  RMM_META_TENSOR,
+  type RmmMeta,
+  type RmmTensorMeta,
+} from '../objects/rmm-format.js';
+
 const fr = Math.fround;
 
-/** Name of the U8 tensor in the group that holds the coefficient table (JSON). */
-export const RMM_META_TENSOR = '__wgit_rmm__.json';
 /** Eigen-directions carrying less than this fraction of the updates' energy are dropped. */
 export const RMM_EIGEN_EPS = 1e-12;
-
-export const basisName = (name: string, k: number) => `${name}::rmm.basis.${k}`;
-export const baseName = (name: string) => `${name}::rmm.base`;
-export const fixIndexName = (name: string, i: number) => `${name}::rmm.fix.${i}.index`;
-export const fixValueName = (name: string, i: number) => `${name}::rmm.fix.${i}.value`;
-export const inputCopyName = (name: string, i: number) => `${name}::rmm.input.${i}`;
 
 export interface Decomposition {
   /** p × n: basis tensor k = Σᵢ combo[k][i]·Δᵢ. */
@@ -148,41 +165,6 @@ export function reconstruct(base: Float32Array, basis: Float32Array[], coeffs: n
   }
 }
 
-export interface RmmTensorMeta {
-  dtype: DType;
-  shape: number[];
-  /** Number of basis tensors. */
-  p: number;
-  /** n × p. */
-  coeffs: number[][];
-  eigenvalues: number[];
-  mergedFirst: boolean;
-  /** Per task: ‖θ̂ᵢ − θᵢ‖/‖Δᵢ‖ of the recovered tensor before fixes (0 when Δᵢ = 0). */
-  relError: number[];
-  /** Per task: ‖θ_merged − θᵢ‖/‖Δᵢ‖. */
-  mergedRelError: number[];
-  /** Per task: entries stored exactly because rounding missed them. */
-  fixes: number[];
-}
-
-export interface RmmMeta {
-  format: 'wgit-rmm';
-  version: 1;
-  inputs: number;
-  rank: number;
-  params: ResolvedParams;
-  /** Tensor order of the models. */
-  order: string[];
-  /** Float tensors. */
-  tensors: Record<string, RmmTensorMeta>;
-  /** Integer/bool tensors: stored per input. */
-  copied: { name: string; dtype: DType; shape: number[] }[];
-  /** Whole model per task: relative error of the recovered model (before fixes) and of the merged model. */
-  models: { relError: number; mergedRelError: number; fixes: number }[];
-  /** Each input's safetensors `__metadata__`, restored on recovery (absent in groups written before it existed). */
-  metadata?: (Record<string, string> | null)[];
-}
-
 export interface ReversibleMergeOptions {
   inputs: ModelSource[];
   base: ModelSource;
@@ -197,7 +179,14 @@ export interface ReversibleMergeOptions {
 }
 
 export interface RmmReport extends MergeReport {
-  rmm: { rank: number; basisTensors: number; models: RmmMeta['models']; groupDir: string };
+  rmm: {
+    rank: number;
+    basisTensors: number;
+    models: RmmMeta['models'];
+    groupDir: string;
+    /** The manifest header to commit the group with. */
+    object: ObjectHeader;
+  };
 }
 
 interface TensorWork {
@@ -450,7 +439,7 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
     timings: { validateMs: t1 - t0, firstPassMs: t2 - t1, mergeMs: t3 - t2, totalMs: t3 - t0 },
     outDir: opts.outDir,
     bytesWritten,
-    rmm: { rank, basisTensors, models: meta.models, groupDir: opts.groupDir },
+    rmm: { rank, basisTensors, models: meta.models, groupDir: opts.groupDir, object: rmmBasisHeader(meta) },
   };
 }
 
@@ -507,6 +496,8 @@ function collectFixes(
 export interface RecoverOptions {
   /** The group written by reversibleMerge (a folder, or a commit's group from the store). */
   group: ModelSource;
+  /** The group's coefficient table when the caller has read it already (the rmm-basis kind's decode). */
+  table?: RmmMeta;
   /** Which input to recover, 0-based. */
   model: number;
   outDir: string;
@@ -530,64 +521,9 @@ export interface RecoverReport {
   tensors: number;
 }
 
-async function readMeta(group: ModelSource): Promise<RmmMeta> {
-  let t: ReturnType<ModelSource['tensor']>;
-  try {
-    t = group.tensor(RMM_META_TENSOR);
-  } catch {
-    throw new WgitError('E_RMM_GROUP', `${group.root}: not a reversible-merge group (no ${RMM_META_TENSOR})`, {
-      path: group.root,
-    });
-  }
-  if (t.dtype !== 'U8' || t.shape.length !== 1)
-    throw new WgitError('E_RMM_GROUP', `${group.root}: malformed ${RMM_META_TENSOR}`, { path: group.root });
-  let meta: RmmMeta;
-  try {
-    meta = JSON.parse(
-      new TextDecoder('utf-8', { fatal: true }).decode(await group.readTensor(RMM_META_TENSOR)),
-    ) as RmmMeta;
-  } catch {
-    throw new WgitError('E_RMM_GROUP', `${group.root}: the coefficient table is not valid JSON`, { path: group.root });
-  }
-  if (
-    meta?.format !== 'wgit-rmm' ||
-    meta.version !== 1 ||
-    !Array.isArray(meta.order) ||
-    typeof meta.tensors !== 'object' ||
-    !Number.isInteger(meta.inputs)
-  ) {
-    throw new WgitError('E_RMM_GROUP', `${group.root}: unsupported reversible-merge table`, { path: group.root });
-  }
-  const isStringMap = (m: unknown) =>
-    m === null ||
-    (typeof m === 'object' && !Array.isArray(m) && Object.values(m as object).every((v) => typeof v === 'string'));
-  if (meta.metadata !== undefined && !(Array.isArray(meta.metadata) && meta.metadata.every(isStringMap))) {
-    throw new WgitError('E_RMM_GROUP', `${group.root}: malformed per-input metadata in the table`, {
-      path: group.root,
-    });
-  }
-  for (const name of meta.order) {
-    const tm = meta.tensors[name];
-    if (!tm) continue;
-    if (
-      !Number.isInteger(tm.p) ||
-      tm.p < 0 ||
-      !Array.isArray(tm.coeffs) ||
-      tm.coeffs.length !== meta.inputs ||
-      tm.coeffs.some((c) => !Array.isArray(c) || c.length !== tm.p || c.some((x) => typeof x !== 'number'))
-    ) {
-      throw new WgitError('E_RMM_GROUP', `${group.root}: bad coefficients for tensor ${name}`, {
-        path: group.root,
-        tensor: name,
-      });
-    }
-  }
-  return meta;
-}
-
 /** Recovers input `model` of a reversible merge from its group. */
 export async function recoverModel(opts: RecoverOptions): Promise<RecoverReport> {
-  const meta = await readMeta(opts.group);
+  const meta = opts.table ?? (await readRmmTable(opts.group));
   const N = opts.model;
   if (!Number.isInteger(N) || N < 0 || N >= meta.inputs) {
     throw new WgitError('E_BAD_PARAM', `model must be in 0..${meta.inputs - 1}, got ${N}`, {

@@ -4,19 +4,20 @@
  * retraining, θ = θ_new + s·(θ_ft − θ_old), over every tensor.
  */
 import { createHash } from 'node:crypto';
+import { type Device, getDevice, type KernelDType } from '../device/index.js';
 import { type DType, dtypeSize, fromF32, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import {
-  BufferPool,
+  type BufferPool,
   checkOutDtype,
-  copySideFiles,
-  discardOutDir,
-  prefetched,
-  prepareOutDir,
-  toF32Into,
+  convertIn,
+  convertOut,
+  isKernelDType,
+  runTensorPipeline,
+  type Sink,
 } from '../pipeline/index.js';
-import { type ModelSource, ModelWriter, type TensorSpec } from '../safetensors/index.js';
-import type { ProgressEvent, TensorNote } from './types.js';
+import type { ModelSource, ModelTensor, TensorSpec } from '../safetensors/index.js';
+import type { MergeReport, ProgressEvent, TensorNote } from './types.js';
 
 const fr = Math.fround;
 
@@ -32,9 +33,17 @@ export interface TransferOptions {
   /** Tensors present in one version only: copy from the target (or drop when the target lacks them) instead of failing. */
   copyMissing?: boolean;
   outDir: string;
+  /** Where the result goes instead of outDir (e.g. a store commit). */
+  sink?: Sink;
   outDtype?: DType;
   onProgress?: (e: ProgressEvent) => void;
   maxShardBytes?: number;
+  /** The device to compute on (default: getDevice({ device: 'auto' })). */
+  device?: Device;
+  /** false: the reference (plain TypeScript) device, as env WGIT_KERNELS=0 (default true: the WASM pool). */
+  kernels?: boolean;
+  /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
+  kernelMinElements?: number;
 }
 
 export interface TensorCloseness {
@@ -62,6 +71,8 @@ export interface TransferReport {
   timings: { totalMs: number };
   outDir: string;
   bytesWritten: number;
+  /** Which device computed, and how many tensors took its kernel path. */
+  engine: MergeReport['engine'];
 }
 
 /** Names whose bytes may be shared between embedding and head. */
@@ -79,6 +90,57 @@ function shapeErr(name: string, what: string, a: number[], b: number[]): WgitErr
     shape: a,
     expected: b,
   });
+}
+
+/**
+ * One tensor on the device's kernels, the plain loop's operations in its
+ * order: Δ = θ_ft − θ_old (sub), θ_new + s·Δ (axpy), rounded to the output
+ * dtype; rows past the bases' (vocabulary growth) are the fine-tune's. The
+ * closeness sums are the plain loop's too (f64, element order), so the report
+ * does not depend on the path. raw and dtypes: target, fine-tune, old base.
+ */
+async function transferOnDevice(
+  k: Device,
+  pool: BufferPool,
+  raw: Uint8Array[],
+  dtypes: KernelDType[],
+  outDtype: KernelDType,
+  outBytes: Uint8Array,
+  s: number,
+  onStats: (dot: number, shift2: number, delta2: number, old2: number) => void,
+): Promise<void> {
+  const count = outBytes.byteLength / dtypeSize(outDtype);
+  const common = raw[0].byteLength / dtypeSize(dtypes[0]);
+  const xn = pool.f32('kn', common);
+  const xf = pool.f32('kf', count);
+  const xo = pool.f32('ko', common);
+  await k.toF32(raw[0], dtypes[0], xn);
+  await k.toF32(raw[1], dtypes[1], xf);
+  await k.toF32(raw[2], dtypes[2], xo);
+  const delta = pool.f32('kd', common);
+  await k.sub(xf.subarray(0, common), xo, delta);
+  // θ_new + s·Δ over the common rows, written over the fine-tune's values so the grown rows
+  // stay; the kernels run on the device's threads while this thread sums the closeness figures
+  const written = (async () => {
+    await k.axpy(xn, s, delta, xf.subarray(0, common));
+    await k.fromF32(xf, outDtype, outBytes);
+  })();
+  written.catch(() => {});
+  let d = 0;
+  let sh = 0;
+  let dl = 0;
+  let o2 = 0;
+  for (let j = 0; j < common; j++) {
+    const dj = delta[j];
+    const oj = xo[j];
+    const shift = xn[j] - oj;
+    d += shift * dj;
+    sh += shift * shift;
+    dl += dj * dj;
+    o2 += oj * oj;
+  }
+  onStats(d, sh, dl, o2);
+  await written;
 }
 
 export async function transferModel(opts: TransferOptions): Promise<TransferReport> {
@@ -139,104 +201,158 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
     plans.push({ kind: 'transfer', name, grown: isGrown });
     specs.push({ name, dtype: outDtype ?? tn.dtype, shape: tf.shape });
   }
-  await prepareOutDir(opts.outDir);
+  const planOf = new Map(plans.map((p, i) => [p.name, { plan: p, spec: specs[i] }]));
 
-  // --- stream
-  const writer = await ModelWriter.create(opts.outDir, specs, {
-    maxShardBytes: opts.maxShardBytes,
-    metadata: onto.metadata ?? undefined,
-  });
-  const pool = new BufferPool();
-  const notes: TensorNote[] = [];
-  const perTensor: TensorCloseness[] = [];
-  const copied: string[] = [];
-  const warnings: string[] = [];
+  // The pipeline streams three views of the versions that agree in names, shapes and dtypes
+  // (the target's order, the output's shapes): the target first, so integer tensors are
+  // copied from it, then the fine-tune and the old base. A view reads nothing for a tensor
+  // its version does not take part in.
   const targetHash = new Map<string, string>();
   const outHash = new Map<string, string>();
-  let dot = 0;
-  let shift2 = 0;
-  let delta2 = 0;
-  let old2 = 0;
-  let bytesWritten = 0;
   const hashIfCandidate = (name: string, bytes: Uint8Array, into: Map<string, string>) => {
     if (TIE_CANDIDATE.test(name)) into.set(name, createHash('sha256').update(bytes).digest('hex'));
   };
-  try {
-    let done = 0;
-    const reads = prefetched(plans.length, async (t) => {
-      const plan = plans[t];
-      const par = t & 1;
-      const get = (m: ModelSource, slot: string) =>
-        m.readTensor(plan.name, pool.bytes(`${slot}${par}`, m.tensor(plan.name).byteLength));
-      if (plan.kind === 'copy') return { plan, raw: [await get(onto, 'n')] };
-      return { plan, raw: await Promise.all([get(ft, 'f'), get(from, 'o'), get(onto, 'n')]) };
+  const view = (m: ModelSource, role: 'new' | 'ft' | 'old'): ModelSource => {
+    const reads = (p: Plan) => role === 'new' || p.kind === 'transfer';
+    const tensors: ModelTensor[] = onto.tensors.map((tn) => {
+      const { plan, spec } = planOf.get(tn.name) as { plan: Plan; spec: TensorSpec };
+      return {
+        name: tn.name,
+        dtype: tn.dtype,
+        shape: spec.shape,
+        byteLength: reads(plan) ? m.tensor(tn.name).byteLength : 0,
+      };
     });
-    for await (const { plan, raw } of reads) {
-      const name = plan.name;
-      const spec = specs[done];
-      let outBytes: Uint8Array;
-      if (plan.kind === 'copy') {
-        outBytes = raw[0];
-        copied.push(name);
-        notes.push({ name, dtype: spec.dtype, shape: spec.shape, action: 'copied', note: plan.why });
-        hashIfCandidate(name, raw[0], targetHash);
-      } else {
-        hashIfCandidate(name, raw[2], targetHash);
-        const xf = toF32Into(pool, 'xf', raw[0], ft.tensor(name).dtype);
-        const xo = toF32Into(pool, 'xo', raw[1], from.tensor(name).dtype);
-        const xn = toF32Into(pool, 'xn', raw[2], onto.tensor(name).dtype);
-        const out = pool.f32('out', xf.length);
-        const s = fr(scale);
-        let d = 0;
-        let sh = 0;
-        let dl = 0;
-        let o2 = 0;
-        // rows past the bases' length (vocabulary growth) are the fine-tune's own
-        const common = xn.length;
-        for (let j = 0; j < common; j++) {
-          const delta = fr(xf[j] - xo[j]);
-          const shift = xn[j] - xo[j];
-          d += shift * delta;
-          sh += shift * shift;
-          dl += delta * delta;
-          o2 += xo[j] * xo[j];
-          out[j] = fr(xn[j] + fr(s * delta));
-        }
-        for (let j = common; j < xf.length; j++) out[j] = xf[j];
-        dot += d;
-        shift2 += sh;
-        delta2 += dl;
-        old2 += o2;
-        perTensor.push({
-          name,
-          cosine: sh > 0 && dl > 0 ? d / Math.sqrt(sh * dl) : 0,
-          relDistance: o2 > 0 ? Math.sqrt(sh / o2) : sh > 0 ? Number.POSITIVE_INFINITY : 0,
-        });
-        outBytes = pool.bytes(`out${done & 1}`, out.length * dtypeSize(spec.dtype));
-        fromF32(out, spec.dtype, outBytes);
-        notes.push({
-          name,
-          dtype: spec.dtype,
-          shape: spec.shape,
-          action: plan.grown ? 'transferred-grown' : 'transferred',
-        });
-      }
-      hashIfCandidate(name, outBytes, outHash);
-      await writer.write(name, outBytes);
-      bytesWritten += outBytes.byteLength;
-      done++;
-      opts.onProgress?.({ phase: 'transfer', done, total: plans.length, tensor: name });
-    }
-    await writer.finish();
-    await copySideFiles(onto, opts.outDir);
-  } catch (e) {
-    await writer.abort();
-    await discardOutDir(opts.outDir);
-    throw e;
-  } finally {
-    pool.release();
-  }
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    return {
+      root: m.root,
+      kind: m.kind,
+      tensors,
+      tensor: (name) => {
+        const t = byName.get(name);
+        if (!t) throw new WgitError('E_TENSOR_NOT_FOUND', `no tensor ${name} in ${m.root}`, { tensor: name });
+        return t;
+      },
+      sideFiles: m.sideFiles,
+      readSideFile: (rel) => m.readSideFile(rel),
+      metadata: m.metadata,
+      readTensor: async (name, into) => {
+        if (!reads((planOf.get(name) as { plan: Plan }).plan)) return new Uint8Array(0);
+        const bytes = await m.readTensor(name, into);
+        if (role === 'new') hashIfCandidate(name, bytes, targetHash);
+        return bytes;
+      },
+      close: async () => {},
+    };
+  };
 
+  const device =
+    opts.device ?? (await getDevice({ device: 'auto', backend: opts.kernels === false ? 'reference' : undefined }));
+  const minElements = opts.kernelMinElements ?? 1 << 16;
+  const perTensor: TensorCloseness[] = [];
+  const stats = { dot: 0, shift2: 0, delta2: 0, old2: 0 };
+  const addStats = (name: string, d: number, sh: number, dl: number, o2: number) => {
+    stats.dot += d;
+    stats.shift2 += sh;
+    stats.delta2 += dl;
+    stats.old2 += o2;
+    perTensor.push({
+      name,
+      cosine: sh > 0 && dl > 0 ? d / Math.sqrt(sh * dl) : 0,
+      relDistance: o2 > 0 ? Math.sqrt(sh / o2) : sh > 0 ? Number.POSITIVE_INFINITY : 0,
+    });
+  };
+  const s = fr(scale);
+  /** The plain path: one loop, θ_new + s·(θ_ft − θ_old), rows past the bases' taken from the fine-tune. */
+  const plain = (name: string, xn: Float32Array, xf: Float32Array, xo: Float32Array, out: Float32Array) => {
+    let d = 0;
+    let sh = 0;
+    let dl = 0;
+    let o2 = 0;
+    const common = xn.length;
+    for (let j = 0; j < common; j++) {
+      const delta = fr(xf[j] - xo[j]);
+      const shift = xn[j] - xo[j];
+      d += shift * delta;
+      sh += shift * shift;
+      dl += delta * delta;
+      o2 += xo[j] * xo[j];
+      out[j] = fr(xn[j] + fr(s * delta));
+    }
+    for (let j = common; j < xf.length; j++) out[j] = xf[j];
+    addStats(name, d, sh, dl, o2);
+  };
+  let kernelTensors = 0;
+
+  const report = await runTensorPipeline({
+    label: 'transfer',
+    inputs: [view(onto, 'new'), view(ft, 'ft'), view(from, 'old')],
+    carrier: onto,
+    outDir: opts.outDir,
+    sink: opts.sink,
+    outDtype,
+    onProgress: opts.onProgress,
+    maxShardBytes: opts.maxShardBytes,
+    params: { scale, copyMissing },
+    device,
+    fast: async (name, raw, _dtype, outDt, outBytes, pool) => {
+      const plan = (planOf.get(name) as { plan: Plan }).plan;
+      let done = true;
+      if (plan.kind === 'copy') {
+        const dn = onto.tensor(name).dtype;
+        if (dn === outDt) outBytes.set(raw[0]);
+        else await convertOut(await convertIn(pool, 'c', raw[0], dn, device), outDt, outBytes, device);
+      } else {
+        const dn = onto.tensor(name).dtype;
+        const df = ft.tensor(name).dtype;
+        const dold = from.tensor(name).dtype;
+        const count = outBytes.byteLength / dtypeSize(outDt);
+        if (
+          count >= minElements &&
+          isKernelDType(dn) &&
+          isKernelDType(df) &&
+          isKernelDType(dold) &&
+          isKernelDType(outDt)
+        ) {
+          await transferOnDevice(device, pool, raw, [dn, df, dold], outDt, outBytes, s, (d, sh, dl, o2) =>
+            addStats(name, d, sh, dl, o2),
+          );
+          kernelTensors++;
+        } else if (df === dn && dold === dn) done = false;
+        else {
+          // versions stored in different dtypes: each converts with its own
+          const xn = await convertIn(pool, 'mn', raw[0], dn, device);
+          const xf = await convertIn(pool, 'mf', raw[1], df, device);
+          const xo = await convertIn(pool, 'mo', raw[2], dold, device);
+          const out = pool.f32('mout', count);
+          plain(name, xn, xf, xo, out);
+          await convertOut(out, outDt, outBytes, device);
+        }
+      }
+      if (done) hashIfCandidate(name, outBytes, outHash);
+      return done;
+    },
+    compute: (name, inputs, _base, out) => {
+      plain(name, inputs[0], inputs[1], inputs[2], out);
+      if (TIE_CANDIDATE.test(name)) {
+        const dt = (planOf.get(name) as { spec: TensorSpec }).spec.dtype;
+        const bytes = new Uint8Array(out.length * dtypeSize(dt));
+        fromF32(out, dt, bytes);
+        hashIfCandidate(name, bytes, outHash);
+      }
+    },
+  });
+  const warnings: string[] = [];
+  const copied = plans.filter((p) => p.kind === 'copy').map((p) => p.name);
+  const tensors: TensorNote[] = plans.map((p, i) => {
+    const { name, dtype, shape } = report.tensors[i];
+    return p.kind === 'copy'
+      ? { name, dtype, shape, action: 'copied', note: p.why }
+      : { name, dtype, shape, action: p.grown ? 'transferred-grown' : 'transferred' };
+  });
+  const { dot, shift2, delta2, old2 } = stats;
+  // integer tensors the pipeline copied from the target: the output is the target's bytes
+  for (const [name, h] of targetHash) if (!outHash.has(name)) outHash.set(name, h);
   // tied names: identical bytes in the target
   const byHash = new Map<string, string[]>();
   for (const [name, h] of targetHash) {
@@ -267,13 +383,14 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
       baseShiftNorm: Math.sqrt(shift2),
     },
     perTensor,
-    tensors: notes,
+    tensors,
     grown,
     tied,
     missing: { copied: copied.filter((n) => onlyTarget.includes(n)), dropped: notInTarget },
     warnings,
     timings: { totalMs: performance.now() - t0 },
     outDir: opts.outDir,
-    bytesWritten,
+    bytesWritten: report.bytesWritten,
+    engine: { kernels: device.name !== 'reference', device: device.name, kernelTensors },
   };
 }

@@ -1,4 +1,5 @@
 export { BufferPool, convertIn, convertOut, isKernelDType, toF32Into } from './buffers.js';
 export { checkOutDtype, copySideFiles, discardOutDir, prepareOutDir } from './output.js';
 export { type PipelineOptions, type PipelineReport, runTensorPipeline } from './run.js';
+export { FolderSink, type Sink, type SinkPlan } from './sink.js';
 export { forEachFloatTensor, type LoadedTensor, prefetched, streamTensors, validateModels } from './sources.js';

@@ -1,17 +1,19 @@
 /**
  * The streaming tensor pipeline: N model sources in, tensor by tensor — read
  * each model's bytes, convert to f32, compute, round to the output dtype,
- * write — one sink out. Memory stays bounded by a few tensors whatever the
+ * write — one sink out (a model folder, or any `Sink`: the store takes the
+ * stream as a commit). Memory stays bounded by a few tensors whatever the
  * model size; reads of the next tensor overlap the compute of the current
  * one and the write of the previous one (double-buffered, pooled buffers).
  */
 import { type Device, getDevice } from '../device/index.js';
 import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
+import { WgitError } from '../errors.js';
 import type { MergeReport, ProgressEvent, ResolvedParams, TensorNote } from '../methods/types.js';
-import type { ModelSource } from '../safetensors/index.js';
-import { ModelWriter, type TensorSpec } from '../safetensors/index.js';
+import type { ModelSource, TensorSpec } from '../safetensors/index.js';
 import { BufferPool, convertIn, convertOut } from './buffers.js';
-import { checkOutDtype, copySideFiles, discardOutDir, prepareOutDir } from './output.js';
+import { checkOutDtype } from './output.js';
+import { FolderSink, type Sink } from './sink.js';
 import { streamTensors, validateModels } from './sources.js';
 
 function elements(shape: number[]): number {
@@ -24,7 +26,10 @@ export interface PipelineOptions {
   label: string;
   inputs: ModelSource[];
   base?: ModelSource;
-  outDir: string;
+  /** The output folder (a FolderSink), unless `sink` is given. */
+  outDir?: string;
+  /** Where the output goes instead of a folder (e.g. a store commit); wins over outDir. */
+  sink?: Sink;
   outDtype?: DType;
   onProgress?: (e: ProgressEvent) => void;
   maxShardBytes?: number;
@@ -74,11 +79,11 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   const models = opts.base ? [...opts.inputs, opts.base] : [...opts.inputs];
   validateModels(models);
   const outDtype = checkOutDtype(opts.outDtype);
-  await prepareOutDir(opts.outDir);
-  const t1 = performance.now();
-  if (opts.firstPass) await opts.firstPass();
-  const t2 = performance.now();
-
+  if (opts.outDir === undefined && opts.sink === undefined)
+    throw new WgitError('E_BAD_PARAM', 'the tensor pipeline needs an output folder (outDir) or a sink', {
+      param: 'outDir',
+    });
+  const sink = opts.sink ?? new FolderSink(opts.outDir as string);
   const ref = opts.inputs[0];
   const carrier = opts.carrier ?? opts.base ?? ref;
   const specs: TensorSpec[] = ref.tensors.map((t) => ({
@@ -86,12 +91,14 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     dtype: isFloatDType(t.dtype) && outDtype ? outDtype : t.dtype,
     shape: t.shape,
   }));
-  const writer = await ModelWriter.create(opts.outDir, specs, {
+  await sink.begin({
+    specs,
     maxShardBytes: opts.maxShardBytes,
     metadata: opts.metadata ?? carrier.metadata ?? undefined,
   });
-  const device = opts.device ?? (await getDevice({ device: 'auto' }));
-  const pool = new BufferPool(device);
+  const t1 = performance.now();
+  let t2 = t1;
+  let pool: BufferPool | null = null;
   const notes: TensorNote[] = [];
   const copied: string[] = [];
   const warnings: string[] = [];
@@ -100,13 +107,18 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   let bytesWritten = 0;
   let pendingWrite: Promise<void> = Promise.resolve();
   try {
-    for await (const lt of streamTensors(models, names, pool)) {
+    if (opts.firstPass) await opts.firstPass();
+    t2 = performance.now();
+    const device = opts.device ?? (await getDevice({ device: 'auto' }));
+    const buffers = new BufferPool(device);
+    pool = buffers;
+    for await (const lt of streamTensors(models, names, buffers)) {
       const info = ref.tensor(lt.name);
       const spec = specs[lt.index];
       let outBytes: Uint8Array;
       if (!isFloatDType(info.dtype)) {
         // never average step counters, masks or ids: take the first model's
-        outBytes = pool.bytes(`o${lt.index & 1}`, lt.raw[0].byteLength);
+        outBytes = buffers.bytes(`o${lt.index & 1}`, lt.raw[0].byteLength);
         outBytes.set(lt.raw[0]);
         copied.push(lt.name);
         notes.push({
@@ -118,32 +130,31 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
         });
       } else {
         const count = elements(info.shape);
-        outBytes = pool.bytes(`o${lt.index & 1}`, count * dtypeSize(spec.dtype));
-        if (!(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, pool)))) {
+        outBytes = buffers.bytes(`o${lt.index & 1}`, count * dtypeSize(spec.dtype));
+        if (!(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, buffers)))) {
           const values: Float32Array[] = [];
           for (let i = 0; i < lt.raw.length; i++)
-            values.push(await convertIn(pool, `f${i}`, lt.raw[i], info.dtype, device));
-          const out = pool.f32('out', count);
+            values.push(await convertIn(buffers, `f${i}`, lt.raw[i], info.dtype, device));
+          const out = buffers.f32('out', count);
           await opts.compute(lt.name, values.slice(0, nIn), opts.base ? values[nIn] : undefined, out);
           await convertOut(out, spec.dtype, outBytes, device);
         }
         notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'merged' });
       }
       await pendingWrite;
-      pendingWrite = writer.write(lt.name, outBytes);
+      pendingWrite = sink.write(lt.name, outBytes);
       pendingWrite.catch(() => {});
       bytesWritten += outBytes.byteLength;
       opts.onProgress?.({ phase: opts.label, done: lt.index + 1, total: names.length, tensor: lt.name });
     }
     await pendingWrite;
-    await writer.finish();
-    await copySideFiles(carrier, opts.outDir);
+    await sink.finish(carrier);
   } catch (e) {
-    await writer.abort();
-    await discardOutDir(opts.outDir);
+    await pendingWrite.catch(() => {});
+    await sink.abort();
     throw e;
   } finally {
-    pool.release();
+    pool?.release();
   }
   if (copied.length)
     warnings.push(
@@ -157,7 +168,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     warnings,
     copied,
     timings: { validateMs: t1 - t0, firstPassMs: t2 - t1, mergeMs: t3 - t2, totalMs: t3 - t0 },
-    outDir: opts.outDir,
+    outDir: opts.outDir ?? '',
     bytesWritten,
   };
 }

@@ -1,0 +1,12 @@
+export { checkpoint } from './checkpoint.js';
+export type {
+  ApplyOptions,
+  ApplyReport,
+  ComputeOptions,
+  ObjectHeader,
+  ObjectKind,
+  ObjectSummary,
+  ObjectValue,
+} from './kind.js';
+export { getObjectKind, listObjectKinds, OBJECT_KINDS, type ResolvedObject, resolveObject } from './registry.js';
+export { RMM_BASIS_KIND, type RmmBasis, rmmBasis } from './rmm-basis.js';

@@ -1,0 +1,205 @@
+/**
+ * Transfer benchmark: fine-tuning transfer (θ_new + s·(θ_ft − θ_old)) on a
+ * bf16 Llama-shaped model (hidden 2048, intermediate 5632, 4 KV heads, vocab
+ * 32000; WGIT_BENCH_LAYERS layers, default 3: ~0.53 GB per version), timed
+ * against a linear merge of the same three inputs in the same run. Each
+ * figure is the best of WGIT_BENCH_RUNS runs (default 3), inputs in the page
+ * cache, outputs on /dev/shm when it has room. Rows: transfer on the device
+ * kernels (the default), transfer with every tensor on the plain per-element
+ * loop (kernelMinElements ∞, the computation as it ran before the kernel
+ * path), and the linear merge.
+ *
+ *   node --conditions=wgit-source --import tsx test/bench/transfer.bench.ts
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type DType,
+  getDevice,
+  type ModelSource,
+  ModelWriter,
+  mergeModels,
+  openModel,
+  referenceDevice,
+  type TensorSpec,
+  transferModel,
+} from '../../packages/core/src/index.js';
+import { bestOfAsync, machineLine } from './fixtures/synthetic.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const THREADS = Number(process.env.WGIT_THREADS ?? 2);
+const LAYERS = Number(process.env.WGIT_BENCH_LAYERS ?? 3);
+const RUNS = Number(process.env.WGIT_BENCH_RUNS ?? 3);
+const cacheDir = path.join(root, '.bench', `transfer-llama-${LAYERS}l-bf16`);
+
+function specs(): TensorSpec[] {
+  const h = 2048;
+  const inter = 5632;
+  const kv = 256;
+  const vocab = 32000;
+  const dtype: DType = 'BF16';
+  const s: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [vocab, h] }];
+  for (let l = 0; l < LAYERS; l++) {
+    const p = `model.layers.${l}.`;
+    s.push({ name: `${p}input_layernorm.weight`, dtype, shape: [h] });
+    s.push({ name: `${p}mlp.down_proj.weight`, dtype, shape: [h, inter] });
+    s.push({ name: `${p}mlp.gate_proj.weight`, dtype, shape: [inter, h] });
+    s.push({ name: `${p}mlp.up_proj.weight`, dtype, shape: [inter, h] });
+    s.push({ name: `${p}post_attention_layernorm.weight`, dtype, shape: [h] });
+    s.push({ name: `${p}self_attn.k_proj.weight`, dtype, shape: [kv, h] });
+    s.push({ name: `${p}self_attn.o_proj.weight`, dtype, shape: [h, h] });
+    s.push({ name: `${p}self_attn.q_proj.weight`, dtype, shape: [h, h] });
+    s.push({ name: `${p}self_attn.v_proj.weight`, dtype, shape: [kv, h] });
+  }
+  s.push({ name: 'model.norm.weight', dtype, shape: [h] });
+  s.push({ name: 'lm_head.weight', dtype, shape: [vocab, h] });
+  return s;
+}
+
+const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Old base normal(0, 0.02); the fine-tune and the new base each add normal(0, 0.002) noise of their own. */
+async function generate(): Promise<void> {
+  if (fs.existsSync(path.join(cacheDir, 'complete'))) return;
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+  const sp = specs();
+  const total = sp.reduce((s, t) => s + numel(t.shape), 0);
+  console.log(`generating 3 versions of ${(total / 1e9).toFixed(2)} B parameters into ${cacheDir} …`);
+  let state = 0x9e3779b9;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+  // normal draws from a 65,536-entry Box–Muller table
+  const table = (sd: number) => {
+    const t = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) {
+      const u1 = (i + 0.5) / 65536;
+      const u2 = ((i * 40503) % 65536) / 65536;
+      t[i] = sd * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+    }
+    return t;
+  };
+  const big = table(0.02);
+  const small = table(0.002);
+  const names = ['old', 'ft', 'new'];
+  const writers = await Promise.all(
+    names.map((n) => ModelWriter.create(path.join(cacheDir, n), sp, { maxShardBytes: 1e9 })),
+  );
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const bf16 = () => (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16;
+  for (const t of sp) {
+    const n = numel(t.shape);
+    const norm = t.shape.length === 1;
+    const old = new Float32Array(n);
+    for (let j = 0; j < n; j++) old[j] = norm ? 1 : big[next() & 0xffff];
+    for (let m = 0; m < 3; m++) {
+      const out = new Uint16Array(n);
+      for (let j = 0; j < n; j++) {
+        f[0] = m === 0 ? old[j] : old[j] + small[next() & 0xffff];
+        out[j] = bf16();
+      }
+      await writers[m].write(t.name, new Uint8Array(out.buffer));
+    }
+  }
+  for (const w of writers) await w.finish();
+  for (const n of names) fs.writeFileSync(path.join(cacheDir, n, 'config.json'), '{"model_type":"llama"}');
+  fs.writeFileSync(path.join(cacheDir, 'complete'), `${total}\n`);
+}
+
+function outRoot(): string {
+  try {
+    const st = fs.statfsSync('/dev/shm');
+    if (st.bavail * st.bsize > 3e9) return fs.mkdtempSync(path.join('/dev/shm', 'wgit-bench-'));
+  } catch {}
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-bench-'));
+}
+
+async function main(): Promise<void> {
+  await generate();
+  const [old, ft, nu] = await Promise.all(['old', 'ft', 'new'].map((n) => openModel(path.join(cacheDir, n))));
+  const device = await getDevice({ device: 'cpu', threads: THREADS });
+  // page cache: read every input once
+  for (const m of [old, ft, nu] as ModelSource[]) for (const t of m.tensors) await m.readTensor(t.name);
+  const bytes = ft.tensors.reduce((s, t) => s + t.byteLength, 0);
+  const out = outRoot();
+  console.log(`inputs: 3 × ${(bytes / 1e9).toFixed(2)} GB bf16, ${THREADS} threads, output in ${out}`);
+  console.log(machineLine());
+  let i = 0;
+  const fresh = () => {
+    const d = path.join(out, `o${i++}`);
+    return d;
+  };
+  const clean = (d: string) => fs.rmSync(d, { recursive: true, force: true });
+  const times: Record<string, number> = {};
+  let kernelTensors = 0;
+  try {
+    for (let r = 0; r < RUNS; r++) {
+      // interleaved, so a slow spell of the shared machine hits every row alike
+      const rows: [string, () => Promise<void>][] = [
+        [
+          'linear merge',
+          async () => {
+            const d = fresh();
+            await mergeModels({ inputs: [ft, old, nu], method: 'linear', outDir: d, device });
+            clean(d);
+          },
+        ],
+        [
+          'transfer (device kernels)',
+          async () => {
+            const d = fresh();
+            const rep = await transferModel({ ft, from: old, onto: nu, outDir: d, device });
+            kernelTensors = rep.engine?.kernelTensors ?? 0;
+            clean(d);
+          },
+        ],
+        [
+          'transfer, s = 0.5 (device kernels)',
+          async () => {
+            const d = fresh();
+            await transferModel({ ft, from: old, onto: nu, scale: 0.5, outDir: d, device });
+            clean(d);
+          },
+        ],
+        [
+          'transfer (plain per-element loop)',
+          async () => {
+            const d = fresh();
+            await transferModel({
+              ft,
+              from: old,
+              onto: nu,
+              outDir: d,
+              device: referenceDevice(),
+              kernelMinElements: Number.POSITIVE_INFINITY,
+            });
+            clean(d);
+          },
+        ],
+      ];
+      for (const [label, fn] of rows) {
+        const s = await bestOfAsync(1, fn);
+        times[label] = Math.min(times[label] ?? Number.POSITIVE_INFINITY, s);
+        console.log(`  run ${r + 1}: ${label} ${s.toFixed(2)} s`);
+      }
+    }
+  } finally {
+    clean(out);
+    for (const m of [old, ft, nu]) await m.close();
+    await device.close();
+  }
+  const lin = times['linear merge'];
+  console.log(`\n| run | wall s (best of ${RUNS}) | / linear merge |`);
+  console.log('|---|---|---|');
+  for (const [label, s] of Object.entries(times))
+    console.log(`| ${label} | ${s.toFixed(2)} | ${(s / lin).toFixed(2)}× |`);
+  console.log(`kernel tensors per transfer: ${kernelTensors} of ${ft.tensors.length}; goal: transfer / linear ≤ 1.3×`);
+}
+
+await main();
