@@ -22,6 +22,7 @@ import {
 } from './model.js';
 import { checkPathSet, checkRelPath } from './names.js';
 import { startRunner } from './pool.js';
+import type { TensorRecord } from './records.js';
 
 const SYNC_EVERY = 64 << 20;
 
@@ -202,6 +203,31 @@ export async function checkoutSet(
   });
   const total = m.rawBytes;
   let done = 0;
+  // The window of the file being written: workers write through its descriptor.
+  let window = new JobWindow(runner.window);
+  /** Queues the decode of every chunk of `rec` on the runner, written to `fd` from `start` on. */
+  const submitChunks = async (
+    rec: TensorRecord,
+    fd: number,
+    start: number,
+    name: string,
+    onWrote?: (n: number) => void,
+  ): Promise<void> => {
+    for (let i = 0, pos = start; i < rec.chunks.length; i++) {
+      const rawLength = Math.min(rec.chunkSize, rec.byteLength - i * rec.chunkSize);
+      const job: GetJob = { op: 'get', id: rec.chunks[i].hash, rawLength, fd, position: pos };
+      pos += rawLength;
+      await window.submit(
+        () => runner.run(job),
+        (n) => {
+          onWrote?.(n);
+          done += n;
+          onProgress?.({ phase: 'checkout', done, total });
+        },
+        (e) => tensorError(e, set, name),
+      );
+    }
+  };
   try {
     await fsp.mkdir(tmp);
     const seen = new Set<string>();
@@ -239,7 +265,7 @@ export async function checkoutSet(
       });
       await fsp.mkdir(path.dirname(target), { recursive: true });
       const fh = await fsp.open(target, 'wx');
-      const window = new JobWindow(runner.window);
+      window = new JobWindow(runner.window);
       // Writeback in the background every SYNC_EVERY bytes keeps the disk busy
       // while chunks decode, so the final fsync finds little left to do.
       let unsynced = 0;
@@ -280,20 +306,8 @@ export async function checkoutSet(
             continue;
           }
           checkChunkList(set, rec);
-          for (let i = 0; i < rec.chunks.length; i++) {
-            const rawLength = Math.min(rec.chunkSize, rec.byteLength - i * rec.chunkSize);
-            const job: GetJob = { op: 'get', id: rec.chunks[i].hash, rawLength, fd: fh.fd, position: pos };
-            pos += rawLength;
-            await window.submit(
-              () => runner.run(job),
-              (n) => {
-                wrote(n);
-                done += n;
-                onProgress?.({ phase: 'checkout', done, total });
-              },
-              (e) => tensorError(e, set, name),
-            );
-          }
+          await submitChunks(rec, fh.fd, pos, name, wrote);
+          pos += rec.byteLength;
         }
         await window.drain();
         const err = await background;
@@ -321,21 +335,9 @@ export async function checkoutSet(
         checkChunkList(set, rec);
         await fsp.mkdir(path.dirname(target), { recursive: true });
         const fh = await fsp.open(target, 'wx');
-        const window = new JobWindow(runner.window);
+        window = new JobWindow(runner.window);
         try {
-          for (let i = 0, pos = 0; i < rec.chunks.length; i++) {
-            const rawLength = Math.min(rec.chunkSize, rec.byteLength - i * rec.chunkSize);
-            const job: GetJob = { op: 'get', id: rec.chunks[i].hash, rawLength, fd: fh.fd, position: pos };
-            pos += rawLength;
-            await window.submit(
-              () => runner.run(job),
-              (n) => {
-                done += n;
-                onProgress?.({ phase: 'checkout', done, total });
-              },
-              (err) => tensorError(err, set, rel),
-            );
-          }
+          await submitChunks(rec, fh.fd, 0, rel);
           await window.drain();
           await fh.sync();
         } finally {
