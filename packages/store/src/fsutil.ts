@@ -3,6 +3,7 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import { writeFileAtomic } from '@wgit/core/atomic';
 import { WgitError } from '@wgit/core/errors';
 
 /**
@@ -67,30 +68,20 @@ async function writeAllFd(fh: fsp.FileHandle, data: Uint8Array, file: string): P
 }
 
 /**
- * Writes `data` to `target` atomically: a temp file in `tmpDir` (same file
- * system), fsync, rename. A crash leaves either the old file or the new one,
- * plus at worst a temp file that gc removes.
+ * Writes `data` to `target` atomically (core's one atomic write): a temp file
+ * in `tmpDir` (same file system, where gc finds what a killed writer left),
+ * fsync, rename. A crash leaves either the old file or the new one, plus at
+ * worst a temp file that gc removes. Callers fsync the folders they batch.
  */
 export async function atomicWrite(tmpDir: string, target: string, data: Uint8Array | string): Promise<void> {
-  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-  const tmp = path.join(tmpDir, tempName('w'));
-  let fh: fsp.FileHandle | null = null;
   try {
-    fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
-    await writeAllFd(fh, bytes, target);
-    await fh.sync();
-    await fh.close();
-    fh = null;
-    try {
-      await fsp.rename(tmp, target);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      await fsp.mkdir(path.dirname(target), { recursive: true });
-      await fsp.rename(tmp, target);
-    }
+    await writeFileAtomic(target, data, {
+      tempPath: path.join(tmpDir, tempName('w')),
+      beforeWrite: checkFault,
+      mkdirs: true,
+      syncDir: false,
+    });
   } catch (e) {
-    if (fh) await fh.close().catch(() => {});
-    await fsp.unlink(tmp).catch(() => {});
     throw mapFsError(e, target);
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 type FileHandle = Awaited<ReturnType<typeof open>>;
@@ -31,19 +31,46 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Temp file + fsync + rename, so readers see the old file or the whole new one. */
-export async function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
-  const tmp = tempPathFor(target);
-  const fh = await open(tmp, 'wx');
+export interface AtomicWriteOptions {
+  /** The temp file (on the target's file system); default `tempPathFor(target)`, beside it. */
+  tempPath?: string;
+  /** Called just before the bytes are written (the store's fault injection in tests). */
+  beforeWrite?: (target: string, bytes: number) => void;
+  /** Create the target's folder when it is missing. */
+  mkdirs?: boolean;
+  /** fsync the target's folder after the rename (default true; the store batches these). */
+  syncDir?: boolean;
+}
+
+/**
+ * Temp file + fsync + rename, so readers see the old file or the whole new
+ * one: the one atomic write of core and store.
+ */
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array | string,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const tmp = opts.tempPath ?? tempPathFor(target);
+  let fh: FileHandle | null = await open(tmp, 'wx', 0o644);
   try {
-    await writeAll(fh, typeof data === 'string' ? new TextEncoder().encode(data) : data);
+    opts.beforeWrite?.(target, bytes.byteLength);
+    await writeAll(fh, bytes);
     await fh.sync();
     await fh.close();
-    await rename(tmp, target);
+    fh = null;
+    try {
+      await rename(tmp, target);
+    } catch (e) {
+      if (!opts.mkdirs || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await mkdir(dirname(target), { recursive: true });
+      await rename(tmp, target);
+    }
   } catch (e) {
-    await fh.close().catch(() => {});
+    if (fh) await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     throw e;
   }
-  await fsyncDir(dirname(target));
+  if (opts.syncDir !== false) await fsyncDir(dirname(target));
 }
