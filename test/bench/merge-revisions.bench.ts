@@ -15,16 +15,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type DType,
-  getDevice,
-  type ModelSource,
-  ModelWriter,
-  mergeModels,
-  openModel,
-  type TensorSpec,
-} from '../../packages/core/src/index.js';
+import { getDevice, type ModelSource, ModelWriter, mergeModels, openModel } from '../../packages/core/src/index.js';
 import { Repository } from '../../packages/store/src/index.js';
+import { llamaSpecs } from './fixtures/llama.js';
 import { bestOfAsync, bf16, bytesOf, machineLine, Rng, table } from './fixtures/synthetic.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,28 +28,7 @@ const RUNS = Number(process.env.WGIT_BENCH_RUNS ?? 2);
 const cacheDir = path.join(root, '.bench', `merge-revisions-${LAYERS}l-bf16`);
 const NAMES = ['base', 'ft0', 'ft1'] as const;
 
-function specs(): TensorSpec[] {
-  const h = 2048;
-  const inter = 5632;
-  const kv = 256;
-  const dtype: DType = 'BF16';
-  const s: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [32000, h] }];
-  for (let l = 0; l < LAYERS; l++) {
-    const p = `model.layers.${l}.`;
-    s.push({ name: `${p}input_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}mlp.down_proj.weight`, dtype, shape: [h, inter] });
-    s.push({ name: `${p}mlp.gate_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}mlp.up_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}post_attention_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}self_attn.k_proj.weight`, dtype, shape: [kv, h] });
-    s.push({ name: `${p}self_attn.o_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.q_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.v_proj.weight`, dtype, shape: [kv, h] });
-  }
-  s.push({ name: 'model.norm.weight', dtype, shape: [h] });
-  s.push({ name: 'lm_head.weight', dtype, shape: [32000, h] });
-  return s;
-}
+const specs = () => llamaSpecs(LAYERS);
 
 interface Cached {
   commits: Record<(typeof NAMES)[number], string>;

@@ -15,14 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type DType,
-  getDevice,
-  ModelWriter,
-  mergeModels,
-  openModel,
-  type TensorSpec,
-} from '../../packages/core/src/index.js';
+import { getDevice, ModelWriter, mergeModels, openModel } from '../../packages/core/src/index.js';
+import { llamaSpecs, numel } from './fixtures/llama.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const THREADS = Number(process.env.WGIT_THREADS ?? 2);
@@ -31,31 +25,7 @@ const cacheDir = path.join(root, '.bench', `llama-${LAYERS}l-bf16`);
 const METHODS = (process.env.WGIT_BENCH_METHODS ?? 'linear,ties,dare-ties').split(',');
 const DENSITY = 0.2;
 
-function specs(): TensorSpec[] {
-  const h = 2048;
-  const inter = 5632;
-  const kv = 256;
-  const vocab = 32000;
-  const dtype: DType = 'BF16';
-  const s: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [vocab, h] }];
-  for (let l = 0; l < LAYERS; l++) {
-    const p = `model.layers.${l}.`;
-    s.push({ name: `${p}input_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}mlp.down_proj.weight`, dtype, shape: [h, inter] });
-    s.push({ name: `${p}mlp.gate_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}mlp.up_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}post_attention_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}self_attn.k_proj.weight`, dtype, shape: [kv, h] });
-    s.push({ name: `${p}self_attn.o_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.q_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.v_proj.weight`, dtype, shape: [kv, h] });
-  }
-  s.push({ name: 'model.norm.weight', dtype, shape: [h] });
-  s.push({ name: 'lm_head.weight', dtype, shape: [vocab, h] });
-  return s;
-}
-
-const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+const specs = () => llamaSpecs(LAYERS);
 
 /** bf16 bit patterns of 65,536 draws from normal(0, sd), indexed by 16 random bits. */
 function normalTable(sd: number): Uint16Array {

@@ -16,16 +16,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  type DType,
   getDevice,
   type ModelSource,
   ModelWriter,
   mergeModels,
   openModel,
   referenceDevice,
-  type TensorSpec,
   transferModel,
 } from '../../packages/core/src/index.js';
+import { llamaSpecs, numel } from './fixtures/llama.js';
 import { bestOfAsync, machineLine } from './fixtures/synthetic.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -34,31 +33,7 @@ const LAYERS = Number(process.env.WGIT_BENCH_LAYERS ?? 3);
 const RUNS = Number(process.env.WGIT_BENCH_RUNS ?? 3);
 const cacheDir = path.join(root, '.bench', `transfer-llama-${LAYERS}l-bf16`);
 
-function specs(): TensorSpec[] {
-  const h = 2048;
-  const inter = 5632;
-  const kv = 256;
-  const vocab = 32000;
-  const dtype: DType = 'BF16';
-  const s: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [vocab, h] }];
-  for (let l = 0; l < LAYERS; l++) {
-    const p = `model.layers.${l}.`;
-    s.push({ name: `${p}input_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}mlp.down_proj.weight`, dtype, shape: [h, inter] });
-    s.push({ name: `${p}mlp.gate_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}mlp.up_proj.weight`, dtype, shape: [inter, h] });
-    s.push({ name: `${p}post_attention_layernorm.weight`, dtype, shape: [h] });
-    s.push({ name: `${p}self_attn.k_proj.weight`, dtype, shape: [kv, h] });
-    s.push({ name: `${p}self_attn.o_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.q_proj.weight`, dtype, shape: [h, h] });
-    s.push({ name: `${p}self_attn.v_proj.weight`, dtype, shape: [kv, h] });
-  }
-  s.push({ name: 'model.norm.weight', dtype, shape: [h] });
-  s.push({ name: 'lm_head.weight', dtype, shape: [vocab, h] });
-  return s;
-}
-
-const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+const specs = () => llamaSpecs(LAYERS);
 
 /** Old base normal(0, 0.02); the fine-tune and the new base each add normal(0, 0.002) noise of their own. */
 async function generate(): Promise<void> {

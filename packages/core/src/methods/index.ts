@@ -11,6 +11,8 @@
  *   defineMethod({ name, params: [weightsParam(), …], build, … }) + a line in registry.ts → a new method
  */
 
+// The stored form of the basis belongs to the rmm-basis object kind.
+export { RMM_META_TENSOR, type RmmMeta, type RmmTensorMeta } from '../objects/rmm-format.js';
 export {
   BufferPool,
   copySideFiles,
@@ -62,10 +64,7 @@ export {
   type RecoverOptions,
   type RecoverReport,
   type ReversibleMergeOptions,
-  RMM_META_TENSOR,
-  type RmmMeta,
   type RmmReport,
-  type RmmTensorMeta,
   reconstruct,
   recoverModel,
   reversibleMerge,

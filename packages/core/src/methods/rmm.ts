@@ -50,18 +50,6 @@ import { RMM_MERGED_CONFIG, rmm } from './rmm-method.js';
 import { sparseConsensusTensor } from './sparse-consensus.js';
 import type { MergeParams, MergeReport, ProgressEvent, ResolvedParams } from './types.js';
 
-// The stored form of the basis (tensor names, coefficient table) belongs to the rmm-basis object kind.
-export {
-  baseName,
-  basisName,
-  fixIndexName,
-  fixValueName,
-  inputCopyName,
-  RMM_META_TENSOR,
-  type RmmMeta,
-  type RmmTensorMeta,
-} from '../objects/rmm-format.js';
-
 const fr = Math.fround;
 
 /** Eigen-directions carrying less than this fraction of the updates' energy are dropped. */
