@@ -294,35 +294,69 @@ export class Repository {
     return marker;
   }
 
+  /**
+   * The branch a commit lands on, checked before any chunk is written: a valid
+   * name that clashes with no other ref's folder, still at `expectedHead` when
+   * the caller names one.
+   */
+  private async landingBranch(
+    branch: string,
+    expectedHead: string | null | undefined,
+  ): Promise<{ ref: string; oldHead: string | null }> {
+    checkRefName(branch, 'branch');
+    const ref = `refs/heads/${branch}`;
+    await checkRefNameFree(this.gitdir, ref);
+    const oldHead = await readRef(this.gitdir, ref);
+    if (expectedHead !== undefined && expectedHead !== oldHead) {
+      throw new WgitError(
+        'E_BRANCH_MOVED',
+        `branch ${branch} is at ${oldHead?.slice(0, 12) ?? 'nothing'}, expected ${expectedHead?.slice(0, 12) ?? 'nothing'}`,
+        { branch, expected: expectedHead, found: oldHead },
+      );
+    }
+    return { ref, oldHead };
+  }
+
+  /**
+   * Parents of a new commit: the revisions given, else the branch head, else
+   * (a new branch) where HEAD is, so its first commit can be a delta against it.
+   */
+  private async parentsFor(head: string | null, given: string[] | undefined): Promise<string[]> {
+    if (given) {
+      const out: string[] = [];
+      for (const p of given) out.push(await this.resolve(p));
+      return out;
+    }
+    if (head) return [head];
+    const h = await this.lookupName('HEAD');
+    return h ? [h] : [];
+  }
+
+  /** Writes the tree and commit object, then moves the branch by compare-and-swap (the chunks are durable already). */
+  private async land(
+    target: { ref: string; oldHead: string | null },
+    expectedHead: string | null | undefined,
+    entries: Map<string, string>,
+    parents: string[],
+    message: string,
+    identity: ReturnType<typeof currentIdentity>,
+  ): Promise<string> {
+    const tree = await buildTree(this.git, entries);
+    const text = `${message.replace(/\s+$/, '')}\n`;
+    const commit = await this.git.writeCommit({ tree, parents, message: text, author: identity, committer: identity });
+    await updateRef(this.refCtx(), target.ref, commit, {
+      expectedOld: expectedHead !== undefined ? expectedHead : target.oldHead,
+      message: `commit${parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : ''}: ${text.split('\n')[0]}`,
+      identity,
+    });
+    return commit;
+  }
+
   async commit(opts: CommitOptions): Promise<CommitResult> {
     const identity = currentIdentity(opts.author);
     const branch = opts.branch ?? (await this.currentBranch());
-    checkRefName(branch, 'branch');
-    const ref = `refs/heads/${branch}`;
-    // A name clash with another branch's folder is refused before any chunk is written.
-    await checkRefNameFree(this.gitdir, ref);
-    const oldHead = await readRef(this.gitdir, ref);
-    if (opts.expectedHead !== undefined && opts.expectedHead !== oldHead) {
-      throw new WgitError(
-        'E_BRANCH_MOVED',
-        `branch ${branch} is at ${oldHead?.slice(0, 12) ?? 'nothing'}, expected ${opts.expectedHead?.slice(0, 12) ?? 'nothing'}`,
-        {
-          branch,
-          expected: opts.expectedHead,
-          found: oldHead,
-        },
-      );
-    }
-    let parents: string[];
-    if (opts.parents) {
-      parents = [];
-      for (const p of opts.parents) parents.push(await this.resolve(p));
-    } else if (oldHead) parents = [oldHead];
-    else {
-      // A new branch starts from where HEAD is, so its first commit can be a delta against it.
-      const head = await this.lookupName('HEAD');
-      parents = head ? [head] : [];
-    }
+    const target = await this.landingBranch(branch, opts.expectedHead);
+    const parents = await this.parentsFor(target.oldHead, opts.parents);
     const model = await openInput(opts.path);
     const groupModels: [string, Awaited<ReturnType<typeof openInput>>][] = [];
     const marker = await this.beginWrite();
@@ -378,14 +412,8 @@ export class Repository {
       runner = null;
       // Every chunk the commit names is durable before the commit object exists, let alone the ref.
       await flushChunks(ctx);
-      const tree = await buildTree(this.git, all);
-      const message = `${(opts.message ?? `Commit ${path.basename(path.resolve(opts.path))}`).replace(/\s+$/, '')}\n`;
-      const commit = await this.git.writeCommit({ tree, parents, message, author: identity, committer: identity });
-      await updateRef(this.refCtx(), ref, commit, {
-        expectedOld: opts.expectedHead !== undefined ? opts.expectedHead : oldHead,
-        message: `commit${parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : ''}: ${message.split('\n')[0]}`,
-        identity,
-      });
+      const message = opts.message ?? `Commit ${path.basename(path.resolve(opts.path))}`;
+      const commit = await this.land(target, opts.expectedHead, all, parents, message, identity);
       return {
         commit,
         branch,
@@ -426,19 +454,7 @@ export class Repository {
   ): Promise<StoreSink> {
     const branch = opts.branch ?? (await this.currentBranch());
     checkRefName(branch, 'branch');
-    const parentsOf = async (b: string, given: string[] | undefined): Promise<string[]> => {
-      if (given) {
-        const out: string[] = [];
-        for (const p of given) out.push(await this.resolve(p));
-        return out;
-      }
-      const head = await readRef(this.gitdir, `refs/heads/${b}`);
-      if (head) return [head];
-      // A new branch starts from where HEAD is, as in commit.
-      const h = await this.lookupName('HEAD');
-      return h ? [h] : [];
-    };
-    const first = (await parentsOf(branch, opts.parents))[0];
+    const first = (await this.parentsFor(await readRef(this.gitdir, `refs/heads/${branch}`), opts.parents))[0];
     let parent: { set: TensorSet; git: GitStore } | null = null;
     if (first) {
       try {
@@ -459,35 +475,11 @@ export class Repository {
       release: () => fsp.unlink(marker).catch(() => {}),
       land: async (tree, o, totals) => {
         try {
-          const identity = currentIdentity(o.author);
-          const target = o.branch ?? branch;
-          checkRefName(target, 'branch');
-          const ref = `refs/heads/${target}`;
-          await checkRefNameFree(this.gitdir, ref);
-          const oldHead = await readRef(this.gitdir, ref);
-          if (o.expectedHead !== undefined && o.expectedHead !== oldHead) {
-            throw new WgitError(
-              'E_BRANCH_MOVED',
-              `branch ${target} is at ${oldHead?.slice(0, 12) ?? 'nothing'}, expected ${o.expectedHead?.slice(0, 12) ?? 'nothing'}`,
-              { branch: target, expected: o.expectedHead, found: oldHead },
-            );
-          }
-          const parents = await parentsOf(target, o.parents);
-          const treeOid = await buildTree(this.git, tree);
-          const message = `${o.message.replace(/\s+$/, '')}\n`;
-          const commit = await this.git.writeCommit({
-            tree: treeOid,
-            parents,
-            message,
-            author: identity,
-            committer: identity,
-          });
-          await updateRef(this.refCtx(), ref, commit, {
-            expectedOld: o.expectedHead !== undefined ? o.expectedHead : oldHead,
-            message: `commit${parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : ''}: ${message.split('\n')[0]}`,
-            identity,
-          });
-          return { commit, branch: target, ...totals };
+          const name = o.branch ?? branch;
+          const target = await this.landingBranch(name, o.expectedHead);
+          const parents = await this.parentsFor(target.oldHead, o.parents);
+          const commit = await this.land(target, o.expectedHead, tree, parents, o.message, currentIdentity(o.author));
+          return { commit, branch: name, ...totals };
         } catch (e) {
           throw mapFsError(e, this.gitdir);
         }
