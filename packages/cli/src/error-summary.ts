@@ -1,6 +1,6 @@
 // Kept apart from base.ts (and free of oclif) so the inspect fast path in bin/run.js can format errors
 // exactly like the commands do. Only the errors module of core: all of @wgit/core costs ~0.15 s of start-up.
-import { isWgitError } from '@wgit/core/errors';
+import { isWgitError, systemErrorCode } from '@wgit/core/errors';
 
 /** The stable code and one-line message printed for any failure. */
 export function errorSummary(err: unknown): { code: string; message: string } {
@@ -17,7 +17,7 @@ export function errorSummary(err: unknown): { code: string; message: string } {
   }
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
     // Node system errors (ENOENT, ENOSPC, EACCES …) keep their code.
-    return { code: `E_${e.code.replace(/^E/, '')}`, message: e.message.split('\n')[0] };
+    return { code: systemErrorCode(e.code), message: e.message.split('\n')[0] };
   }
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'E_INTERNAL', message: message.split('\n')[0] };

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { WgitError } from '@wgit/core';
+import { type ErrorCode, WgitError } from '@wgit/core';
 
 /**
  * Reads a small file the user named (a config, a recipe): it must be a
@@ -11,7 +11,7 @@ import { WgitError } from '@wgit/core';
  */
 export async function readSmallFile(
   file: string,
-  opts: { what: string; maxBytes: number; code: string },
+  opts: { what: string; maxBytes: number; code: ErrorCode },
 ): Promise<Buffer> {
   const refuse = (why: string) =>
     new WgitError(opts.code, `${opts.what} ${JSON.stringify(file)} ${why}`, { path: file });

@@ -64,7 +64,7 @@ describe('terminal-safe printing', () => {
 
 describe('readSmallFile', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-small-'));
-  const opts = { what: '--config', maxBytes: 16, code: 'E_TEST' };
+  const opts = { what: '--config', maxBytes: 16, code: 'E_MERGEKIT_INVALID' as const };
   const codeOf = async (p: Promise<unknown>) =>
     p.then(
       () => 'no error',
@@ -79,13 +79,13 @@ describe('readSmallFile', () => {
   it('refuses a file over the limit, a folder, a device and a FIFO; a missing file is E_NOT_FOUND', async () => {
     const big = path.join(dir, 'big.yml');
     fs.writeFileSync(big, 'x'.repeat(17));
-    assert.equal(await codeOf(readSmallFile(big, opts)), 'E_TEST');
-    assert.equal(await codeOf(readSmallFile(dir, opts)), 'E_TEST');
-    if (fs.existsSync('/dev/zero')) assert.equal(await codeOf(readSmallFile('/dev/zero', opts)), 'E_TEST');
+    assert.equal(await codeOf(readSmallFile(big, opts)), 'E_MERGEKIT_INVALID');
+    assert.equal(await codeOf(readSmallFile(dir, opts)), 'E_MERGEKIT_INVALID');
+    if (fs.existsSync('/dev/zero')) assert.equal(await codeOf(readSmallFile('/dev/zero', opts)), 'E_MERGEKIT_INVALID');
     assert.equal(await codeOf(readSmallFile(path.join(dir, 'none'), opts)), 'E_NOT_FOUND');
     const fifo = path.join(dir, 'fifo');
     const { spawnSync } = await import('node:child_process');
-    if (spawnSync('mkfifo', [fifo]).status === 0) assert.equal(await codeOf(readSmallFile(fifo, opts)), 'E_TEST');
+    if (spawnSync('mkfifo', [fifo]).status === 0) assert.equal(await codeOf(readSmallFile(fifo, opts)), 'E_MERGEKIT_INVALID');
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -18,13 +18,13 @@
  * (E_BAD_PARAM for flags by default, E_BAD_ENV for environment variables,
  * E_BAD_DATE for dates).
  */
-import { WgitError } from './errors.js';
+import { type ErrorCode, WgitError } from './errors.js';
 
 export interface ParseOptions {
   /** What is being parsed, as the user wrote it: `--lambda`, `WGIT_THREADS`. */
   what: string;
   /** Error code of a refusal (default E_BAD_PARAM; E_BAD_DATE for dates). */
-  code?: string;
+  code?: ErrorCode;
   /** Inclusive bounds. */
   min?: number;
   max?: number;

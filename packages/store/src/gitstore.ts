@@ -1,21 +1,41 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { WgitError } from '@wgit/core';
+import { systemErrorCode, WgitError } from '@wgit/core';
 import git from 'isomorphic-git';
+import { FolderObjects } from './backend/fs/objects.js';
 import { atomicWrite, mapFsError } from './fsutil.js';
 
 /**
- * isomorphic-git writes loose objects with a plain writeFile, so a process
- * killed mid-write would leave a truncated object under its final name
- * (and isomorphic-git skips writing objects that "exist"). We hand it a file
- * system whose writeFile is temp + fsync + rename.
+ * The file system isomorphic-git is given. Loose objects (`objects/ab/cd…`)
+ * go through the repository's object backend: reads get what it stores,
+ * writes are its checked put-if-absent (temp file, fsync, hard link; an
+ * object is never replaced, and bytes that do not hash to their name are
+ * refused). Every other file (HEAD, config) is written temp + fsync + rename.
  */
-function atomicFs(tmpDir: string) {
+function backendFs(gitdir: string, tmpDir: string, objects: FolderObjects) {
+  const objectsDir = path.join(gitdir, 'objects');
+  const objectId = (file: string): string | null => {
+    const m = /^([0-9a-f]{2})[/\\]([0-9a-f]{38})$/.exec(path.relative(objectsDir, file));
+    return m ? m[1] + m[2] : null;
+  };
   return {
     promises: {
-      readFile: fsp.readFile,
-      writeFile: (file: string, data: Uint8Array | string) => atomicWrite(tmpDir, file, data),
+      readFile: async (file: string, opts?: BufferEncoding | { encoding?: BufferEncoding | null }) => {
+        const oid = objectId(file);
+        if (oid === null) return fsp.readFile(file, opts);
+        const bytes = await objects.getObject(oid);
+        if (bytes === null)
+          throw Object.assign(new Error(`ENOENT: no such file, open '${file}'`), { code: 'ENOENT', path: file });
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const encoding = typeof opts === 'string' ? opts : opts?.encoding;
+        return encoding ? buf.toString(encoding) : buf;
+      },
+      writeFile: async (file: string, data: Uint8Array | string) => {
+        const oid = objectId(file);
+        if (oid === null || typeof data === 'string') return atomicWrite(tmpDir, file, data);
+        await objects.place(oid, data, false);
+      },
       unlink: fsp.unlink,
       readdir: fsp.readdir,
       mkdir: (p: string) =>
@@ -41,7 +61,7 @@ function damaged(oid: string, what: string, e: unknown): WgitError {
   const errno = (e as { code?: unknown })?.code;
   if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) {
     // The file system failed (permissions, I/O), not the object.
-    return new WgitError(`E_${errno.slice(1)}`, `cannot read ${what} ${oid}: ${errno}`, { oid });
+    return new WgitError(systemErrorCode(errno), `cannot read ${what} ${oid}: ${errno}`, { oid });
   }
   return new WgitError(
     'E_CORRUPT',
@@ -67,14 +87,15 @@ export interface GitCommit {
 }
 
 export class GitStore {
-  private readonly fs: ReturnType<typeof atomicFs>;
+  private readonly fs: ReturnType<typeof backendFs>;
   private readonly cache: object = {};
 
   constructor(
     readonly gitdir: string,
     tmpDir: string,
+    objects: FolderObjects = new FolderObjects(path.join(gitdir, 'objects'), tmpDir),
   ) {
-    this.fs = atomicFs(tmpDir);
+    this.fs = backendFs(gitdir, tmpDir, objects);
   }
 
   async init(): Promise<void> {

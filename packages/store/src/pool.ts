@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { isWgitError, WgitError } from '@wgit/core/errors';
+import { isWgitError, WgitError, type WgitErrorCode } from '@wgit/core/errors';
 import { parseInteger } from '@wgit/core/parse';
 import { ChunkIO, type ChunkJob, type JobResult } from './chunkio.js';
 import { hasWriteFaultHook } from './fsutil.js';
@@ -33,7 +33,7 @@ export function toWire(e: unknown): WireError {
 }
 
 export function fromWire(w: WireError): Error {
-  if (w.wgit) return new WgitError(w.code ?? 'E_INTERNAL', w.message, w.data);
+  if (w.wgit) return new WgitError((w.code ?? 'E_INTERNAL') as WgitErrorCode, w.message, w.data);
   return Object.assign(new Error(w.message), w.code ? { code: w.code } : {});
 }
 

@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 import { type DType, dtypeSize, isDType } from '../dtypes.js';
-import { WgitError } from '../errors.js';
+import { type ErrorCode, WgitError } from '../errors.js';
 import { JsonObject, JsonSyntaxError, type JsonValue, parseJson, safeInteger, setOwn } from './json.js';
 
 /** Offsets are relative to the start of the data section, as in the file. */
@@ -48,7 +48,7 @@ export function quoteName(name: string): string {
   return q.length > 200 ? `${q.slice(0, 197)}…"` : q;
 }
 
-function fail(code: string, path: string, message: string, data: Record<string, unknown> = {}): never {
+function fail(code: ErrorCode, path: string, message: string, data: Record<string, unknown> = {}): never {
   throw new WgitError(code, `${path}: ${message}`, { path, ...data });
 }
 
@@ -136,7 +136,7 @@ function parseMetadata(entry: JsonValue, path: string): Record<string, string> {
 
 function parseEntry(name: string, entry: JsonValue, dataLength: number, path: string): TensorInfo {
   // Messages are built only on failure: quoting every name up front costs an allocation per tensor.
-  const bad = (code: string, what: string): never =>
+  const bad = (code: ErrorCode, what: string): never =>
     fail(code, path, name.length === 0 ? 'a tensor has an empty name' : `tensor ${quoteName(name)}: ${what}`, {
       tensor: name,
     });

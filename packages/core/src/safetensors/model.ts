@@ -1,7 +1,7 @@
 import { lstat, type open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { DType } from '../dtypes.js';
-import { WgitError } from '../errors.js';
+import { type ErrorCode, WgitError } from '../errors.js';
 import { relPathProblem } from '../util/safe-path.js';
 import {
   openRegularFile,
@@ -296,7 +296,7 @@ async function explainMissingShard(root: string, shard: string, indexPath: strin
 }
 
 async function readIndex(path: string, listed: Listed): Promise<SafetensorsIndex> {
-  const bad = (message: string, code = 'E_SAFETENSORS_INDEX'): never => {
+  const bad = (message: string, code: ErrorCode = 'E_SAFETENSORS_INDEX'): never => {
     throw new WgitError(code, `${path}: ${message}`, { path });
   };
   if (listed.size > MAX_INDEX_BYTES) bad(`index is ${listed.size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '@wgit/core';
 import type { Identity } from '../identity.js';
 
 /**
@@ -97,6 +98,8 @@ export interface RefLogLine {
 
 /** Branches (`refs/heads/…`) and tags (`refs/tags/…`), full names. */
 export interface RefBackend {
+  /** The full name of the branch HEAD points to (`refs/heads/main`); a remote's default branch. */
+  readHead(): Promise<string>;
   /** The commit a ref names, or null when it does not exist. */
   readRef(name: string): Promise<string | null>;
   listRefs(prefix: 'refs/heads/' | 'refs/tags/'): Promise<Map<string, string>>;
@@ -110,7 +113,7 @@ export interface RefBackend {
     expected: string | null,
     next: string | null,
     log: RefLogLine,
-    opts?: { movedCode?: string },
+    opts?: { movedCode?: ErrorCode },
   ): Promise<string | null>;
   readReflog(name: string): Promise<ReflogEntry[]>;
   /** Full names of the refs that have a reflog. */

@@ -62,7 +62,16 @@ export class FolderObjects implements ObjectBackend {
     }
   }
 
-  async putObjectIfAbsent(oid: string, bytes: Uint8Array): Promise<boolean> {
+  putObjectIfAbsent(oid: string, bytes: Uint8Array): Promise<boolean> {
+    return this.place(oid, bytes, true);
+  }
+
+  /**
+   * Checks and places one loose object (hard link: an object already there
+   * is never replaced). `syncDir` false leaves the folder's fsync to the
+   * caller, for a writer that places many objects before it moves a ref.
+   */
+  async place(oid: string, bytes: Uint8Array, syncDir: boolean): Promise<boolean> {
     checkLooseObject(oid, bytes);
     const target = this.pathOf(oid);
     if (await this.hasObject(oid)) return false;
@@ -84,7 +93,7 @@ export class FolderObjects implements ObjectBackend {
       throw mapFsError(e, target);
     }
     await fsp.rm(tmp, { force: true });
-    await fsyncDir(dir);
+    if (syncDir) await fsyncDir(dir);
     return true;
   }
 

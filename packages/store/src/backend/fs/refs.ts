@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { WgitError } from '@wgit/core';
+import { type ErrorCode, WgitError } from '@wgit/core';
 import { atomicWrite, mapFsError } from '../../fsutil.js';
 import { formatTz, type Identity } from '../../identity.js';
 import type { RefBackend, RefLogLine, ReflogEntry } from '../types.js';
@@ -241,7 +241,7 @@ export interface UpdateRefOptions {
   message: string;
   identity: Identity;
   /** Error raised when the expectation fails. */
-  movedCode?: string;
+  movedCode?: ErrorCode;
 }
 
 /** Compare-and-swap update of one ref (newOid null deletes it). Returns the previous value. */
@@ -339,6 +339,15 @@ export async function listReflogs(gitdir: string): Promise<string[]> {
 export class FolderRefs implements RefBackend {
   constructor(private readonly ctx: RefContext) {}
 
+  readHead(): Promise<string> {
+    return readHeadTarget(this.ctx.gitdir);
+  }
+
+  /** E_BAD_REF_NAME when another ref's name is a folder of this one or the reverse; checked before a write starts. */
+  checkNameFree(name: string): Promise<void> {
+    return checkRefNameFree(this.ctx.gitdir, name);
+  }
+
   readRef(name: string): Promise<string | null> {
     return readRef(this.ctx.gitdir, name);
   }
@@ -352,7 +361,7 @@ export class FolderRefs implements RefBackend {
     expected: string | null,
     next: string | null,
     log: RefLogLine,
-    opts: { movedCode?: string } = {},
+    opts: { movedCode?: ErrorCode } = {},
   ): Promise<string | null> {
     return updateRef(this.ctx, name, next, { expectedOld: expected, ...log, movedCode: opts.movedCode });
   }
