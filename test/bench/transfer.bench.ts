@@ -18,13 +18,12 @@ import { fileURLToPath } from 'node:url';
 import {
   getDevice,
   type ModelSource,
-  ModelWriter,
   mergeModels,
   openModel,
   referenceDevice,
   transferModel,
 } from '../../packages/core/src/index.js';
-import { llamaSpecs, numel } from './fixtures/llama.js';
+import { llamaSpecs, llamaVersions } from './fixtures/llama.js';
 import { bestOfAsync, machineLine } from './fixtures/synthetic.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -36,56 +35,7 @@ const cacheDir = path.join(root, '.bench', `transfer-llama-${LAYERS}l-bf16`);
 const specs = () => llamaSpecs(LAYERS);
 
 /** Old base normal(0, 0.02); the fine-tune and the new base each add normal(0, 0.002) noise of their own. */
-async function generate(): Promise<void> {
-  if (fs.existsSync(path.join(cacheDir, 'complete'))) return;
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-  const sp = specs();
-  const total = sp.reduce((s, t) => s + numel(t.shape), 0);
-  console.log(`generating 3 versions of ${(total / 1e9).toFixed(2)} B parameters into ${cacheDir} …`);
-  let state = 0x9e3779b9;
-  const next = () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return state >>> 0;
-  };
-  // normal draws from a 65,536-entry Box–Muller table
-  const table = (sd: number) => {
-    const t = new Float32Array(65536);
-    for (let i = 0; i < 65536; i++) {
-      const u1 = (i + 0.5) / 65536;
-      const u2 = ((i * 40503) % 65536) / 65536;
-      t[i] = sd * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
-    }
-    return t;
-  };
-  const big = table(0.02);
-  const small = table(0.002);
-  const names = ['old', 'ft', 'new'];
-  const writers = await Promise.all(
-    names.map((n) => ModelWriter.create(path.join(cacheDir, n), sp, { maxShardBytes: 1e9 })),
-  );
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  const bf16 = () => (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16;
-  for (const t of sp) {
-    const n = numel(t.shape);
-    const norm = t.shape.length === 1;
-    const old = new Float32Array(n);
-    for (let j = 0; j < n; j++) old[j] = norm ? 1 : big[next() & 0xffff];
-    for (let m = 0; m < 3; m++) {
-      const out = new Uint16Array(n);
-      for (let j = 0; j < n; j++) {
-        f[0] = m === 0 ? old[j] : old[j] + small[next() & 0xffff];
-        out[j] = bf16();
-      }
-      await writers[m].write(t.name, new Uint8Array(out.buffer));
-    }
-  }
-  for (const w of writers) await w.finish();
-  for (const n of names) fs.writeFileSync(path.join(cacheDir, n, 'config.json'), '{"model_type":"llama"}');
-  fs.writeFileSync(path.join(cacheDir, 'complete'), `${total}\n`);
-}
+const generate = () => llamaVersions(cacheDir, specs());
 
 function outRoot(): string {
   try {

@@ -99,7 +99,7 @@ describe('a repository written before object kinds', () => {
     const r = wgit('merge', 'ft-a', 'ft-b', '--method', 'rmm', '--base', 'v1', '--branch', 'reversible-2');
     const group = wgit('show', r.commit, '--group', 'rmm');
     assert.equal(group.object.kind, 'rmm-basis');
-    assert.equal(group.object.version, 1);
+    assert.equal(group.object.version, 2);
     assert.equal(group.object.detected, false);
     const manifest = spawnSync('git', ['--git-dir=.wgit', 'show', `${r.commit}:groups/rmm/wgit.json`], {
       cwd: repo,
@@ -109,7 +109,7 @@ describe('a repository written before object kinds', () => {
     {
       const m = JSON.parse(manifest.stdout);
       assert.equal(m.format, 3);
-      assert.deepEqual(m.object, { kind: 'rmm-basis', version: 1, meta: { inputs: 2, rank: 2 } });
+      assert.deepEqual(m.object, { kind: 'rmm-basis', version: 2, meta: { inputs: 2, rank: 2 } });
       const top = JSON.parse(
         spawnSync('git', ['--git-dir=.wgit', 'show', `${r.commit}:wgit.json`], { cwd: repo, encoding: 'utf8' }).stdout,
       );

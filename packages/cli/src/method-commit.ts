@@ -138,10 +138,10 @@ export interface MethodCommitPlan<T> {
   /** The name after `<kind>/` of the default branch. */
   branchName: (models: ModelArg[]) => string;
   /**
-   * Writes the result model and says how to commit it: into `sink` when the
-   * method can stream (the store commits it as it comes, no folder on disk),
-   * else to `outDir` (extra folders may go under `scratch`). `sink` is absent
-   * when WGIT_SCRATCH_COMMIT=1 forces the folder path.
+   * Writes the result model and says how to commit it: into `sink` (the store
+   * commits it as it comes, its tensor groups too, no folder on disk), else to
+   * `outDir` (group folders go under `scratch`, returned in `groups`). `sink`
+   * is absent when WGIT_SCRATCH_COMMIT=1 forces the folder path.
    */
   compute: (
     models: ModelArg[],
@@ -177,10 +177,10 @@ const BRANCH_RETRIES = 20;
 
 /**
  * The shared life of a method command: open the models, compute the result
- * straight into a commit (a store sink) or, for methods that write folders,
- * into a scratch folder that is committed then; the commit has the inputs as
- * parents and the recipe (compare-and-swap on the branch). Then close and
- * clean up.
+ * straight into a commit (a store sink, tensor groups included) or, on the
+ * folder path, into scratch folders that are committed then; the commit has
+ * the inputs as parents and the recipe (compare-and-swap on the branch).
+ * Then close and clean up.
  */
 export async function runMethodCommit<T>(
   plan: MethodCommitPlan<T>,
@@ -201,7 +201,7 @@ export async function runMethodCommit<T>(
       });
     }
     const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir, sink);
-    // A method that cannot stream (rmm writes a second tensor set) left the sink unused and wrote the folder.
+    // A computation that did not use the sink wrote the folder (and its groups' folders) instead.
     const streamed = sink?.begun === true;
     if (streamed && !sink?.ready)
       throw new WgitError('E_INTERNAL', 'the method stopped before its result was complete');

@@ -10,7 +10,12 @@ interface Bounds {
   max?: number;
 }
 
-const opts = (flag: string, b: Bounds) => ({ what: `--${flag}`, code: 'E_BAD_PARAM' as const, data: { param: flag }, ...b });
+const opts = (flag: string, b: Bounds) => ({
+  what: `--${flag}`,
+  code: 'E_BAD_PARAM' as const,
+  data: { param: flag },
+  ...b,
+});
 
 /** A decimal number flag; undefined when not given. */
 export function decimalFlag(value: string | undefined, flag: string, bounds: Bounds = {}): number | undefined {

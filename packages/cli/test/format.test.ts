@@ -85,7 +85,8 @@ describe('readSmallFile', () => {
     assert.equal(await codeOf(readSmallFile(path.join(dir, 'none'), opts)), 'E_NOT_FOUND');
     const fifo = path.join(dir, 'fifo');
     const { spawnSync } = await import('node:child_process');
-    if (spawnSync('mkfifo', [fifo]).status === 0) assert.equal(await codeOf(readSmallFile(fifo, opts)), 'E_MERGEKIT_INVALID');
+    if (spawnSync('mkfifo', [fifo]).status === 0)
+      assert.equal(await codeOf(readSmallFile(fifo, opts)), 'E_MERGEKIT_INVALID');
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -232,6 +232,329 @@ export function weightedSum(
   }
 }
 
+// ------------------------------------------------------------------ transfer
+// Fine-tuning transfer: out = new + s·(ft − old) in f32, with the closeness
+// sums in f64 written per block (src/device/device.ts, TransferSums, is the
+// definition; reference.ts transferF32 the scalar form).
+
+/** Four elements (16-bit kinds: 8 bytes, so nothing past them is read). */
+@inline function load4<T>(p: usize, j: i32): v128 {
+  if (isFloat<T>()) return v128.load(p + (<usize>j << 2));
+  const u = i32x4.extend_low_i16x8_u(v128.load64_zero(p + (<usize>j << 1)));
+  return isSigned<T>() ? f16x4ToF32(u) : i32x4.shl(u, 16);
+}
+
+@inline function store4<T>(p: usize, j: i32, a: v128): void {
+  if (isFloat<T>()) v128.store(p + (<usize>j << 2), a);
+  else if (isSigned<T>()) {
+    const h = f32x4ToF16(a);
+    v128.store64_lane(p + (<usize>j << 1), i16x8.narrow_i32x4_u(h, h), 0);
+  } else {
+    const h = f32x4ToBf16(a);
+    v128.store64_lane(p + (<usize>j << 1), i16x8.narrow_i32x4_u(h, h), 0);
+  }
+}
+
+/**
+ * One range [0, n) starting on a block boundary of the whole call; block b
+ * of the range writes its four sums (dot, shift2, delta2, old2) at
+ * partials + 32·b. Element i of a block adds into lane i mod 4 (f64x2 pairs
+ * lo = lanes 0, 1 and hi = lanes 2, 3), lanes combine as (l0 + l1) + (l2 + l3),
+ * then the block's last n mod 4 elements add in order.
+ */
+function xfer<I, O>(out: usize, n: i32, s: f32, pn: usize, pf: usize, po: usize, partials: usize): void {
+  const sv = f32x4.splat(s);
+  for (let b0: i32 = 0; b0 < n; b0 += BLOCK) {
+    const end = min(n, b0 + BLOCK);
+    const body = end - ((end - b0) & 3);
+    let dLo = f64x2.splat(0);
+    let dHi = f64x2.splat(0);
+    let sLo = f64x2.splat(0);
+    let sHi = f64x2.splat(0);
+    let lLo = f64x2.splat(0);
+    let lHi = f64x2.splat(0);
+    let oLo = f64x2.splat(0);
+    let oHi = f64x2.splat(0);
+    let j: i32 = b0;
+    // eight at a time (one 16-byte load per 16-bit input), then one group of four
+    for (; j + 8 <= body; j += 8) {
+      const nw = loadLo<I>(pn, j);
+      const o = loadLo<I>(po, j);
+      const d = f32x4.sub(loadLo<I>(pf, j), o);
+      const nw2 = loadHi<I>(pn, j);
+      const o2 = loadHi<I>(po, j);
+      const d2 = f32x4.sub(loadHi<I>(pf, j), o2);
+      store8<O>(out, j, f32x4.add(nw, f32x4.mul(d, sv)), f32x4.add(nw2, f32x4.mul(d2, sv)));
+      let oL = f64x2.promote_low_f32x4(o);
+      let oH = highPair(o);
+      let dL = f64x2.promote_low_f32x4(d);
+      let dH = highPair(d);
+      let shL = f64x2.sub(f64x2.promote_low_f32x4(nw), oL);
+      let shH = f64x2.sub(highPair(nw), oH);
+      dLo = f64x2.add(dLo, f64x2.mul(shL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(shH, dH));
+      sLo = f64x2.add(sLo, f64x2.mul(shL, shL));
+      sHi = f64x2.add(sHi, f64x2.mul(shH, shH));
+      lLo = f64x2.add(lLo, f64x2.mul(dL, dL));
+      lHi = f64x2.add(lHi, f64x2.mul(dH, dH));
+      oLo = f64x2.add(oLo, f64x2.mul(oL, oL));
+      oHi = f64x2.add(oHi, f64x2.mul(oH, oH));
+      oL = f64x2.promote_low_f32x4(o2);
+      oH = highPair(o2);
+      dL = f64x2.promote_low_f32x4(d2);
+      dH = highPair(d2);
+      shL = f64x2.sub(f64x2.promote_low_f32x4(nw2), oL);
+      shH = f64x2.sub(highPair(nw2), oH);
+      dLo = f64x2.add(dLo, f64x2.mul(shL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(shH, dH));
+      sLo = f64x2.add(sLo, f64x2.mul(shL, shL));
+      sHi = f64x2.add(sHi, f64x2.mul(shH, shH));
+      lLo = f64x2.add(lLo, f64x2.mul(dL, dL));
+      lHi = f64x2.add(lHi, f64x2.mul(dH, dH));
+      oLo = f64x2.add(oLo, f64x2.mul(oL, oL));
+      oHi = f64x2.add(oHi, f64x2.mul(oH, oH));
+    }
+    for (; j < body; j += 4) {
+      const nw = load4<I>(pn, j);
+      const o = load4<I>(po, j);
+      const d = f32x4.sub(load4<I>(pf, j), o);
+      store4<O>(out, j, f32x4.add(nw, f32x4.mul(d, sv)));
+      const oL = f64x2.promote_low_f32x4(o);
+      const oH = highPair(o);
+      const dL = f64x2.promote_low_f32x4(d);
+      const dH = highPair(d);
+      const shL = f64x2.sub(f64x2.promote_low_f32x4(nw), oL);
+      const shH = f64x2.sub(highPair(nw), oH);
+      dLo = f64x2.add(dLo, f64x2.mul(shL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(shH, dH));
+      sLo = f64x2.add(sLo, f64x2.mul(shL, shL));
+      sHi = f64x2.add(sHi, f64x2.mul(shH, shH));
+      lLo = f64x2.add(lLo, f64x2.mul(dL, dL));
+      lHi = f64x2.add(lHi, f64x2.mul(dH, dH));
+      oLo = f64x2.add(oLo, f64x2.mul(oL, oL));
+      oHi = f64x2.add(oHi, f64x2.mul(oH, oH));
+    }
+    let bd = lanes(dLo, dHi);
+    let bs = lanes(sLo, sHi);
+    let bl = lanes(lLo, lHi);
+    let bo = lanes(oLo, oHi);
+    for (; j < end; j++) {
+      const nw = loadOne<I>(pn, j);
+      const o = loadOne<I>(po, j);
+      const d = f32x4.sub(loadOne<I>(pf, j), o);
+      storeOne<O>(out, j, f32x4.add(nw, f32x4.mul(d, sv)));
+      const ov = <f64>f32x4.extract_lane(o, 0);
+      const dv = <f64>f32x4.extract_lane(d, 0);
+      const sh = <f64>f32x4.extract_lane(nw, 0) - ov;
+      bd += sh * dv;
+      bs += sh * sh;
+      bl += dv * dv;
+      bo += ov * ov;
+    }
+    store<f64>(partials, bd);
+    store<f64>(partials, bs, 8);
+    store<f64>(partials, bl, 16);
+    store<f64>(partials, bo, 24);
+    partials += 32;
+  }
+}
+
+/**
+ * out = new + s·(ft − old) over n elements reading inKind and writing
+ * outKind directly; per-block closeness sums at `partials` (32 bytes a block).
+ */
+export function transfer(
+  out: usize, outKind: i32, inKind: i32, n: i32, s: f32, pn: usize, pf: usize, po: usize, partials: usize,
+): void {
+  switch (inKind * 3 + outKind) {
+    case KIND_F32 * 3 + KIND_F32: xfer<f32, f32>(out, n, s, pn, pf, po, partials); break;
+    case KIND_F32 * 3 + KIND_BF16: xfer<f32, u16>(out, n, s, pn, pf, po, partials); break;
+    case KIND_F32 * 3 + KIND_F16: xfer<f32, i16>(out, n, s, pn, pf, po, partials); break;
+    case KIND_BF16 * 3 + KIND_F32: xfer<u16, f32>(out, n, s, pn, pf, po, partials); break;
+    case KIND_BF16 * 3 + KIND_BF16: xfer<u16, u16>(out, n, s, pn, pf, po, partials); break;
+    case KIND_BF16 * 3 + KIND_F16: xfer<u16, i16>(out, n, s, pn, pf, po, partials); break;
+    case KIND_F16 * 3 + KIND_F32: xfer<i16, f32>(out, n, s, pn, pf, po, partials); break;
+    case KIND_F16 * 3 + KIND_BF16: xfer<i16, u16>(out, n, s, pn, pf, po, partials); break;
+    default: xfer<i16, i16>(out, n, s, pn, pf, po, partials);
+  }
+}
+
+// ------------------------------------------------------------------- diff
+// `wgit diff`'s figures of a pair of tensors in one pass over their raw bytes
+// (src/device/device.ts, DiffSums, is the definition; reference.ts diffStats
+// the scalar form): δ = f32(b − a); Σ δ², Σ a², Σ b², Σ a·b in f64 in the
+// transfer's block order; the largest non-NaN |δ|; bit-identical elements.
+
+/** Four zero-extended 16-bit patterns as f32 (i16 stands for F16, u16 for BF16). */
+@inline function decode4<T>(u: v128): v128 {
+  return isSigned<T>() ? f16x4ToF32(u) : i32x4.shl(u, 16);
+}
+
+/**
+ * One range [0, n) starting on a block boundary of the whole call; block b
+ * of the range writes six f64 at partials + 48·b: Σ δ², Σ a², Σ b², Σ a·b,
+ * max |δ| (NaN not ranked, 0 when none) and the count of elements whose
+ * stored bits are equal. Sums: element i of a block adds into lane i mod 4
+ * (f64x2 pairs lo = lanes 0, 1 and hi = lanes 2, 3), lanes combine as
+ * (l0 + l1) + (l2 + l3), then the block's last n mod 4 elements add in order.
+ */
+function diffBlocks<T>(n: i32, pa: usize, pb: usize, partials: usize): void {
+  for (let b0: i32 = 0; b0 < n; b0 += BLOCK) {
+    const end = min(n, b0 + BLOCK);
+    const body = end - ((end - b0) & 3);
+    let dLo = f64x2.splat(0);
+    let dHi = f64x2.splat(0);
+    let aLo = f64x2.splat(0);
+    let aHi = f64x2.splat(0);
+    let bLo = f64x2.splat(0);
+    let bHi = f64x2.splat(0);
+    let xLo = f64x2.splat(0);
+    let xHi = f64x2.splat(0);
+    // pmax(m, x) = m < x ? x : m: a NaN x never replaces m, which starts at 0
+    let mx = f32x4.splat(0);
+    // equal elements: i32x4.eq / i16x8.eq give −1 per equal lane, subtracted
+    // (at most 256 per i32 lane and 128 per i16 lane in a block)
+    let same = i32x4.splat(0);
+    let same16 = i16x8.splat(0);
+    let j: i32 = b0;
+    // eight at a time (one 16-byte load per 16-bit input), then one group of four
+    for (; j + 8 <= body; j += 8) {
+      let a0: v128;
+      let a1: v128;
+      let y0: v128;
+      let y1: v128;
+      if (isFloat<T>()) {
+        a0 = v128.load(pa + (<usize>j << 2));
+        a1 = v128.load(pa + (<usize>j << 2), 16);
+        y0 = v128.load(pb + (<usize>j << 2));
+        y1 = v128.load(pb + (<usize>j << 2), 16);
+        same = i32x4.sub(same, i32x4.eq(a0, y0));
+        same = i32x4.sub(same, i32x4.eq(a1, y1));
+      } else {
+        const ra = v128.load(pa + (<usize>j << 1));
+        const rb = v128.load(pb + (<usize>j << 1));
+        same16 = i16x8.sub(same16, i16x8.eq(ra, rb));
+        a0 = decode4<T>(i32x4.extend_low_i16x8_u(ra));
+        a1 = decode4<T>(i32x4.extend_high_i16x8_u(ra));
+        y0 = decode4<T>(i32x4.extend_low_i16x8_u(rb));
+        y1 = decode4<T>(i32x4.extend_high_i16x8_u(rb));
+      }
+      const d0 = f32x4.sub(y0, a0);
+      const d1 = f32x4.sub(y1, a1);
+      mx = f32x4.pmax(mx, f32x4.abs(d0));
+      mx = f32x4.pmax(mx, f32x4.abs(d1));
+      let dL = f64x2.promote_low_f32x4(d0);
+      let dH = highPair(d0);
+      let aL = f64x2.promote_low_f32x4(a0);
+      let aH = highPair(a0);
+      let yL = f64x2.promote_low_f32x4(y0);
+      let yH = highPair(y0);
+      dLo = f64x2.add(dLo, f64x2.mul(dL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(dH, dH));
+      aLo = f64x2.add(aLo, f64x2.mul(aL, aL));
+      aHi = f64x2.add(aHi, f64x2.mul(aH, aH));
+      bLo = f64x2.add(bLo, f64x2.mul(yL, yL));
+      bHi = f64x2.add(bHi, f64x2.mul(yH, yH));
+      xLo = f64x2.add(xLo, f64x2.mul(aL, yL));
+      xHi = f64x2.add(xHi, f64x2.mul(aH, yH));
+      dL = f64x2.promote_low_f32x4(d1);
+      dH = highPair(d1);
+      aL = f64x2.promote_low_f32x4(a1);
+      aH = highPair(a1);
+      yL = f64x2.promote_low_f32x4(y1);
+      yH = highPair(y1);
+      dLo = f64x2.add(dLo, f64x2.mul(dL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(dH, dH));
+      aLo = f64x2.add(aLo, f64x2.mul(aL, aL));
+      aHi = f64x2.add(aHi, f64x2.mul(aH, aH));
+      bLo = f64x2.add(bLo, f64x2.mul(yL, yL));
+      bHi = f64x2.add(bHi, f64x2.mul(yH, yH));
+      xLo = f64x2.add(xLo, f64x2.mul(aL, yL));
+      xHi = f64x2.add(xHi, f64x2.mul(aH, yH));
+    }
+    for (; j < body; j += 4) {
+      let a0: v128;
+      let y0: v128;
+      if (isFloat<T>()) {
+        a0 = v128.load(pa + (<usize>j << 2));
+        y0 = v128.load(pb + (<usize>j << 2));
+        same = i32x4.sub(same, i32x4.eq(a0, y0));
+      } else {
+        // 8 bytes each, so nothing past the four elements is read
+        const ua = i32x4.extend_low_i16x8_u(v128.load64_zero(pa + (<usize>j << 1)));
+        const ub = i32x4.extend_low_i16x8_u(v128.load64_zero(pb + (<usize>j << 1)));
+        same = i32x4.sub(same, i32x4.eq(ua, ub));
+        a0 = decode4<T>(ua);
+        y0 = decode4<T>(ub);
+      }
+      const d0 = f32x4.sub(y0, a0);
+      mx = f32x4.pmax(mx, f32x4.abs(d0));
+      const dL = f64x2.promote_low_f32x4(d0);
+      const dH = highPair(d0);
+      const aL = f64x2.promote_low_f32x4(a0);
+      const aH = highPair(a0);
+      const yL = f64x2.promote_low_f32x4(y0);
+      const yH = highPair(y0);
+      dLo = f64x2.add(dLo, f64x2.mul(dL, dL));
+      dHi = f64x2.add(dHi, f64x2.mul(dH, dH));
+      aLo = f64x2.add(aLo, f64x2.mul(aL, aL));
+      aHi = f64x2.add(aHi, f64x2.mul(aH, aH));
+      bLo = f64x2.add(bLo, f64x2.mul(yL, yL));
+      bHi = f64x2.add(bHi, f64x2.mul(yH, yH));
+      xLo = f64x2.add(xLo, f64x2.mul(aL, yL));
+      xHi = f64x2.add(xHi, f64x2.mul(aH, yH));
+    }
+    let sd = lanes(dLo, dHi);
+    let sa = lanes(aLo, aHi);
+    let sb = lanes(bLo, bHi);
+    let sx = lanes(xLo, xHi);
+    let m = f32x4.extract_lane(mx, 0);
+    const m1 = f32x4.extract_lane(mx, 1);
+    const m2 = f32x4.extract_lane(mx, 2);
+    const m3 = f32x4.extract_lane(mx, 3);
+    if (m1 > m) m = m1;
+    if (m2 > m) m = m2;
+    if (m3 > m) m = m3;
+    let count: i32 =
+      i32x4.extract_lane(same, 0) + i32x4.extract_lane(same, 1) + i32x4.extract_lane(same, 2) + i32x4.extract_lane(same, 3);
+    if (!isFloat<T>()) {
+      const s4 = i32x4.extadd_pairwise_i16x8_u(same16);
+      count += i32x4.extract_lane(s4, 0) + i32x4.extract_lane(s4, 1) + i32x4.extract_lane(s4, 2) + i32x4.extract_lane(s4, 3);
+    }
+    for (; j < end; j++) {
+      const a = f32x4.extract_lane(loadOne<T>(pa, j), 0);
+      const y = f32x4.extract_lane(loadOne<T>(pb, j), 0);
+      if (isFloat<T>()) {
+        if (load<u32>(pa + (<usize>j << 2)) == load<u32>(pb + (<usize>j << 2))) count++;
+      } else if (load<u16>(pa + (<usize>j << 1)) == load<u16>(pb + (<usize>j << 1))) count++;
+      const d = y - a;
+      const ad = abs<f32>(d);
+      if (ad > m) m = ad;
+      const dv = <f64>d;
+      const av = <f64>a;
+      const yv = <f64>y;
+      sd += dv * dv;
+      sa += av * av;
+      sb += yv * yv;
+      sx += av * yv;
+    }
+    store<f64>(partials, sd);
+    store<f64>(partials, sa, 8);
+    store<f64>(partials, sb, 16);
+    store<f64>(partials, sx, 24);
+    store<f64>(partials, <f64>m, 32);
+    store<f64>(partials, <f64>count, 40);
+    partials += 48;
+  }
+}
+
+/** diff figures of a against b, n elements of `kind` from block 0 of the range; 48 bytes a block at `partials`. */
+export function diffStats(kind: i32, n: i32, pa: usize, pb: usize, partials: usize): void {
+  if (kind == KIND_F32) diffBlocks<f32>(n, pa, pb, partials);
+  else if (kind == KIND_BF16) diffBlocks<u16>(n, pa, pb, partials);
+  else diffBlocks<i16>(n, pa, pb, partials);
+}
+
 /** out = a − b */
 export function sub(a: usize, b: usize, out: usize, n: i32): void {
   let j: i32 = 0;

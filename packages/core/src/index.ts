@@ -1,4 +1,5 @@
 export * from './device/index.js';
+export * from './diff/index.js';
 export * from './dtypes.js';
 export * from './errors.js';
 export * from './methods/index.js';

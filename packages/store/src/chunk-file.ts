@@ -142,8 +142,17 @@ export interface LoadedChunk {
   header: ChunkHeader;
   /** The whole file; null when `raw` is given. */
   file: Uint8Array | null;
-  /** The chunk's bytes, already verified (a reader's cache): the chain below it is not decoded again. */
+  /**
+   * The chunk's bytes, already decoded (a reader's cache): the chain below it
+   * is not decoded again. Verified against the id unless `unchecked`.
+   */
   raw?: Uint8Array;
+  /**
+   * `raw` was decoded as a delta base and never hashed (see `checkBases`):
+   * good enough as a base for a chunk that is hashed itself, and hashed
+   * before it is handed out as a chunk of its own.
+   */
+  unchecked?: boolean;
 }
 
 /** Where decodeChunkChain gets chunk files from: synchronous, so worker threads can use it as is. */
@@ -156,8 +165,25 @@ export interface ChunkFiles {
   load(id: string, rawLength: number | undefined, level: number): LoadedChunk;
   /** A buffer of `rawLength` bytes for the decoded chunk at `level`; a fresh one when absent. */
   output?(level: number, rawLength: number): Uint8Array;
-  /** Called with every chunk decoded and verified, bases included. */
-  decoded?(id: string, raw: Uint8Array): void;
+  /** Called with every chunk decoded and verified, bases included, and with an `unchecked` raw once hashed. */
+  decoded?(id: string, raw: Uint8Array, header: ChunkHeader): void;
+  /** Called with every base decoded without a hash check (`checkBases: false`). */
+  decodedUnchecked?(id: string, raw: Uint8Array, header: ChunkHeader): void;
+}
+
+export interface ChainOptions {
+  /**
+   * false: delta bases are decoded without hashing them; only the chunk asked
+   * for is hashed. That still proves the returned bytes right: a wrong base
+   * XORed in gives bytes that do not match the id. It does not prove the base
+   * right (a damaged base and a damaged delta could make up for each other),
+   * so such bases come back through `decodedUnchecked` and must be hashed
+   * before they are returned as chunks themselves (LoadedChunk.unchecked).
+   * Errors then may name the top chunk where a full check would name the
+   * damaged base: decodeChunkShared decodes again with every level checked
+   * before it reports one. Default true.
+   */
+  checkBases?: boolean;
 }
 
 /**
@@ -170,8 +196,37 @@ export function decodeChunkChain(
   id: string,
   rawLength: number | undefined,
   maxDepth: number,
+  opts: ChainOptions = {},
 ): Uint8Array {
-  return decodeLoaded(files, id, files.load(id, rawLength, 0), maxDepth, 0, undefined);
+  return decodeLoaded(files, id, files.load(id, rawLength, 0), maxDepth, 0, undefined, opts.checkBases ?? true);
+}
+
+/**
+ * A chunk decoded with its bases unchecked (`files`, which may serve bases
+ * other reads decoded: LoadedChunk.raw) and the chunk itself hashed. Any
+ * failure is decoded again through `strict`, which loads every file afresh
+ * and checks every level, so the error names the damaged chunk exactly as a
+ * plain decodeChunkChain does (and a file repaired in between reads fine).
+ */
+export function decodeChunkShared(
+  files: ChunkFiles,
+  strict: ChunkFiles,
+  id: string,
+  rawLength: number,
+  maxDepth: number,
+  /** Called before the strict decode: what `files` got from the failed attempt is suspect. */
+  onRetry?: () => void,
+): Uint8Array {
+  try {
+    return decodeChunkChain(files, id, rawLength, maxDepth, { checkBases: false });
+  } catch {
+    onRetry?.();
+    return decodeChunkChain(strict, id, rawLength, maxDepth);
+  }
+}
+
+function checkRaw(id: string, raw: Uint8Array, h: ChunkHeader): void {
+  if (raw.length !== h.rawLength || sha256hex(raw) !== id) throw corrupt(id, 'content does not match its hash');
 }
 
 function decodeLoaded(
@@ -181,11 +236,19 @@ function decodeLoaded(
   maxDepth: number,
   level: number,
   wantDepth: number | undefined,
+  checkBases: boolean,
 ): Uint8Array {
   const h = c.header;
   if (h.depth > maxDepth) throw corrupt(id, `delta chain deeper (${h.depth}) than allowed (${maxDepth})`);
   if (wantDepth !== undefined && h.depth !== wantDepth) throw corrupt(id, 'inconsistent delta depth');
-  if (c.raw) return c.raw;
+  const check = level === 0 || checkBases;
+  if (c.raw) {
+    if (c.unchecked && check) {
+      checkRaw(id, c.raw, h);
+      files.decoded?.(id, c.raw, h);
+    }
+    return c.raw;
+  }
   let base: Uint8Array | undefined;
   if (h.base) {
     let bc: LoadedChunk | null = null;
@@ -200,7 +263,7 @@ function decodeLoaded(
       throw corrupt(id, `its delta depth ${h.depth} does not follow its base's depth ${bc.header.depth}`);
     try {
       if (!bc) throw err;
-      base = decodeLoaded(files, h.base, bc, h.depth - 1, level + 1, h.depth - 1);
+      base = decodeLoaded(files, h.base, bc, h.depth - 1, level + 1, h.depth - 1, checkBases);
     } catch (e) {
       throw new WgitError(
         'E_CORRUPT_CHUNK',
@@ -222,10 +285,15 @@ function decodeLoaded(
   } catch (e) {
     throw corrupt(id, `cannot decode (${(e as Error).message})`);
   }
-  if (raw.length !== h.rawLength || sha256hex(raw) !== id) throw corrupt(id, 'content does not match its hash');
   // Callers get a plain Uint8Array view, whatever the codec handed back.
   const view = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-  files.decoded?.(id, view);
+  if (check) {
+    checkRaw(id, view, h);
+    files.decoded?.(id, view, h);
+  } else {
+    if (view.length !== h.rawLength) throw corrupt(id, 'content does not match its hash');
+    files.decodedUnchecked?.(id, view, h);
+  }
   return view;
 }
 
@@ -242,7 +310,7 @@ export function chunkHolds(files: ChunkFiles, id: string, raw: Uint8Array): Chun
   if (c.header.encoding === 'raw')
     return Buffer.compare(c.file!.subarray(c.header.headerLength), raw) === 0 ? c.header : null;
   try {
-    decodeLoaded(files, id, c, 255, 0, undefined);
+    decodeLoaded(files, id, c, 255, 0, undefined, true);
   } catch {
     return null;
   }

@@ -1,25 +1,18 @@
-import { parentPort, workerData } from 'node:worker_threads';
-import { ChunkIO, type ChunkJob } from './chunkio.js';
-import { toWire } from './pool.js';
+import { ChunkIO, type ChunkJob, type JobResult } from './chunkio.js';
 
-// Entry of the chunk worker threads started by pool.ts: one job at a time,
-// in the order they arrive, each answered with its sequence number.
-const port = parentPort!;
-const io = new ChunkIO(workerData.chunksDir as string, workerData.tmpDir as string);
-
-port.on('message', (m: { seq: number; job: ChunkJob } | { close: true }) => {
-  if ('close' in m) {
-    try {
+/**
+ * The chunk handler of the process's worker threads (@wgit/core/workers),
+ * installed by pool.ts's PoolRunner once per runner: each worker keeps one
+ * ChunkIO over the runner's chunk folder and runs its jobs, one at a time,
+ * in the order they arrive. Uninstalling the runner closes the ChunkIO (its
+ * model files' descriptors) in every worker.
+ */
+export function install(data: { chunksDir: string; tmpDir: string }) {
+  const io = new ChunkIO(data.chunksDir, data.tmpDir);
+  const run = <J extends ChunkJob>(job: J): JobResult<J> => io.run(job);
+  return Object.assign(run, {
+    close(): void {
       io.close();
-    } finally {
-      port.postMessage({ closed: true });
-    }
-    return;
-  }
-  try {
-    port.postMessage({ seq: m.seq, result: io.run(m.job) });
-  } catch (e) {
-    port.postMessage({ seq: m.seq, error: toWire(e) });
-  }
-});
-port.postMessage({ ready: true });
+    },
+  });
+}

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DType } from '@wgit/core';
-import { WgitError } from '@wgit/core/errors';
+import { isWgitError, WgitError, type WgitErrorCode } from '@wgit/core/errors';
 import { chunkFileLimit, FolderChunks, readChunkFullySync } from './backend/fs/chunks.js';
 import {
   type ChunkFiles,
@@ -9,6 +9,7 @@ import {
   checkChunkBounds,
   chunkHolds,
   decodeChunkChain,
+  decodeChunkShared,
   encodeChunkFor,
   type LoadedChunk,
   MAX_CHUNK_HEADER,
@@ -90,8 +91,76 @@ export interface ReadJob {
   offset: number;
 }
 
-export type ChunkJob = PutJob | PutBytesJob | GetJob | ReadJob;
-export type JobResult<J extends ChunkJob> = J extends PutJob | PutBytesJob ? PutDone : number;
+/**
+ * Reading the chunks at one position (same tensor, same chunk index) of
+ * several revisions at once, as a merge does (shared-reads.ts): one job, so
+ * that a chunk that is another's delta base (a fine-tune's chunk under the
+ * next fine-tune's, the base model's under both) is decoded once and serves
+ * every read that needs it. Each chunk handed out is hashed once; a base that
+ * is not itself read is not hashed (the chunk decoded from it is). `reads`
+ * go in the order given: bases first (the records' delta depths) saves
+ * copies. Buffers as in ReadJob.
+ */
+export interface ReadGroupJob {
+  op: 'read-group';
+  maxDepth: number;
+  reads: { id: string; rawLength: number; buffer: ArrayBufferLike; offset: number }[];
+}
+
+/** An error as it crosses the thread boundary inside a result: WgitErrors keep code and data. */
+export interface ReadError {
+  wgit: boolean;
+  code?: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface ReadGroupDone {
+  /** Per read, in job order: null, or why it failed (the other reads still count). */
+  errors: (ReadError | null)[];
+  /** Chunk payloads decoded (each level of each chain counts; a shared one once). */
+  decoded: number;
+  /** Decoded chunks hashed. */
+  hashed: number;
+  /** Times a chunk decoded earlier in the job served again, as a base or as a read. */
+  reused: number;
+  /** Most bytes of decoded bases this job held at once beside the readers' own buffers. */
+  peakBaseBytes: number;
+}
+
+export type ChunkJob = PutJob | PutBytesJob | GetJob | ReadJob | ReadGroupJob;
+export type JobResult<J extends ChunkJob> = J extends PutJob | PutBytesJob
+  ? PutDone
+  : J extends ReadGroupJob
+    ? ReadGroupDone
+    : number;
+
+/**
+ * Decoded bases a read-group job keeps for the next reads of the group, beside
+ * the ones the chain being decoded needs (at most its depth): a fine-tune two
+ * deltas deep needs one (the base model, when it is not read itself).
+ */
+export const KEPT_BASES = 4;
+
+function toReadError(e: unknown): ReadError {
+  if (isWgitError(e)) return { wgit: true, code: e.code, message: e.message, data: e.data };
+  const x = e as NodeJS.ErrnoException;
+  return { wgit: false, code: typeof x?.code === 'string' ? x.code : undefined, message: String(x?.message ?? e) };
+}
+
+export function fromReadError(r: ReadError): Error {
+  if (r.wgit) return new WgitError((r.code ?? 'E_INTERNAL') as WgitErrorCode, r.message, r.data);
+  return Object.assign(new Error(r.message), r.code ? { code: r.code } : {});
+}
+
+/** A decoded chunk a read-group job can use again: in a reader's buffer, or in one of the job's base buffers. */
+interface Held {
+  header: ChunkHeader;
+  raw: Uint8Array;
+  checked: boolean;
+  /** The base buffer holding it; null when `raw` is a reader's buffer (kept by the reader until the job ends). */
+  buf: Uint8Array | null;
+}
 
 function grow(buf: Uint8Array, n: number): Uint8Array {
   return buf.length >= n ? buf : new Uint8Array(Math.max(n, Math.min(buf.length * 2, 1 << 30)));
@@ -126,6 +195,8 @@ export class ChunkIO {
   // Chunks this thread wrote during the operation: a repeat (identical norm
   // weights in every layer) is neither encoded nor written twice.
   private readonly made = new Map<string, PutDone>();
+  // Buffers for the delta bases of read-group jobs, reused from job to job.
+  private spareBases: Uint8Array[] = [];
   // Existing chunks this operation read back and found intact: reused without
   // a second check. Forgotten at close, since gc may delete an unreferenced
   // chunk between two operations.
@@ -158,6 +229,7 @@ export class ChunkIO {
   run<J extends ChunkJob>(job: J): JobResult<J> {
     if (job.op === 'put') return this.put(job) as JobResult<J>;
     if (job.op === 'read') return this.read(job) as JobResult<J>;
+    if (job.op === 'read-group') return this.readGroup(job) as JobResult<J>;
     if (job.op === 'put-bytes') return this.store(job.bytes, job.dtype, job.base, job.maxDepth) as JobResult<J>;
     return this.get(job) as JobResult<J>;
   }
@@ -168,6 +240,7 @@ export class ChunkIO {
     this.inputs.clear();
     this.made.clear();
     this.verified.clear();
+    this.spareBases = [];
   }
 
   private input(file: string): number {
@@ -299,6 +372,101 @@ export class ChunkIO {
     const raw = decodeChunkChain(this.chain, job.id, job.rawLength, 255);
     writeFully(job.fd, raw, job.position);
     return raw.length;
+  }
+
+  /**
+   * The reads of one read-group job, in order. Every chunk decoded is kept
+   * for the rest of the job: a read's own bytes in its buffer, a base no read
+   * asked for in a buffer of its own (the chain being decoded needs up to
+   * its depth of them; after each read at most KEPT_BASES stay, oldest
+   * dropped first). A later read whose chunk, or some base of it, is kept
+   * starts there. Bases are not hashed; each read's chunk is, once
+   * (decodeChunkShared), and any failure is decoded again from the files
+   * with every level checked, so errors are the plain reader's.
+   */
+  private readGroup(job: ReadGroupJob): ReadGroupDone {
+    const done: ReadGroupDone = { errors: [], decoded: 0, hashed: 0, reused: 0, peakBaseBytes: 0 };
+    const held = new Map<string, Held>();
+    const kept: string[] = []; // ids of held bases, oldest first
+    let inUse: Uint8Array[] = []; // base buffers handed out for the read being decoded
+    let baseBytes = 0;
+    const takeBase = (rawLength: number): Uint8Array => {
+      let i = this.spareBases.findIndex((b) => b.length >= rawLength);
+      if (i < 0) {
+        this.spareBases.push(new Uint8Array(rawLength));
+        i = this.spareBases.length - 1;
+      }
+      const buf = this.spareBases.splice(i, 1)[0];
+      inUse.push(buf);
+      baseBytes += buf.length;
+      done.peakBaseBytes = Math.max(done.peakBaseBytes, baseBytes);
+      return buf.subarray(0, rawLength);
+    };
+    const dropBase = (buf: Uint8Array): void => {
+      this.spareBases.push(buf);
+      baseBytes -= buf.length;
+    };
+    let target: Uint8Array | null = null;
+    const files: ChunkFiles = {
+      load: (id, rawLength, level) => {
+        const h = held.get(id);
+        if (h && (rawLength === undefined || h.header.rawLength === rawLength)) {
+          done.reused++;
+          return { header: h.header, file: null, raw: h.raw, unchecked: !h.checked };
+        }
+        return this.load(id, rawLength, level);
+      },
+      output: (level, rawLength) => {
+        done.decoded++;
+        return level === 0 && target?.length === rawLength ? target : takeBase(rawLength);
+      },
+      decoded: (id, raw, header) => {
+        done.hashed++;
+        const h = held.get(id);
+        if (!h) held.set(id, { header, raw, checked: true, buf: this.bufferOf(raw, inUse) });
+        else if (h.raw === raw) h.checked = true;
+      },
+      decodedUnchecked: (id, raw, header) => {
+        if (!held.has(id)) held.set(id, { header, raw, checked: false, buf: this.bufferOf(raw, inUse) });
+      },
+    };
+    for (const r of job.reads) {
+      target = new Uint8Array(r.buffer, r.offset, r.rawLength);
+      const before = new Set(held.keys());
+      // What a failed attempt kept may be what is damaged: later reads decode it afresh.
+      const forget = () => {
+        for (const id of held.keys()) if (!before.has(id)) held.delete(id);
+      };
+      try {
+        this.target = target;
+        const raw = decodeChunkShared(files, this.chain, r.id, r.rawLength, job.maxDepth, forget);
+        if (raw.buffer !== target.buffer || raw.byteOffset !== target.byteOffset) target.set(raw);
+        done.errors.push(null);
+      } catch (e) {
+        done.errors.push(toReadError(e));
+      } finally {
+        this.target = null;
+      }
+      // Base buffers of this read that hold nothing kept go back; the kept ones are trimmed.
+      for (const buf of inUse) {
+        const id = [...held.entries()].find(([, h]) => h.buf === buf)?.[0];
+        if (id === undefined) dropBase(buf);
+        else kept.push(id);
+      }
+      inUse = [];
+      while (kept.length > KEPT_BASES) {
+        const id = kept.shift()!;
+        dropBase(held.get(id)!.buf!);
+        held.delete(id);
+      }
+    }
+    for (const id of kept) dropBase(held.get(id)!.buf!);
+    return done;
+  }
+
+  /** The base buffer among `bufs` that `raw` is a view of, or null (a reader's buffer). */
+  private bufferOf(raw: Uint8Array, bufs: Uint8Array[]): Uint8Array | null {
+    return bufs.find((b) => b.buffer === raw.buffer && b.byteOffset === raw.byteOffset) ?? null;
   }
 
   private read(job: ReadJob): number {

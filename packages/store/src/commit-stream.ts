@@ -8,21 +8,28 @@
  * ModelWriter would write holds, so checkout rebuilds that folder byte for
  * byte; nothing is written to a scratch folder and read back.
  *
- * Lifecycle: begin → write… → finish (side files; every chunk durable and
- * under its name) → commit (manifest, tree, commit, ref by compare-and-swap;
- * may be called again after E_BRANCH_MOVED) → close. abort/close after a
- * failure removes this commit's temp files; chunks already placed stay
- * (unreferenced, for gc), as with a failed folder commit.
+ * Tensor groups (`sink.group(name, header)`: a reversible merge's basis)
+ * stream in the same way, interleaved with the model, and land under
+ * `groups/<name>/` with the header in their manifest (format 3): the tree a
+ * folder commit of the same group gets with `repo.commit({ groups })`.
+ *
+ * Lifecycle: begin → (group: begin → write… → finish)… and write… → finish
+ * (side files; every chunk durable and under its name) → commit (manifest,
+ * tree, commit, ref by compare-and-swap; may be called again after
+ * E_BRANCH_MOVED) → close. abort/close after a failure removes this commit's
+ * temp files; chunks already placed stay (unreferenced, for gc), as with a
+ * failed folder commit.
  */
 import {
   DEFAULT_MAX_SHARD_BYTES,
   encodeSafetensorsHeader,
   formatIndex,
+  type GroupHeader,
   INDEX_FILE_NAME,
-  type ModelSource,
   parseSafetensorsHeader,
   planShards,
   SINGLE_FILE_NAME,
+  type SideFileSource,
   type Sink,
   type SinkPlan,
   shardFileName,
@@ -36,7 +43,9 @@ import type { RepoConfig } from './config.js';
 import { limiter, mapFsError } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
 import {
+  GROUPS_DIR,
   headerTreePath,
+  loadTensorSet,
   MANIFEST,
   readAllRecords,
   SIDE_FILE_BLOB_MAX,
@@ -45,13 +54,14 @@ import {
   tensorHashOf,
   tensorTreePath,
 } from './model.js';
-import { checkRelPath } from './names.js';
+import { checkRelPath, escapeName } from './names.js';
 import { type ChunkRunner, startRunner } from './pool.js';
 import {
   type ChunkRef,
   encodeManifest,
   encodeRecord,
   type Manifest,
+  manifestFormat,
   RECORD_FORMAT,
   type ShardEntry,
   type TensorRecord,
@@ -133,23 +143,44 @@ interface PlannedShard {
   headerOrder: string[];
 }
 
+type SetState = 'new' | 'open' | 'staged' | 'aborted';
+
+/** One tensor set streamed in: the commit's model, or one of its groups. */
+class StreamSet {
+  state: SetState = 'new';
+  specs: TensorSpec[] = [];
+  next = 0;
+  shards: PlannedShard[] = [];
+  index: Uint8Array | null = null;
+  parentRecords: Map<string, TensorRecord> | null = null;
+  readonly records: TensorRecord[] = [];
+  readonly totals = { rawBytes: 0, storedBytes: 0, newBytes: 0 };
+  /** Tree entries relative to the set, and its manifest, once staged. */
+  staged: { entries: Map<string, string>; manifest: Manifest } | null = null;
+
+  constructor(
+    /** null: the model; else the group's name. */
+    readonly group: string | null,
+    readonly header?: GroupHeader,
+  ) {}
+
+  get label(): string {
+    return this.group === null ? 'the stream' : `group ${JSON.stringify(this.group)}`;
+  }
+}
+
 type State = 'new' | 'open' | 'staged' | 'aborted' | 'closed';
 
 export class StoreSink implements Sink {
   private state: State = 'new';
   private began = false;
-  private specs: TensorSpec[] = [];
-  private next = 0;
-  private shards: PlannedShard[] = [];
-  private index: Uint8Array | null = null;
+  private readonly main = new StreamSet(null);
+  private readonly groups = new Map<string, StreamSet>();
   private runner: ChunkRunner | null = null;
   private window: JobWindow | null = null;
   private buffers: ChunkBuffers | null = null;
-  private parentRecords: Map<string, TensorRecord> | null = null;
-  private readonly records: TensorRecord[] = [];
-  private readonly totals = { rawBytes: 0, storedBytes: 0, newBytes: 0 };
   private readonly sctx: StoreContext;
-  private staged: { entries: Map<string, string>; manifest: Manifest } | null = null;
+  private stagedCommit: { entries: Map<string, string>; manifest: Manifest } | null = null;
 
   constructor(private readonly ctx: StreamCommitContext) {
     this.sctx = {
@@ -171,14 +202,12 @@ export class StoreSink implements Sink {
     throw new WgitError('E_SAFETENSORS_WRITE', `commit stream: ${message}`, {});
   }
 
-  async begin(plan: SinkPlan): Promise<void> {
-    if (this.state !== 'new') this.misuse(`cannot begin: the stream is ${this.state}`);
-    this.began = true;
-    // The same validation, shard plan, headers and index as ModelWriter's.
+  /** The same validation, shard plan, headers and index as ModelWriter's; returns the data length. */
+  private plan(set: StreamSet, plan: SinkPlan): number {
     const { dataLength } = encodeSafetensorsHeader(plan.specs, plan.metadata ?? null);
     const groups = planShards(plan.specs, plan.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
     const weightMap: Record<string, string> = {};
-    this.shards = groups.map((specs, i) => {
+    set.shards = groups.map((specs, i) => {
       const file = groups.length === 1 ? SINGLE_FILE_NAME : shardFileName(i, groups.length);
       const { bytes, dataLength: n } = encodeSafetensorsHeader(specs, plan.metadata ?? null, file);
       const parsed = parseSafetensorsHeader(bytes, bytes.byteLength + n, file);
@@ -191,8 +220,16 @@ export class StoreSink implements Sink {
         headerOrder: parsed.tensors.map((t) => t.name),
       };
     });
-    this.index = groups.length > 1 ? new TextEncoder().encode(formatIndex(dataLength, weightMap)) : null;
-    this.specs = plan.specs;
+    set.index = groups.length > 1 ? new TextEncoder().encode(formatIndex(dataLength, weightMap)) : null;
+    set.specs = plan.specs;
+    set.state = 'open';
+    return dataLength;
+  }
+
+  async begin(plan: SinkPlan): Promise<void> {
+    if (this.state !== 'new') this.misuse(`cannot begin: the stream is ${this.state}`);
+    this.began = true;
+    const dataLength = this.plan(this.main, plan);
     this.state = 'open';
     try {
       const { config } = this.ctx;
@@ -202,10 +239,48 @@ export class StoreSink implements Sink {
       this.window = new JobWindow(this.runner.window);
       this.buffers = new ChunkBuffers(config.chunkSize, this.runner.window + 1, this.runner.threads > 1);
       const parent = this.ctx.parent;
-      this.parentRecords = parent ? await readAllRecords(parent.git, parent.set).catch(() => null) : null;
+      this.main.parentRecords = parent ? await readAllRecords(parent.git, parent.set).catch(() => null) : null;
     } catch (e) {
       await this.abort();
       throw e;
+    }
+  }
+
+  /**
+   * A tensor group of this commit, stored under `groups/<name>/` with `header`
+   * in its manifest. Open it after begin, finish it before this sink's finish.
+   */
+  group(name: string, header: GroupHeader): Sink {
+    if (this.state !== 'open') this.misuse(`cannot open group ${JSON.stringify(name)}: the stream is ${this.state}`);
+    if (name.length === 0 || name.length > 200)
+      throw new WgitError('E_BAD_GROUP_NAME', `bad group name ${JSON.stringify(name)}`);
+    if (this.groups.has(name)) this.misuse(`group ${JSON.stringify(name)} opened twice`);
+    const set = new StreamSet(name, header);
+    this.groups.set(name, set);
+    return {
+      begin: (plan) => this.beginGroup(set, plan),
+      write: (tensor, bytes) => this.writeSet(set, tensor, bytes),
+      finish: (carrier) => this.finishGroup(set, carrier),
+      // A group cannot be dropped from the commit alone: the commit's finish then refuses, and its abort or close cleans up.
+      abort: async () => {
+        if (set.state !== 'staged') set.state = 'aborted';
+      },
+    };
+  }
+
+  private async beginGroup(set: StreamSet, plan: SinkPlan): Promise<void> {
+    if (this.state !== 'open') this.misuse(`cannot begin ${set.label}: the stream is ${this.state}`);
+    if (set.state !== 'new') this.misuse(`cannot begin ${set.label}: it is ${set.state}`);
+    this.sctx.progress.total += this.plan(set, plan);
+    // The parent commit's group of the same name offers its chunks as delta bases, as a folder commit does.
+    const parent = this.ctx.parent;
+    if (parent && parent.set.group === null) {
+      try {
+        const gs = await loadTensorSet(parent.git, parent.set.commit, parent.set.tree, set.group);
+        set.parentRecords = await readAllRecords(parent.git, gs);
+      } catch {
+        set.parentRecords = null;
+      }
     }
   }
 
@@ -224,7 +299,7 @@ export class StoreSink implements Sink {
   }
 
   /** Queues the chunks of `bytes`; copies them, so the caller may reuse `bytes` when this resolves. */
-  private async submit(rec: TensorRecord, bytes: Uint8Array, bases: ChunkRef[] | null): Promise<void> {
+  private async submit(set: StreamSet, rec: TensorRecord, bytes: Uint8Array, bases: ChunkRef[] | null): Promise<void> {
     const window = this.window as JobWindow;
     const buffers = this.buffers as ChunkBuffers;
     const runner = this.runner as ChunkRunner;
@@ -248,19 +323,27 @@ export class StoreSink implements Sink {
             started = true;
             return runner.run(job).finally(() => buffers.give(buf));
           },
-          (r) => chunkStored(this.sctx, this.totals, rec, i, n, r),
+          (r) => chunkStored(this.sctx, set.totals, rec, i, n, r),
         );
       } catch (e) {
         if (!started) buffers.give(buf);
         throw e;
       }
     }
-    this.totals.rawBytes += rec.byteLength;
+    set.totals.rawBytes += rec.byteLength;
   }
 
   async write(name: string, bytes: Uint8Array): Promise<void> {
     if (this.state !== 'open') this.misuse(`cannot write tensor ${JSON.stringify(name)}: the stream is ${this.state}`);
-    const spec = this.specs[this.next];
+    return this.writeSet(this.main, name, bytes);
+  }
+
+  private async writeSet(set: StreamSet, name: string, bytes: Uint8Array): Promise<void> {
+    if (this.state !== 'open' || set.state !== 'open')
+      this.misuse(
+        `cannot write tensor ${JSON.stringify(name)} to ${set.label}: it is ${this.state !== 'open' ? this.state : set.state}`,
+      );
+    const spec = set.specs[set.next];
     if (!spec) this.misuse(`tensor ${JSON.stringify(name)} was not declared`);
     if (spec.name !== name)
       this.misuse(`expected tensor ${JSON.stringify(spec.name)} next, got ${JSON.stringify(name)}`);
@@ -268,9 +351,9 @@ export class StoreSink implements Sink {
     const want = this.byteLength(spec);
     if (bytes.byteLength !== want)
       this.misuse(`tensor ${JSON.stringify(name)}: got ${bytes.byteLength} bytes, its shape and dtype need ${want}`);
-    this.next++;
-    this.records.push(rec);
-    const pr = this.parentRecords?.get(spec.name);
+    set.next++;
+    set.records.push(rec);
+    const pr = set.parentRecords?.get(spec.name);
     const same =
       pr &&
       pr.dtype === spec.dtype &&
@@ -278,7 +361,7 @@ export class StoreSink implements Sink {
       pr.shape.length === spec.shape.length &&
       pr.shape.every((d, i) => d === spec.shape[i]);
     try {
-      await this.submit(rec, bytes, same ? pr.chunks : null);
+      await this.submit(set, rec, bytes, same ? pr.chunks : null);
     } catch (e) {
       throw mapFsError(e, this.ctx.tmpDir);
     }
@@ -288,9 +371,22 @@ export class StoreSink implements Sink {
     return encodeSafetensorsHeader([spec], null).dataLength;
   }
 
+  private async finishGroup(set: StreamSet, carrier: SideFileSource): Promise<void> {
+    if (this.state !== 'open') this.misuse(`cannot finish ${set.label}: the stream is ${this.state}`);
+    if (set.state !== 'open') this.misuse(`cannot finish ${set.label}: it is ${set.state}`);
+    try {
+      await this.stageSet(set, carrier);
+    } catch (e) {
+      throw mapFsError(e, this.ctx.tmpDir);
+    }
+  }
+
   /** Side files: small ones become git blobs, larger ones are chunked as U8 records (as commit does). */
-  async finish(carrier: ModelSource): Promise<void> {
+  async finish(carrier: SideFileSource): Promise<void> {
     if (this.state !== 'open') this.misuse(`cannot finish: the stream is ${this.state}`);
+    for (const g of this.groups.values())
+      if (g.state !== 'staged')
+        this.misuse(`cannot finish: ${g.label} is ${g.state === 'open' ? 'not finished' : g.state}`);
     try {
       await this.stage(carrier);
     } catch (e) {
@@ -298,13 +394,18 @@ export class StoreSink implements Sink {
     }
   }
 
-  private async stage(carrier: ModelSource): Promise<void> {
-    if (this.next !== this.specs.length)
-      this.misuse(`cannot finish: tensor ${JSON.stringify(this.specs[this.next].name)} not written`);
+  /**
+   * Every tensor of `set` is written: its side files go in, its chunks finish,
+   * and its headers, records and manifest become blobs (the chunks are made
+   * durable by the commit's finish, before any commit object exists).
+   */
+  private async stageSet(set: StreamSet, carrier: SideFileSource): Promise<void> {
+    if (set.next !== set.specs.length)
+      this.misuse(`cannot finish ${set.label}: tensor ${JSON.stringify(set.specs[set.next].name)} not written`);
     const { git } = this.ctx;
     const window = this.window as JobWindow;
     const side = new Map<string, Uint8Array>();
-    if (this.index) side.set(INDEX_FILE_NAME, this.index);
+    if (set.index) side.set(INDEX_FILE_NAME, set.index);
     // The carrier's files are copied after ModelWriter's, so one of the same name wins.
     for (const rel of carrier.sideFiles) {
       checkRelPath(rel, 'side file');
@@ -319,20 +420,15 @@ export class StoreSink implements Sink {
         const rec = this.newRecord(rel, 'U8', [data.byteLength], data.byteLength);
         fileRecords.push(rec);
         this.sctx.progress.total += data.byteLength;
-        await this.submit(rec, data, null);
+        await this.submit(set, rec, data, null);
       }
       await window.drain();
     } finally {
       await window.settle();
     }
-    await this.runner?.close();
-    this.runner = null;
-    // Every chunk the commit names is durable and under its name before any commit object exists.
-    await flushChunks(this.sctx);
-
     const entries = new Map<string, string>();
-    for (const s of this.shards) entries.set(headerTreePath(s.file), await git.writeBlob(s.header));
-    for (const rec of [...this.records, ...fileRecords]) {
+    for (const s of set.shards) entries.set(headerTreePath(s.file), await git.writeBlob(s.header));
+    for (const rec of [...set.records, ...fileRecords]) {
       rec.sha256 = tensorHashOf(rec.chunks.map((c) => c.hash));
       const where = fileRecords.includes(rec) ? sideFileTreePath(rec.name) : tensorTreePath(rec.name);
       entries.set(where, await git.writeBlob(encodeRecord(rec)));
@@ -343,33 +439,59 @@ export class StoreSink implements Sink {
       const data = side.get(rel) as Uint8Array;
       const isNew = (await git.typeOf(gitBlobId(data))) === null;
       entries.set(sideFileTreePath(rel), await git.writeBlob(data));
-      this.totals.rawBytes += data.byteLength;
-      this.totals.storedBytes += data.byteLength;
-      if (isNew) this.totals.newBytes += data.byteLength;
+      set.totals.rawBytes += data.byteLength;
+      set.totals.storedBytes += data.byteLength;
+      if (isNew) set.totals.newBytes += data.byteLength;
     }
     const manifest: Manifest = {
-      format: chunked.size > 0 ? 2 : 1,
+      format: manifestFormat({ chunkedFiles: chunked.size > 0, object: set.header !== undefined }),
       kind: 'folder',
-      shards: this.shards.map((s) => s.entry),
-      tensors: this.shards.flatMap((s) => s.headerOrder),
-      index: this.index ? INDEX_FILE_NAME : null,
+      shards: set.shards.map((s) => s.entry),
+      tensors: set.shards.flatMap((s) => s.headerOrder),
+      index: set.index ? INDEX_FILE_NAME : null,
       files,
-      rawBytes: this.totals.rawBytes,
+      rawBytes: set.totals.rawBytes,
       recipe: null,
-      groups: [],
+      groups: set.group === null ? [...this.groups.keys()] : [],
       ...(chunked.size > 0 ? { chunkedFiles: [...chunked].sort() } : {}),
+      ...(set.header ? { object: set.header } : {}),
     };
-    this.staged = { entries, manifest };
+    // A group's manifest is final here; the model's takes the recipe at commit().
+    if (set.group !== null) entries.set(MANIFEST, await git.writeBlob(encodeManifest(manifest)));
+    set.staged = { entries, manifest };
+    set.state = 'staged';
+  }
+
+  private async stage(carrier: SideFileSource): Promise<void> {
+    await this.stageSet(this.main, carrier);
+    await this.runner?.close();
+    this.runner = null;
+    // Every chunk the commit names is durable and under its name before any commit object exists.
+    await flushChunks(this.sctx);
+    const staged = this.main.staged as NonNullable<StreamSet['staged']>;
+    const entries = new Map(staged.entries);
+    for (const [name, g] of this.groups) {
+      for (const [p, oid] of (g.staged as NonNullable<StreamSet['staged']>).entries)
+        entries.set(`${GROUPS_DIR}/${escapeName(name)}/${p}`, oid);
+    }
+    this.stagedCommit = { entries, manifest: staged.manifest };
     this.state = 'staged';
   }
 
   /** Writes the manifest, tree and commit and moves the branch; again after E_BRANCH_MOVED, with another branch. */
   async commit(opts: StreamCommitOptions): Promise<StreamCommitResult> {
-    if (this.state !== 'staged' || !this.staged) this.misuse(`cannot commit: the stream is ${this.state}`);
-    const manifest: Manifest = { ...this.staged.manifest, recipe: opts.recipe ?? null };
-    const tree = new Map(this.staged.entries);
+    if (this.state !== 'staged' || !this.stagedCommit) this.misuse(`cannot commit: the stream is ${this.state}`);
+    const manifest: Manifest = { ...this.stagedCommit.manifest, recipe: opts.recipe ?? null };
+    const tree = new Map(this.stagedCommit.entries);
     tree.set(MANIFEST, await this.ctx.git.writeBlob(encodeManifest(manifest)));
-    return this.ctx.land(tree, opts, { tensors: this.records.length, ...this.totals });
+    const sets = [this.main, ...this.groups.values()];
+    const sum = (k: keyof StreamSet['totals']) => sets.reduce((a, s) => a + s.totals[k], 0);
+    return this.ctx.land(tree, opts, {
+      tensors: this.main.records.length,
+      rawBytes: sum('rawBytes'),
+      storedBytes: sum('storedBytes'),
+      newBytes: sum('newBytes'),
+    });
   }
 
   /** True once finish succeeded: the stream holds a complete model, ready to commit. */
@@ -385,6 +507,7 @@ export class StoreSink implements Sink {
   async abort(): Promise<void> {
     if (this.state === 'aborted' || this.state === 'closed') return;
     this.state = 'aborted';
+    for (const g of this.groups.values()) if (g.state !== 'staged') g.state = 'aborted';
     await this.window?.settle().catch(() => {});
     await this.runner?.close().catch(() => {});
     this.runner = null;

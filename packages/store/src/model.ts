@@ -7,12 +7,12 @@ import {
   WgitError,
 } from '@wgit/core';
 import { FolderChunks } from './backend/fs/chunks.js';
-import type { ReadJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
 import type { GitStore, TreeEntry } from './gitstore.js';
 import { escapeName } from './names.js';
 import { type ChunkRunner, plannedThreads, startRunner } from './pool.js';
 import { decodeManifest, decodeRecord, type Manifest, type ShardEntry, type TensorRecord } from './records.js';
+import { type SharedReadStats, SharedReads } from './shared-reads.js';
 
 /** Tree paths of one tensor set (the commit's root, or groups/<name>/). */
 export const MANIFEST = 'wgit.json';
@@ -283,47 +283,24 @@ export async function streamTensor(
 }
 
 /**
- * A fixed set of shared buffers of one chunk each that worker threads decode
- * into when the caller's buffer is not shared memory: its bytes are copied
- * out and the slot handed to the next job, so reading costs at most `slots`
- * chunks of memory however many reads are in flight.
- */
-class StagingSlots {
-  private readonly free: Uint8Array[] = [];
-  private readonly waiting: ((slot: Uint8Array) => void)[] = [];
-
-  constructor(
-    slots: number,
-    readonly slotBytes: number,
-  ) {
-    const sab = new SharedArrayBuffer(slots * slotBytes);
-    for (let i = 0; i < slots; i++) this.free.push(new Uint8Array(sab, i * slotBytes, slotBytes));
-  }
-
-  take(): Promise<Uint8Array> {
-    const slot = this.free.pop();
-    return slot ? Promise.resolve(slot) : new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  give(slot: Uint8Array): void {
-    const next = this.waiting.shift();
-    if (next) next(slot);
-    else this.free.push(slot);
-  }
-}
-
-/**
  * One runner per chunk folder and thread count, shared by the StoreModels
  * open on it (a merge reads several revisions at once: one set of threads
- * serves them all) and ended when the last of them closes.
+ * serves them all, and their reads of one position are decoded together,
+ * shared-reads.ts) and ended when the last of them closes.
  */
-const runners = new Map<string, { runner: Promise<ChunkRunner>; users: number }>();
+interface RunnerEntry {
+  runner: Promise<ChunkRunner>;
+  reads: Promise<SharedReads>;
+  users: number;
+}
+const runners = new Map<string, RunnerEntry>();
 
-function acquireRunner(key: string, start: () => Promise<ChunkRunner>): Promise<ChunkRunner> {
+function acquireRunner(key: string, start: () => Promise<ChunkRunner>): RunnerEntry {
   let entry = runners.get(key);
   if (!entry) {
     const runner = start();
-    const made = { runner, users: 0 };
+    const made: RunnerEntry = { runner, reads: runner.then((r) => new SharedReads(r)), users: 0 };
+    made.reads.catch(() => {});
     entry = made;
     runners.set(key, made);
     // A failed start is reported to the reads that asked for it; the next read tries again.
@@ -332,7 +309,7 @@ function acquireRunner(key: string, start: () => Promise<ChunkRunner>): Promise<
     });
   }
   entry.users++;
-  return entry.runner;
+  return entry;
 }
 
 async function releaseRunner(key: string, runner: Promise<ChunkRunner>): Promise<void> {
@@ -342,23 +319,6 @@ async function releaseRunner(key: string, runner: Promise<ChunkRunner>): Promise
   await (await runner.catch(() => null))?.close();
 }
 
-/** One chunk decoded through a staging slot, then copied to `target` at `off`. */
-async function staged(
-  runner: ChunkRunner,
-  staging: StagingSlots,
-  job: ReadJob,
-  target: Uint8Array,
-  off: number,
-): Promise<void> {
-  const slot = await staging.take();
-  try {
-    await runner.run({ ...job, buffer: slot.buffer, offset: slot.byteOffset });
-    target.set(slot.subarray(0, job.rawLength), off);
-  } finally {
-    staging.give(slot);
-  }
-}
-
 /**
  * A commit (or one of its groups) as a ModelSource: records up front, tensor
  * bytes on demand. Tensors of a local store are decoded on the chunk runner
@@ -366,7 +326,9 @@ async function staged(
  * close()): all chunks of a tensor at once, straight into the caller's
  * buffer when it is shared memory (the WASM device's buffers are), else
  * through a few shared staging slots. Reads of several tensors and models
- * may be in flight together (the merge pipeline reads ahead).
+ * may be in flight together (the merge pipeline reads ahead); the revisions
+ * open on one chunk folder read through one SharedReads, which decodes the
+ * chunks they ask for at the same position together, each delta base once.
  */
 export class StoreModel implements ModelSource {
   readonly root: string;
@@ -376,8 +338,8 @@ export class StoreModel implements ModelSource {
   readonly indexFile: string | null;
   private readonly byName = new Map<string, ModelTensor>();
   private runner: Promise<ChunkRunner> | null = null;
+  private reads: Promise<SharedReads> | null = null;
   private runnerKey = '';
-  private staging: StagingSlots | null = null;
   private closed = false;
 
   constructor(
@@ -425,6 +387,24 @@ export class StoreModel implements ModelSource {
     return this.records.get(name)!;
   }
 
+  /**
+   * The tensor hash of its record, prefixed by the record format: equal for
+   * two records of equal bytes in one repository (same chunking), found
+   * without reading a chunk. Different ids say nothing: read to compare.
+   */
+  contentId(name: string): string | null {
+    const r = this.record(name);
+    return `record${r.format}:${r.sha256}`;
+  }
+
+  /** A small side file's git blob id, or a chunked one's record hash. */
+  async sideFileId(rel: string): Promise<string | null> {
+    if (!this.set.manifest.files.includes(rel)) return null;
+    if (!isChunkedSideFile(this.set, rel)) return `blob:${(await sideFileEntry(this.git, this.set, rel)).oid}`;
+    const r = await readSideFileRecord(this.git, this.set, rel);
+    return `record${r.format}:${r.sha256}`;
+  }
+
   async readSideFile(rel: string): Promise<Uint8Array> {
     if (!this.set.manifest.files.includes(rel)) {
       throw new WgitError('E_NOT_FOUND', `${this.root}: no side file ${JSON.stringify(rel)}`, {
@@ -451,9 +431,9 @@ export class StoreModel implements ModelSource {
       );
     }
     const target = into ? into.subarray(0, rec.byteLength) : new Uint8Array(rec.byteLength);
-    const runner = this.chunkRunner();
-    if (runner) {
-      await this.readChunks(await runner, rec, target);
+    const reads = this.sharedReads();
+    if (reads) {
+      await this.readChunks(await reads, rec, target);
       return target;
     }
     await streamTensor(this.chunks, this.set, rec, this.maxDepth, (raw, off) => {
@@ -462,26 +442,41 @@ export class StoreModel implements ModelSource {
     return target;
   }
 
-  /** The runner for this model's reads, started on first use; null for stores that are not a local folder. */
-  private chunkRunner(): Promise<ChunkRunner> | null {
+  /**
+   * The chunk reader this model shares with the revisions open on its chunk
+   * folder (and its runner), started on first use; null for stores that are
+   * not a local folder.
+   */
+  private sharedReads(): Promise<SharedReads> | null {
     const backend = this.chunks.backend;
     if (this.closed || !(backend instanceof FolderChunks)) return null;
-    if (!this.runner) {
+    if (!this.reads) {
       const bytes = this.set.manifest.rawBytes;
       const key = `${backend.dir}\0${plannedThreads(bytes)}`;
-      const started = acquireRunner(key, () =>
-        startRunner(bytes, backend.dir, backend.tmpDir, { unrefWhenIdle: true }),
-      );
-      started.catch(() => {
+      const entry = acquireRunner(key, () => startRunner(bytes, backend.dir, backend.tmpDir, { unrefWhenIdle: true }));
+      const started = entry.runner;
+      entry.reads.catch(() => {
         if (this.runner === started) {
           this.runner = null;
+          this.reads = null;
           void releaseRunner(key, started);
         }
       });
       this.runner = started;
+      this.reads = entry.reads;
       this.runnerKey = key;
     }
-    return this.runner;
+    return this.reads;
+  }
+
+  /**
+   * What the reads on this model's chunk folder cost so far (shared with the
+   * revisions open there): chunks decoded, hashed and reused, and the memory
+   * bases and staging took. Null before the first read, and for stores that
+   * are not a local folder.
+   */
+  async readStats(): Promise<SharedReadStats | null> {
+    return this.reads ? (await this.reads).stats : null;
   }
 
   /**
@@ -491,27 +486,22 @@ export class StoreModel implements ModelSource {
    * throws, so no worker writes into `target` afterwards; the first failing
    * chunk in tensor order is the one reported.
    */
-  private async readChunks(runner: ChunkRunner, rec: TensorRecord, target: Uint8Array): Promise<void> {
+  private async readChunks(reads: SharedReads, rec: TensorRecord, target: Uint8Array): Promise<void> {
     checkChunkList(this.set, rec);
-    const direct = runner.threads <= 1 || target.buffer instanceof SharedArrayBuffer;
-    let staging = this.staging;
-    if (!direct && (!staging || staging.slotBytes < rec.chunkSize)) {
-      // Sized for the largest chunks read so far; slots of a replaced set still in use stay valid.
-      staging = new StagingSlots(Math.max(2, runner.window), rec.chunkSize);
-      this.staging = staging;
-    }
     const jobs: Promise<unknown>[] = [];
     for (let i = 0, off = 0; i < rec.chunks.length; i++) {
       const rawLength = Math.min(rec.chunkSize, rec.byteLength - off);
-      const job: ReadJob = {
-        op: 'read',
-        id: rec.chunks[i].hash,
-        rawLength,
-        maxDepth: this.maxDepth,
-        buffer: target.buffer,
-        offset: target.byteOffset + off,
-      };
-      jobs.push(staging && !direct ? staged(runner, staging, job, target, off) : runner.run(job));
+      const c = rec.chunks[i];
+      jobs.push(
+        reads.read({
+          position: `${rec.name}\0${i}`,
+          id: c.hash,
+          rawLength,
+          maxDepth: this.maxDepth,
+          depth: c.depth,
+          target: target.subarray(off, off + rawLength),
+        }),
+      );
       off += rawLength;
     }
     const settled = await Promise.allSettled(jobs);
@@ -526,7 +516,7 @@ export class StoreModel implements ModelSource {
     this.closed = true;
     const runner = this.runner;
     this.runner = null;
-    this.staging = null;
+    this.reads = null;
     if (runner) await releaseRunner(this.runnerKey, runner);
   }
 }

@@ -3,19 +3,60 @@ import type { LogEntry } from '@wgit/store';
 import { WgitCommand } from '../base.js';
 import { escapeControls, jsonText } from '../format.js';
 
+/** What `log --stat` adds to a commit: how it differs from its first parent. */
+export interface LogStat {
+  against: string;
+  tensors: number;
+  /** Tensors changed, added, removed, or changed in shape or dtype. */
+  changed: number;
+  /** ‖Δ‖/‖parent‖ over the tensors that were read (see wgit diff). */
+  relChange: number | null;
+}
+
 export default class Log extends WgitCommand {
   static override description = 'Show the history of a revision (default: HEAD), newest first.';
-  static override examples = ['<%= config.bin %> log', '<%= config.bin %> log instruct -n 5'];
+  static override examples = [
+    '<%= config.bin %> log',
+    '<%= config.bin %> log instruct -n 5',
+    '<%= config.bin %> log --stat',
+  ];
   static override args = { rev: Args.string({ description: 'branch, tag or commit' }) };
-  static override flags = { 'max-count': Flags.string({ char: 'n', description: 'show at most N commits' }) };
+  static override flags = {
+    'max-count': Flags.string({ char: 'n', description: 'show at most N commits' }),
+    stat: Flags.boolean({
+      description: 'per commit, the tensors changed against its first parent and the relative change (wgit diff)',
+      default: false,
+    }),
+  };
 
-  async run(): Promise<{ commits: LogEntry[] }> {
+  async run(): Promise<{ commits: (LogEntry & { stat?: LogStat })[] }> {
     const { args, flags } = await this.parse(Log);
     const { integerFlag } = await import('../numbers.js');
     const limit = integerFlag(flags['max-count'], 'max-count', { min: 1 });
     const { Repository } = await import('@wgit/store');
     const repo = await Repository.open(flags.repo);
-    const commits = await repo.log(args.rev, { limit });
+    const commits: (LogEntry & { stat?: LogStat })[] = await repo.log(args.rev, { limit });
+    if (flags.stat) {
+      const { diffModels } = await import('@wgit/core');
+      for (const [i, c] of commits.entries()) {
+        if (c.parents.length === 0) continue;
+        this.progress(`stat ${i + 1}/${commits.length}`);
+        const [a, b] = [await repo.openModel(c.parents[0]), await repo.openModel(c.commit)];
+        try {
+          const t = (await diffModels(a, b)).totals;
+          c.stat = {
+            against: c.parents[0],
+            tensors: t.tensors + t.mismatched + t.onlyB,
+            changed: t.changed + t.mismatched + t.onlyA + t.onlyB,
+            relChange: t.relChange,
+          };
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      }
+      this.progressDone();
+    }
     if (!this.jsonEnabled()) {
       for (const c of commits) {
         this.log(
@@ -25,6 +66,12 @@ export default class Log extends WgitCommand {
         this.log(`Date:   ${new Date(c.timestamp * 1000).toISOString()}`);
         if (c.recipe) this.log(`Recipe: ${jsonText(c.recipe, undefined)}`);
         this.log(`\n${escapeControls(c.message, true).replace(/^/gm, '    ')}\n`);
+        if (c.stat) {
+          const r = c.stat.relChange;
+          this.log(
+            ` ${c.stat.changed} of ${c.stat.tensors} tensors changed, relative change ${r === null ? '-' : r === 0 ? '0' : r.toExponential(2)}\n`,
+          );
+        }
       }
     }
     return { commits };

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Args, Flags, type Interfaces } from '@oclif/core';
-import { type DType, METHODS, type MergeParams, type ObjectHeader, type ParamDecl, WgitError } from '@wgit/core';
+import { type DType, METHODS, type MergeParams, type MergeReport, type ParamDecl, WgitError } from '@wgit/core';
+import type { CommitOptions } from '@wgit/store';
 import { WgitCommand } from '../base.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
@@ -23,6 +24,13 @@ export interface MergeResult {
   rmm?: { rank: number; basisTensors: number; models: { relError: number; mergedRelError: number; fixes: number }[] };
   /** LiNeS post-step: α (from the norms) and β. */
   lines?: { alpha: number; beta: number; blocks: number };
+}
+
+/** The groups a method wrote to folders, as `repo.commit` takes them (none when they went to the store sink). */
+function folderGroups(groups: MergeReport['groups']): CommitOptions['groups'] {
+  const written = (groups ?? []).filter((g) => g.dir !== null);
+  if (written.length === 0) return undefined;
+  return Object.fromEntries(written.map((g) => [g.name, { path: g.dir as string, object: g.header }]));
 }
 
 /** The largest --config file read; parseMergekitYaml refuses longer text too. */
@@ -207,7 +215,8 @@ again (wgit checkout REV --model N).`;
       compute: async (ms, outDir, scratch, sink) => {
         const ins = ms.slice(0, inputs.length);
         const base = useBase ? ms[inputs.length] : null;
-        const groupDir = join(scratch, 'rmm');
+        // With the store sink the merged model and any group it writes (rmm's basis) stream into the
+        // commit; on the folder path they go to scratch folders, committed then.
         const report = await mergeModels({
           inputs: ins.map((a) => a.source),
           base: base?.source,
@@ -216,7 +225,7 @@ again (wgit checkout REV --model N).`;
           outDir,
           sink,
           outDtype,
-          groupDir: method === 'rmm' ? groupDir : undefined,
+          groupDir: join(scratch, 'group'),
           onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
         });
         const recipe: Record<string, unknown> = {
@@ -233,10 +242,7 @@ again (wgit checkout REV --model N).`;
           message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,
           parents: ms,
           recipe,
-          groups:
-            method === 'rmm'
-              ? { rmm: { path: groupDir, object: (report as { rmm?: { object?: ObjectHeader } }).rmm?.object } }
-              : undefined,
+          groups: folderGroups(report.groups),
         };
       },
       progress: (msg) => this.progress(msg),

@@ -4,7 +4,16 @@
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { linesEdit, type ModelSource, mergeModels, openModel, transferModel, WgitError } from '@wgit/core';
+import {
+  type DiffReport,
+  diffModels,
+  linesEdit,
+  type ModelSource,
+  mergeModels,
+  openModel,
+  transferModel,
+  WgitError,
+} from '@wgit/core';
 import { Repository } from '@wgit/store';
 import { evaluateModel, type Scores } from './evaluate.js';
 import { buildLineage, DEFAULT_SEED, LINEAGE, type LineageName } from './lineage.js';
@@ -39,6 +48,8 @@ export interface DemoResult {
   checkout: { rev: string; dir: string; files: string[]; bytes: number; identical: boolean };
   transfer: { commit: string; cosine: number; relDistance: number };
   table: DemoRow[];
+  /** wgit diff base-v1 ft-flip: what the fine-tune changed. */
+  diff: { a: string; b: string; totals: DiffReport['totals']; tensors: { name: string; relChange: number | null }[] };
   totalMs: number;
 }
 
@@ -229,6 +240,21 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
   log(`${7 + merges.length}. test accuracy (%) on each task's held-out images`);
   log(`   ${'model'.padEnd(22)}${TASKS.map((t) => t.padStart(7)).join('')}`);
   for (const r of table) log(`   ${r.name.padEnd(22)}${TASKS.map((t) => ` ${pct(r.scores[t])}`).join('')}`);
+  const d = await withModel(open('base-v1'), (a) => withModel(open('ft-flip'), (b) => diffModels(a, b)));
+  log(
+    `${8 + merges.length}. wgit diff base-v1 ft-flip: ${d.totals.changed} of ${d.tensors.length} tensors changed, ` +
+      `relative change ${d.totals.relChange?.toExponential(2)}, cosine ${d.totals.cosine?.toFixed(5)}`,
+  );
+  for (const t of d.tensors)
+    log(
+      `   ${t.name.padEnd(16)} ${t.status === 'identical' ? 'unchanged' : `‖Δ‖/‖A‖ ${t.relChange?.toExponential(2) ?? '-'}`}`,
+    );
+  const diff = {
+    a: 'base-v1',
+    b: 'ft-flip',
+    totals: d.totals,
+    tensors: d.tensors.map((t) => ({ name: t.name, relChange: t.relChange })),
+  };
   const totalMs = performance.now() - t0;
   log(`done in ${(totalMs / 1000).toFixed(1)} s; everything is in ${dir}`);
   await rm(scratch, { recursive: true, force: true });
@@ -241,6 +267,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     checkout: { rev: 'ft-flip', dir: coDir, files: co.files, bytes: co.bytes, identical },
     transfer: { commit: trCommit.commit, cosine: tr.closeness.cosine, relDistance: tr.closeness.relDistance },
     table,
+    diff,
     totalMs,
   };
 }

@@ -11,11 +11,13 @@ import {
   type BufferDType,
   type Device,
   type DeviceBuffer,
+  type DiffSums,
   HIST_BINS,
   type HostView,
   KERNEL_DTYPE_SIZE,
   type KernelDType,
   MAX_INPUTS,
+  type TransferSums,
 } from './device.js';
 
 function argError(message: string, data: Record<string, unknown> = {}): WgitError {
@@ -206,6 +208,53 @@ class CheckedDevice implements Device {
     // so the output may be any one input exactly when the layouts match.
     this.aliasing(inputs, out, inKind === outKind);
     return this.inner.weightedSumTyped(inputs, inKind, weights, outKind, out);
+  }
+
+  async transferTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    s: number,
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<TransferSums> {
+    if (!Array.isArray(inputs) || inputs.length !== 3) {
+      throw argError(
+        `transferTyped: 3 inputs (new, fine-tune, old), got ${Array.isArray(inputs) ? inputs.length : 'none'}`,
+      );
+    }
+    const inKind = checkKind(dtype, 'transferTyped input');
+    const outKind = checkKind(outDtype, 'transferTyped output');
+    checkBytes(out, 'transferTyped output');
+    if (out.byteLength % KERNEL_DTYPE_SIZE[outKind] !== 0) {
+      throw new WgitError('E_KERNEL_LENGTH', `output of ${out.byteLength} bytes is not whole ${outKind} values`);
+    }
+    const n = out.byteLength / KERNEL_DTYPE_SIZE[outKind];
+    for (const [i, x] of inputs.entries()) {
+      checkLength(
+        checkBytes(x, `transferTyped input ${i}`).byteLength,
+        n * KERNEL_DTYPE_SIZE[inKind],
+        `input ${i} bytes`,
+      );
+    }
+    checkWeights([s], 1, 'transferTyped scale');
+    // Like weightedSumTyped: every group of elements is read before it is written.
+    this.aliasing(inputs, out, inKind === outKind);
+    return this.inner.transferTyped(inputs, inKind, s, outKind, out);
+  }
+
+  async diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): Promise<DiffSums> {
+    checkBytes(a, 'diffStats a');
+    checkBytes(b, 'diffStats b');
+    const kind = checkKind(dtype, 'diffStats');
+    const size = KERNEL_DTYPE_SIZE[kind];
+    if (a.byteLength % size !== 0) {
+      throw new WgitError('E_KERNEL_LENGTH', `diffStats a: ${a.byteLength} bytes are not whole ${kind} values`, {
+        bytes: a.byteLength,
+        dtype: kind,
+      });
+    }
+    checkLength(b.byteLength, a.byteLength, 'diffStats b bytes');
+    return this.inner.diffStats(a, b, kind);
   }
 
   async sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void> {

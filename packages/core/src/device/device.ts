@@ -5,9 +5,9 @@
  * arguments once, above every backend, so backends only compute.
  *
  * NaN policy (all backends, all paths — docs/kernels.md):
- * - arithmetic kernels (conversions, weighted sums, sub, axpy, reductions,
- *   DARE survivors) propagate NaN by IEEE rules, payload kept where the
- *   format allows;
+ * - arithmetic kernels (conversions, weighted sums, transfer, sub, axpy,
+ *   reductions, DARE survivors) propagate NaN by IEEE rules, payload kept
+ *   where the format allows;
  * - magnitude selection (absHistogram, kthLargestAbs, TIES trimming) never
  *   ranks a NaN: it is not a large magnitude, it is not counted, and a k
  *   beyond the non-NaN entries gives the threshold 0;
@@ -17,6 +17,46 @@
 
 /** Element types the conversion kernels read and write. */
 export type KernelDType = 'BF16' | 'F16' | 'F32';
+
+/**
+ * The closeness sums of one transfer call, each in f64 over the elements j:
+ * dot = Σ (newⱼ − oldⱼ)·Δⱼ, shift2 = Σ (newⱼ − oldⱼ)², delta2 = Σ Δⱼ²,
+ * old2 = Σ oldⱼ², where Δⱼ = f32(ftⱼ − oldⱼ) and newⱼ − oldⱼ is taken in f64.
+ * Order (every backend): the elements split into blocks of TRANSFER_BLOCK
+ * from element 0; in a block, local element i adds into lane i mod 4 over the
+ * block's multiple-of-4 prefix, the lanes combine as (l0 + l1) + (l2 + l3),
+ * then the rest of the block adds in order; the block sums then add in block
+ * order, starting from 0.
+ */
+export interface TransferSums {
+  dot: number;
+  shift2: number;
+  delta2: number;
+  old2: number;
+}
+
+/** Elements per block of the transfer sums (TransferSums) and the diff sums (DiffSums). */
+export const TRANSFER_BLOCK = 1024;
+
+/**
+ * The figures `wgit diff` takes of one pair of tensors a, b (same dtype and
+ * length), from one pass over their raw bytes. With aⱼ, bⱼ the decoded f32
+ * values and δⱼ = f32(bⱼ − aⱼ) (the f32 subtraction `sub` does):
+ * sqDelta = Σ δⱼ², sqA = Σ aⱼ², sqB = Σ bⱼ², dot = Σ aⱼ·bⱼ, in f64 and in the
+ * TransferSums block order, so identical on every backend and thread count;
+ * maxAbsDelta = max |δⱼ| over the δⱼ that are not NaN (0 when there are none:
+ * magnitude selection never ranks a NaN); identical = the number of elements
+ * whose stored bits are equal (so −0 and +0 differ, and a NaN equals the same
+ * NaN), exact.
+ */
+export interface DiffSums {
+  sqDelta: number;
+  sqA: number;
+  sqB: number;
+  dot: number;
+  maxAbsDelta: number;
+  identical: number;
+}
 
 /** Element types of device buffers: f32 values or raw bytes. */
 export type BufferDType = 'F32' | 'U8';
@@ -54,6 +94,28 @@ export interface KernelSet {
     outDtype: KernelDType,
     out: Uint8Array,
   ): Promise<void>;
+  /**
+   * Fine-tuning transfer in one pass: out = new + s·Δ with Δ = ft − old, f32
+   * arithmetic in that order (Δ, then s·Δ, then the sum) rounded to `outDtype`
+   * (RNE), reading the three inputs as `dtype` bytes ([new, ft, old]). Returns
+   * the closeness sums in f64 (TRANSFER_SUMS order: per 1,024-element block,
+   * then the blocks in order), identical on every backend and thread count.
+   * The output may be one of the inputs exactly when dtype = outDtype.
+   */
+  transferTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    s: number,
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<TransferSums>;
+  /**
+   * The diff figures of a against b (DiffSums) in one pass over their raw
+   * `dtype` bytes: Σ δ², Σ a², Σ b², Σ a·b in f64 (block order, identical on
+   * every backend and thread count), the largest non-NaN |δ| and the count of
+   * bit-identical elements, with δ = f32(b − a).
+   */
+  diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): Promise<DiffSums>;
   /** out = a − b */
   sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void>;
   /** out = a + s·b */

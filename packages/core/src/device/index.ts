@@ -5,10 +5,13 @@ export type {
   BufferDType,
   Device,
   DeviceBuffer,
+  DiffSums,
   HostView,
   KernelDType,
   KernelSet,
+  TransferSums,
 } from './device.js';
+export { TRANSFER_BLOCK } from './device.js';
 export * as reference from './reference.js';
 export { dareCut, dareHash, dareKeys, dareScale, fmix32, streamId } from './rng.js';
 export { type CpuBackend, type DeviceKind, type DeviceOptions, getDevice, referenceDevice } from './select.js';

@@ -13,8 +13,11 @@ import {
   BUFFER_SIZE,
   type BufferDType,
   type DeviceBuffer,
+  type DiffSums,
   type HostView,
   type KernelDType,
+  TRANSFER_BLOCK,
+  type TransferSums,
 } from './device.js';
 import { dareCut, dareHash, dareScale } from './rng.js';
 
@@ -86,6 +89,159 @@ export function weightedSumTyped(
   const acc = new Float32Array(n);
   weightedSum(decoded, weights, acc);
   fromF32(acc, outDtype, out);
+}
+
+/**
+ * Fine-tuning transfer over f32 values: Δⱼ = f32(ftⱼ − oldⱼ),
+ * outⱼ = f32(newⱼ + f32(s·Δⱼ)), and the closeness sums in the TransferSums
+ * order (device.ts): per block of TRANSFER_BLOCK elements, local element i
+ * into lane i mod 4 over the block's multiple-of-4 prefix, lanes combined as
+ * (l0 + l1) + (l2 + l3), the block's rest added in order; blocks added in
+ * order. out may be one of the inputs (each element is read before it is
+ * written).
+ */
+export function transferF32(
+  xn: Float32Array,
+  xf: Float32Array,
+  xo: Float32Array,
+  s: number,
+  out: Float32Array,
+): TransferSums {
+  const sf = fr(s);
+  const n = out.length;
+  // lanes[4q + l]: quantity q (dot, shift2, delta2, old2), lane l
+  const lanes = new Float64Array(16);
+  let dot = 0;
+  let shift2 = 0;
+  let delta2 = 0;
+  let old2 = 0;
+  for (let b0 = 0; b0 < n; b0 += TRANSFER_BLOCK) {
+    const end = Math.min(n, b0 + TRANSFER_BLOCK);
+    const body = end - ((end - b0) % 4);
+    lanes.fill(0);
+    let j = b0;
+    for (; j < body; j++) {
+      const l = (j - b0) & 3;
+      const o = xo[j];
+      const nw = xn[j];
+      const delta = fr(xf[j] - o);
+      const shift = nw - o;
+      lanes[l] += shift * delta;
+      lanes[4 + l] += shift * shift;
+      lanes[8 + l] += delta * delta;
+      lanes[12 + l] += o * o;
+      out[j] = fr(nw + fr(sf * delta));
+    }
+    let bd = lanes[0] + lanes[1] + (lanes[2] + lanes[3]);
+    let bs = lanes[4] + lanes[5] + (lanes[6] + lanes[7]);
+    let bl = lanes[8] + lanes[9] + (lanes[10] + lanes[11]);
+    let bo = lanes[12] + lanes[13] + (lanes[14] + lanes[15]);
+    for (; j < end; j++) {
+      const o = xo[j];
+      const nw = xn[j];
+      const delta = fr(xf[j] - o);
+      const shift = nw - o;
+      bd += shift * delta;
+      bs += shift * shift;
+      bl += delta * delta;
+      bo += o * o;
+      out[j] = fr(nw + fr(sf * delta));
+    }
+    dot += bd;
+    shift2 += bs;
+    delta2 += bl;
+    old2 += bo;
+  }
+  return { dot, shift2, delta2, old2 };
+}
+
+/** transferF32 reading `dtype` bytes ([new, ft, old]) and writing `outDtype` (RNE). */
+export function transferTyped(
+  inputs: Uint8Array[],
+  dtype: KernelDType,
+  s: number,
+  outDtype: KernelDType,
+  out: Uint8Array,
+): TransferSums {
+  const n = out.byteLength / (outDtype === 'F32' ? 4 : 2);
+  const [xn, xf, xo] = inputs.map((b) => {
+    const f = new Float32Array(n);
+    toF32(b, dtype, f);
+    return f;
+  });
+  const acc = new Float32Array(n);
+  const sums = transferF32(xn, xf, xo, s, acc);
+  fromF32(acc, outDtype, out);
+  return sums;
+}
+
+/**
+ * The diff figures of a against b (DiffSums, device.ts), the definition: the
+ * bytes decode as `toF32` does, δⱼ = f32(bⱼ − aⱼ); Σ δ², Σ a², Σ b², Σ a·b in
+ * f64 in the TransferSums order (per block of TRANSFER_BLOCK elements, local
+ * element i into lane i mod 4 over the block's multiple-of-4 prefix, lanes
+ * combined as (l0 + l1) + (l2 + l3), the block's rest added in order; blocks
+ * added in order); the largest |δⱼ| that is not NaN (0 when none is); and
+ * the count of elements whose stored bits are equal.
+ */
+export function diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): DiffSums {
+  const size = dtype === 'F32' ? 4 : 2;
+  const n = a.byteLength / size;
+  const xa = new Float32Array(n);
+  const xb = new Float32Array(n);
+  toF32(a, dtype, xa);
+  toF32(b, dtype, xb);
+  // lanes[4q + l]: quantity q (sqDelta, sqA, sqB, dot), lane l
+  const lanes = new Float64Array(16);
+  let sqDelta = 0;
+  let sqA = 0;
+  let sqB = 0;
+  let dot = 0;
+  let maxAbsDelta = 0;
+  for (let b0 = 0; b0 < n; b0 += TRANSFER_BLOCK) {
+    const end = Math.min(n, b0 + TRANSFER_BLOCK);
+    const body = end - ((end - b0) % 4);
+    lanes.fill(0);
+    let j = b0;
+    for (; j < body; j++) {
+      const l = (j - b0) & 3;
+      const x = xa[j];
+      const y = xb[j];
+      const d = fr(y - x);
+      lanes[l] += d * d;
+      lanes[4 + l] += x * x;
+      lanes[8 + l] += y * y;
+      lanes[12 + l] += x * y;
+      // a NaN compares false: never the maximum
+      if (Math.abs(d) > maxAbsDelta) maxAbsDelta = Math.abs(d);
+    }
+    let bd = lanes[0] + lanes[1] + (lanes[2] + lanes[3]);
+    let ba = lanes[4] + lanes[5] + (lanes[6] + lanes[7]);
+    let bb = lanes[8] + lanes[9] + (lanes[10] + lanes[11]);
+    let bx = lanes[12] + lanes[13] + (lanes[14] + lanes[15]);
+    for (; j < end; j++) {
+      const x = xa[j];
+      const y = xb[j];
+      const d = fr(y - x);
+      bd += d * d;
+      ba += x * x;
+      bb += y * y;
+      bx += x * y;
+      if (Math.abs(d) > maxAbsDelta) maxAbsDelta = Math.abs(d);
+    }
+    sqDelta += bd;
+    sqA += ba;
+    sqB += bb;
+    dot += bx;
+  }
+  const da = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  const db = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let identical = 0;
+  for (let j = 0; j < n; j++) {
+    const same = size === 4 ? da.getUint32(4 * j) === db.getUint32(4 * j) : da.getUint16(2 * j) === db.getUint16(2 * j);
+    if (same) identical++;
+  }
+  return { sqDelta, sqA, sqB, dot, maxAbsDelta, identical };
 }
 
 export function sub(a: Float32Array, b: Float32Array, out: Float32Array): void {
@@ -237,6 +393,12 @@ export const referenceBackend: Backend = {
   },
   async weightedSumTyped(inputs, dtype, weights, outDtype, out) {
     weightedSumTyped(inputs, dtype, weights, outDtype, out);
+  },
+  async transferTyped(inputs, dtype, s, outDtype, out) {
+    return transferTyped(inputs, dtype, s, outDtype, out);
+  },
+  async diffStats(a, b, dtype) {
+    return diffStats(a, b, dtype);
   },
   async sub(a, b, out) {
     sub(a, b, out);

@@ -361,11 +361,6 @@ export const ERROR_CODES = {
     commands: KERNEL_USERS,
     fix: 'free memory, or use fewer threads (WGIT_THREADS)',
   },
-  E_KERNEL_WORKER: {
-    meaning: 'a kernel worker thread stopped unexpectedly',
-    commands: KERNEL_USERS,
-    fix: 're-run; if it repeats, report it as a bug',
-  },
   E_KERNEL_TRAP: {
     meaning: 'a kernel failed inside WebAssembly',
     commands: KERNEL_USERS,
@@ -410,6 +405,13 @@ export const ERROR_CODES = {
     meaning: 'the requested compute device has no backend in this build (no GPU backend yet)',
     commands: KERNEL_USERS,
     fix: 'use the cpu (or auto) device',
+  },
+
+  // Worker threads
+  E_WORKER_EXIT: {
+    meaning: 'a worker thread of the process pool stopped unexpectedly; the jobs it held failed',
+    commands: 'commit, checkout, merge, lines, transfer',
+    fix: 're-run (a new pool starts); if it repeats, report it as a bug',
   },
 
   // Demo

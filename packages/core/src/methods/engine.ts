@@ -1,27 +1,20 @@
 /**
  * mergeModels: a registry method run on the tensor pipeline (pipeline/),
  * with the whole-model passes some methods need first (model-wide TIES
- * thresholds, LiNeS's α) and the kernel fast path per tensor.
+ * thresholds, LiNeS's α) and the kernel fast path per tensor. A method that
+ * declares `run` (its result is more than a model) is handed the whole merge.
  */
-import { type Device, getDevice } from '../device/index.js';
-import { type DType, dtypeSize } from '../dtypes.js';
+import { getDevice } from '../device/index.js';
+import { dtypeSize } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import {
-  BufferPool,
-  forEachFloatTensor,
-  isKernelDType,
-  runTensorPipeline,
-  type Sink,
-  validateModels,
-} from '../pipeline/index.js';
+import { BufferPool, forEachFloatTensor, isKernelDType, runTensorPipeline, validateModels } from '../pipeline/index.js';
 import type { ModelSource } from '../safetensors/index.js';
 import { type FastTensor, fastMergeTensor } from './fast.js';
 import { countBlocks, linesMergeAlpha, linesScale } from './lines.js';
 import { tensorParams } from './params.js';
 import { getMethod } from './registry.js';
-import { reversibleMerge } from './rmm.js';
 import { AbsSelector, keepCount } from './select.js';
-import type { MergeParams, MergeReport, ProgressEvent, TensorContext } from './types.js';
+import type { MergeReport, MethodRunOptions, TensorContext } from './types.js';
 
 const fr = Math.fround;
 
@@ -71,31 +64,19 @@ export async function modelWideThresholds(
 // ---------------------------------------------------------------------------
 // mergeModels
 
-export interface MergeModelsOptions {
-  inputs: ModelSource[];
-  base?: ModelSource;
+export interface MergeModelsOptions extends MethodRunOptions {
   /** A registry name: linear, task-arithmetic, ties, dare-linear, dare-ties, rmm. */
   method: string;
-  params?: MergeParams;
-  /** The output folder, unless `sink` is given (rmm always needs it). */
-  outDir?: string;
-  /** Where the merged model goes instead of a folder (e.g. a store commit); rmm ignores it. */
-  sink?: Sink;
-  /** Output dtype of float tensors (default: the inputs' dtype). */
-  outDtype?: DType;
-  onProgress?: (e: ProgressEvent) => void;
-  maxShardBytes?: number;
-  /** rmm only: where the basis + coefficients group is written. */
-  groupDir?: string;
-  /** The device to compute on (default: getDevice({ device: 'auto' })). */
-  device?: Device;
   /** false: the reference (plain TypeScript) device, as env WGIT_KERNELS=0 (default true: the WASM pool). */
   kernels?: boolean;
   /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
   kernelMinElements?: number;
 }
 
-/** Merges models with a registry method, streaming tensor by tensor. */
+/**
+ * Merges models with a registry method, streaming tensor by tensor into
+ * `sink`, or into `outDir` (and, for a method that writes a group, `groupDir`).
+ */
 export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport> {
   const method = getMethod(opts.method);
   if (opts.inputs.length < method.minInputs) {
@@ -105,23 +86,12 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   }
   if (method.needsBase && !opts.base)
     throw new WgitError('E_BASE_REQUIRED', `${method.name} needs a base model`, { method: method.name });
-  if (method.name === 'rmm') {
-    if (!opts.groupDir)
-      throw new WgitError('E_BAD_PARAM', 'rmm needs groupDir: the folder that receives the basis and coefficients', {
-        param: 'groupDir',
-      });
-    // rmm writes a second tensor set (the group) beside the model: it always writes folders, never to a sink.
-    if (opts.outDir === undefined)
-      throw new WgitError('E_BAD_PARAM', 'rmm needs outDir: it writes the merged model to a folder', {
-        param: 'outDir',
-      });
-    const r = await reversibleMerge({
-      ...opts,
-      outDir: opts.outDir,
-      base: opts.base as ModelSource,
-      groupDir: opts.groupDir,
-    });
-    return r;
+  const getDeviceOnce = async () =>
+    opts.device ?? (await getDevice({ device: 'auto', backend: opts.kernels === false ? 'reference' : undefined }));
+  // A method that writes more than a model runs whole, on the same pipeline, from its own declaration.
+  if (method.run) {
+    const { method: _name, kernels: _kernels, kernelMinElements: _min, ...rest } = opts;
+    return method.run({ ...rest, base: method.needsBase ? opts.base : undefined, device: await getDeviceOnce() });
   }
   const resolved = method.resolve(opts.params ?? {}, opts.inputs.length);
   if (resolved.lines && !method.needsBase)
@@ -175,8 +145,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     }
   };
 
-  const device =
-    opts.device ?? (await getDevice({ device: 'auto', backend: opts.kernels === false ? 'reference' : undefined }));
+  const device = await getDeviceOnce();
   const minElements = opts.kernelMinElements ?? 1 << 16;
   let fastTensors = 0;
   const report = await runTensorPipeline({

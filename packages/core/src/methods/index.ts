@@ -2,10 +2,10 @@
  * Weight-space methods: the merge registry, the streaming engine, LiNeS,
  * reversible merge, fine-tuning transfer and mergekit YAML configs.
  *
- *   mergeModels({ inputs, base?, method, params?, outDir, outDtype?, onProgress?, groupDir? }) → MergeReport
+ *   mergeModels({ inputs, base?, method, params?, outDir | sink, outDtype?, onProgress?, groupDir? }) → MergeReport
  *   transferModel({ ft, from, onto, scale?, copyMissing?, outDir, … })                          → TransferReport
  *   linesEdit({ model, base, alpha?, beta?, outDir, … })                                         → LinesReport
- *   reversibleMerge({ inputs, base, params?, outDir, groupDir, … }) / recoverModel({ group, model, outDir })
+ *   reversibleMerge({ inputs, base, params?, outDir + groupDir | sink, … }) / recoverModel({ group, model, outDir })
  *   parseMergekitYaml(text) → MergekitRecipe   (feed recipe.method / recipe.params to mergeModels)
  *   mergeTensor(method, params, inputs, base?, ctx?) → Float32Array   (one tensor, plain TypeScript)
  *   defineMethod({ name, params: [weightsParam(), …], build, … }) + a line in registry.ts → a new method
@@ -17,8 +17,15 @@ export {
   BufferPool,
   copySideFiles,
   FolderSink,
+  type FolderSinkOptions,
+  fillGroups,
+  fillSink,
+  type GroupHeader,
+  type GroupPlan,
   type PipelineOptions,
+  type PipelineTensor,
   runTensorPipeline,
+  type SideFileSource,
   type Sink,
   type SinkPlan,
   validateModels,
@@ -59,17 +66,20 @@ export {
 } from './params.js';
 export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
+  basisTensor,
   decompose,
   gramMatrix,
   type RecoverOptions,
   type RecoverReport,
   type ReversibleMergeOptions,
+  RMM_GROUP,
+  RMM_SUM_PIECE,
   type RmmReport,
   reconstruct,
   recoverModel,
   reversibleMerge,
+  rmm,
 } from './rmm.js';
-export { rmm } from './rmm-method.js';
 export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
 export { combine, dareInPlace, magnitudeThresholds, sparseConsensusTensor, trimInPlace } from './sparse-consensus.js';
 export { taskArithmetic } from './task-arithmetic.js';

@@ -7,7 +7,7 @@
 import { WgitError } from '../errors.js';
 import { dareLinear, dareTies } from './dare.js';
 import { linear } from './linear.js';
-import { rmm } from './rmm-method.js';
+import { rmm } from './rmm.js';
 import { taskArithmetic } from './task-arithmetic.js';
 import { ties } from './ties.js';
 import type { MergeMethod } from './types.js';

@@ -4,11 +4,11 @@
  * retraining, θ = θ_new + s·(θ_ft − θ_old), over every tensor.
  */
 import { createHash } from 'node:crypto';
-import { type Device, getDevice, type KernelDType } from '../device/index.js';
-import { type DType, dtypeSize, fromF32, isFloatDType } from '../dtypes.js';
+import { type Device, getDevice, type KernelDType, reference, type TransferSums } from '../device/index.js';
+import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import {
-  type BufferPool,
+  BufferPool,
   checkOutDtype,
   convertIn,
   convertOut,
@@ -78,6 +78,24 @@ export interface TransferReport {
 /** Names whose bytes may be shared between embedding and head. */
 const TIE_CANDIDATE = /(embed|wte|lm_head|word_embeddings|tok_embeddings|shared|output)/i;
 
+/**
+ * A cheap fingerprint of a tensor's bytes: SHA-256 of 64 windows of 1 KiB
+ * spread evenly over it (all of it when smaller). Different fingerprints mean
+ * different bytes; equal ones are confirmed on the full bytes.
+ */
+function sampleDigest(bytes: Uint8Array): string {
+  const h = createHash('sha256');
+  const windows = 64;
+  const width = 1024;
+  if (bytes.byteLength <= windows * width) return h.update(bytes).digest('hex');
+  const step = (bytes.byteLength - width) / (windows - 1);
+  for (let i = 0; i < windows; i++) {
+    const at = Math.round(i * step);
+    h.update(bytes.subarray(at, at + width));
+  }
+  return h.digest('hex');
+}
+
 type Plan = { kind: 'transfer'; name: string; grown: boolean } | { kind: 'copy'; name: string; why: string };
 
 function sameShape(a: number[], b: number[]): boolean {
@@ -93,11 +111,14 @@ function shapeErr(name: string, what: string, a: number[], b: number[]): WgitErr
 }
 
 /**
- * One tensor on the device's kernels, the plain loop's operations in its
- * order: Δ = θ_ft − θ_old (sub), θ_new + s·Δ (axpy), rounded to the output
- * dtype; rows past the bases' (vocabulary growth) are the fine-tune's. The
- * closeness sums are the plain loop's too (f64, element order), so the report
- * does not depend on the path. raw and dtypes: target, fine-tune, old base.
+ * One tensor on the device's fused kernel (`transferTyped`): θ_new + s·Δ with
+ * Δ = θ_ft − θ_old, read in the stored dtypes and written in the output dtype
+ * in one pass, with the closeness sums in the kernels' block order (the plain
+ * loop sums in the same order, so the report does not depend on the path or
+ * the thread count). Versions stored in different dtypes are decoded to f32
+ * first (exact) and run through the same kernel. Rows past the bases'
+ * (vocabulary growth) are the fine-tune's, converted to the output dtype.
+ * raw and dtypes: target, fine-tune, old base.
  */
 async function transferOnDevice(
   k: Device,
@@ -107,40 +128,30 @@ async function transferOnDevice(
   outDtype: KernelDType,
   outBytes: Uint8Array,
   s: number,
-  onStats: (dot: number, shift2: number, delta2: number, old2: number) => void,
-): Promise<void> {
-  const count = outBytes.byteLength / dtypeSize(outDtype);
+): Promise<TransferSums> {
+  const outSize = dtypeSize(outDtype);
+  const count = outBytes.byteLength / outSize;
   const common = raw[0].byteLength / dtypeSize(dtypes[0]);
-  const xn = pool.f32('kn', common);
-  const xf = pool.f32('kf', count);
-  const xo = pool.f32('ko', common);
-  await k.toF32(raw[0], dtypes[0], xn);
-  await k.toF32(raw[1], dtypes[1], xf);
-  await k.toF32(raw[2], dtypes[2], xo);
-  const delta = pool.f32('kd', common);
-  await k.sub(xf.subarray(0, common), xo, delta);
-  // θ_new + s·Δ over the common rows, written over the fine-tune's values so the grown rows
-  // stay; the kernels run on the device's threads while this thread sums the closeness figures
-  const written = (async () => {
-    await k.axpy(xn, s, delta, xf.subarray(0, common));
-    await k.fromF32(xf, outDtype, outBytes);
-  })();
-  written.catch(() => {});
-  let d = 0;
-  let sh = 0;
-  let dl = 0;
-  let o2 = 0;
-  for (let j = 0; j < common; j++) {
-    const dj = delta[j];
-    const oj = xo[j];
-    const shift = xn[j] - oj;
-    d += shift * dj;
-    sh += shift * shift;
-    dl += dj * dj;
-    o2 += oj * oj;
+  const heads = raw.map((r, i) => r.subarray(0, common * dtypeSize(dtypes[i])));
+  const outHead = outBytes.subarray(0, common * outSize);
+  let sums: TransferSums;
+  if (dtypes[1] === dtypes[0] && dtypes[2] === dtypes[0]) {
+    sums = await k.transferTyped(heads, dtypes[0], s, outDtype, outHead);
+  } else {
+    const xs: Uint8Array[] = [];
+    for (const [i, slot] of ['kn', 'kf', 'ko'].entries()) {
+      const x = pool.f32(slot, common);
+      await k.toF32(heads[i], dtypes[i], x);
+      xs.push(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    }
+    sums = await k.transferTyped(xs, 'F32', s, outDtype, outHead);
   }
-  onStats(d, sh, dl, o2);
-  await written;
+  if (count > common) {
+    const tail = pool.f32('kt', count - common);
+    await k.toF32(raw[1].subarray(common * dtypeSize(dtypes[1])), dtypes[1], tail);
+    await k.fromF32(tail, outDtype, outBytes.subarray(common * outSize));
+  }
+  return sums;
 }
 
 export async function transferModel(opts: TransferOptions): Promise<TransferReport> {
@@ -203,15 +214,25 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
   }
   const planOf = new Map(plans.map((p, i) => [p.name, { plan: p, spec: specs[i] }]));
 
+  // Tied names (identical bytes in the target) can only be candidates of one dtype and shape.
+  // While the target streams, each such candidate gets a cheap fingerprint (sampleDigest);
+  // only names whose fingerprints agree are read again and compared in full afterwards.
+  const mayTie = new Set<string>();
+  {
+    const byKey = new Map<string, string[]>();
+    for (const t of onto.tensors) {
+      if (!TIE_CANDIDATE.test(t.name)) continue;
+      const key = `${t.dtype}:${t.shape.join('x')}`;
+      byKey.set(key, [...(byKey.get(key) ?? []), t.name]);
+    }
+    for (const g of byKey.values()) if (g.length > 1) for (const n of g) mayTie.add(n);
+  }
+  const targetSample = new Map<string, string>();
+
   // The pipeline streams three views of the versions that agree in names, shapes and dtypes
   // (the target's order, the output's shapes): the target first, so integer tensors are
   // copied from it, then the fine-tune and the old base. A view reads nothing for a tensor
   // its version does not take part in.
-  const targetHash = new Map<string, string>();
-  const outHash = new Map<string, string>();
-  const hashIfCandidate = (name: string, bytes: Uint8Array, into: Map<string, string>) => {
-    if (TIE_CANDIDATE.test(name)) into.set(name, createHash('sha256').update(bytes).digest('hex'));
-  };
   const view = (m: ModelSource, role: 'new' | 'ft' | 'old'): ModelSource => {
     const reads = (p: Plan) => role === 'new' || p.kind === 'transfer';
     const tensors: ModelTensor[] = onto.tensors.map((tn) => {
@@ -239,7 +260,7 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
       readTensor: async (name, into) => {
         if (!reads((planOf.get(name) as { plan: Plan }).plan)) return new Uint8Array(0);
         const bytes = await m.readTensor(name, into);
-        if (role === 'new') hashIfCandidate(name, bytes, targetHash);
+        if (role === 'new' && mayTie.has(name)) targetSample.set(name, sampleDigest(bytes));
         return bytes;
       },
       close: async () => {},
@@ -251,7 +272,7 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
   const minElements = opts.kernelMinElements ?? 1 << 16;
   const perTensor: TensorCloseness[] = [];
   const stats = { dot: 0, shift2: 0, delta2: 0, old2: 0 };
-  const addStats = (name: string, d: number, sh: number, dl: number, o2: number) => {
+  const addStats = (name: string, { dot: d, shift2: sh, delta2: dl, old2: o2 }: TransferSums) => {
     stats.dot += d;
     stats.shift2 += sh;
     stats.delta2 += dl;
@@ -263,30 +284,72 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
     });
   };
   const s = fr(scale);
-  /** The plain path: one loop, θ_new + s·(θ_ft − θ_old), rows past the bases' taken from the fine-tune. */
-  const plain = (name: string, xn: Float32Array, xf: Float32Array, xo: Float32Array, out: Float32Array) => {
-    let d = 0;
-    let sh = 0;
-    let dl = 0;
-    let o2 = 0;
+  /**
+   * The plain path: θ_new + s·(θ_ft − θ_old) and the closeness sums by the
+   * reference kernel's loop (the kernels' arithmetic and summation order),
+   * rows past the bases' taken from the fine-tune.
+   */
+  const plain = (
+    name: string,
+    xn: Float32Array,
+    xf: Float32Array,
+    xo: Float32Array,
+    out: Float32Array,
+    record: boolean,
+  ) => {
     const common = xn.length;
-    for (let j = 0; j < common; j++) {
-      const delta = fr(xf[j] - xo[j]);
-      const shift = xn[j] - xo[j];
-      d += shift * delta;
-      sh += shift * shift;
-      dl += delta * delta;
-      o2 += xo[j] * xo[j];
-      out[j] = fr(xn[j] + fr(s * delta));
-    }
-    for (let j = common; j < xf.length; j++) out[j] = xf[j];
-    addStats(name, d, sh, dl, o2);
+    const sums = reference.transferF32(xn, xf.subarray(0, common), xo, s, out.subarray(0, common));
+    if (record) addStats(name, sums);
+    out.set(xf.subarray(common), common);
   };
   let kernelTensors = 0;
+  /**
+   * One float tensor's output bytes from its raw inputs (target, fine-tune,
+   * old base); false leaves a tensor whose versions share a dtype, under the
+   * kernel threshold, to the plain loop (the pipeline's compute). `record`:
+   * add its closeness figures to the report (false when recomputing).
+   */
+  const fastTensor = async (
+    name: string,
+    raw: Uint8Array[],
+    outDt: DType,
+    outBytes: Uint8Array,
+    pool: BufferPool,
+    record: boolean,
+  ): Promise<boolean> => {
+    const plan = (planOf.get(name) as { plan: Plan }).plan;
+    const dn = onto.tensor(name).dtype;
+    if (plan.kind === 'copy') {
+      if (dn === outDt) outBytes.set(raw[0]);
+      else await convertOut(await convertIn(pool, 'c', raw[0], dn, device), outDt, outBytes, device);
+      return true;
+    }
+    const df = ft.tensor(name).dtype;
+    const dold = from.tensor(name).dtype;
+    const count = outBytes.byteLength / dtypeSize(outDt);
+    if (count >= minElements && isKernelDType(dn) && isKernelDType(df) && isKernelDType(dold) && isKernelDType(outDt)) {
+      const sums = await transferOnDevice(device, pool, raw, [dn, df, dold], outDt, outBytes, s);
+      if (record) {
+        addStats(name, sums);
+        kernelTensors++;
+      }
+      return true;
+    }
+    if (df === dn && dold === dn) return false;
+    // versions stored in different dtypes: each converts with its own
+    const xn = await convertIn(pool, 'mn', raw[0], dn, device);
+    const xf = await convertIn(pool, 'mf', raw[1], df, device);
+    const xo = await convertIn(pool, 'mo', raw[2], dold, device);
+    const out = pool.f32('mout', count);
+    plain(name, xn, xf, xo, out, record);
+    await convertOut(out, outDt, outBytes, device);
+    return true;
+  };
+  const views = [view(onto, 'new'), view(ft, 'ft'), view(from, 'old')];
 
   const report = await runTensorPipeline({
     label: 'transfer',
-    inputs: [view(onto, 'new'), view(ft, 'ft'), view(from, 'old')],
+    inputs: views,
     carrier: onto,
     outDir: opts.outDir,
     sink: opts.sink,
@@ -295,53 +358,58 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
     maxShardBytes: opts.maxShardBytes,
     params: { scale, copyMissing },
     device,
-    fast: async (name, raw, _dtype, outDt, outBytes, pool) => {
-      const plan = (planOf.get(name) as { plan: Plan }).plan;
-      let done = true;
-      if (plan.kind === 'copy') {
-        const dn = onto.tensor(name).dtype;
-        if (dn === outDt) outBytes.set(raw[0]);
-        else await convertOut(await convertIn(pool, 'c', raw[0], dn, device), outDt, outBytes, device);
-      } else {
-        const dn = onto.tensor(name).dtype;
-        const df = ft.tensor(name).dtype;
-        const dold = from.tensor(name).dtype;
-        const count = outBytes.byteLength / dtypeSize(outDt);
-        if (
-          count >= minElements &&
-          isKernelDType(dn) &&
-          isKernelDType(df) &&
-          isKernelDType(dold) &&
-          isKernelDType(outDt)
-        ) {
-          await transferOnDevice(device, pool, raw, [dn, df, dold], outDt, outBytes, s, (d, sh, dl, o2) =>
-            addStats(name, d, sh, dl, o2),
-          );
-          kernelTensors++;
-        } else if (df === dn && dold === dn) done = false;
-        else {
-          // versions stored in different dtypes: each converts with its own
-          const xn = await convertIn(pool, 'mn', raw[0], dn, device);
-          const xf = await convertIn(pool, 'mf', raw[1], df, device);
-          const xo = await convertIn(pool, 'mo', raw[2], dold, device);
-          const out = pool.f32('mout', count);
-          plain(name, xn, xf, xo, out);
-          await convertOut(out, outDt, outBytes, device);
+    fast: (name, raw, _dtype, outDt, outBytes, pool) => fastTensor(name, raw, outDt, outBytes, pool, true),
+    compute: (name, inputs, _base, out) => plain(name, inputs[0], inputs[1], inputs[2], out, true),
+  });
+
+  /** The output bytes of one tensor, computed again the way the pipeline did (for the tie check). */
+  const outputOf = async (name: string, pool: BufferPool): Promise<Uint8Array> => {
+    const raw = await Promise.all(views.map((v) => v.readTensor(name)));
+    const info = onto.tensor(name);
+    if (!isFloatDType(info.dtype)) return raw[0];
+    const { spec } = planOf.get(name) as { spec: TensorSpec };
+    const count = spec.shape.reduce((a, b) => a * b, 1);
+    const outBytes = pool.bytes('tie-out', count * dtypeSize(spec.dtype));
+    if (!(await fastTensor(name, raw, spec.dtype, outBytes, pool, false))) {
+      const xs = await Promise.all(raw.map((r, i) => convertIn(pool, `tie${i}`, r, info.dtype, device)));
+      const out = pool.f32('tie-f32', count);
+      plain(name, xs[0], xs[1], xs[2], out, false);
+      await convertOut(out, spec.dtype, outBytes, device);
+    }
+    return outBytes;
+  };
+  const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+  // tied names: identical bytes in the target. Fingerprints that agree are confirmed on the
+  // full bytes, and then the outputs of the names are computed again and compared.
+  const tied: string[][] = [];
+  const untied: string[][] = [];
+  const bySample = new Map<string, string[]>();
+  for (const [name, h] of targetSample) {
+    const key = `${h}:${onto.tensor(name).dtype}:${onto.tensor(name).shape.join('x')}`;
+    bySample.set(key, [...(bySample.get(key) ?? []), name]);
+  }
+  const suspects = [...bySample.values()].filter((g) => g.length > 1);
+  if (suspects.length) {
+    const pool = new BufferPool(device);
+    try {
+      for (const g of suspects) {
+        const byHash = new Map<string, string[]>();
+        for (const name of g) {
+          const h = sha(await onto.readTensor(name, pool.bytes('tie-in', onto.tensor(name).byteLength)));
+          byHash.set(h, [...(byHash.get(h) ?? []), name]);
+        }
+        for (const group of byHash.values()) {
+          if (group.length < 2) continue;
+          tied.push(group);
+          const outs = new Set<string>();
+          for (const name of group) outs.add(sha(await outputOf(name, pool)));
+          if (outs.size > 1) untied.push(group);
         }
       }
-      if (done) hashIfCandidate(name, outBytes, outHash);
-      return done;
-    },
-    compute: (name, inputs, _base, out) => {
-      plain(name, inputs[0], inputs[1], inputs[2], out);
-      if (TIE_CANDIDATE.test(name)) {
-        const dt = (planOf.get(name) as { spec: TensorSpec }).spec.dtype;
-        const bytes = new Uint8Array(out.length * dtypeSize(dt));
-        fromF32(out, dt, bytes);
-        hashIfCandidate(name, bytes, outHash);
-      }
-    },
-  });
+    } finally {
+      pool.release();
+    }
+  }
   const warnings: string[] = [];
   const copied = plans.filter((p) => p.kind === 'copy').map((p) => p.name);
   const tensors: TensorNote[] = plans.map((p, i) => {
@@ -351,21 +419,8 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
       : { name, dtype, shape, action: p.grown ? 'transferred-grown' : 'transferred' };
   });
   const { dot, shift2, delta2, old2 } = stats;
-  // integer tensors the pipeline copied from the target: the output is the target's bytes
-  for (const [name, h] of targetHash) if (!outHash.has(name)) outHash.set(name, h);
-  // tied names: identical bytes in the target
-  const byHash = new Map<string, string[]>();
-  for (const [name, h] of targetHash) {
-    const key = `${h}:${onto.tensor(name).dtype}:${onto.tensor(name).shape.join('x')}`;
-    byHash.set(key, [...(byHash.get(key) ?? []), name]);
-  }
-  const tied = [...byHash.values()].filter((g) => g.length > 1);
-  for (const g of tied) {
-    if (new Set(g.map((n) => outHash.get(n))).size > 1) {
-      warnings.push(
-        `${g.join(' and ')} share storage in the target but differ in the output: the fine-tune untied them`,
-      );
-    }
+  for (const g of untied) {
+    warnings.push(`${g.join(' and ')} share storage in the target but differ in the output: the fine-tune untied them`);
   }
   if (copied.length)
     warnings.push(`${copied.length} tensor(s) copied from the target: ${copied.slice(0, 5).join(', ')}`);

@@ -1,4 +1,7 @@
+import type { Device } from '../device/index.js';
 import type { DType } from '../dtypes.js';
+import type { GroupHeader, Sink } from '../pipeline/sink.js';
+import type { ModelSource } from '../safetensors/index.js';
 
 /**
  * A parameter value that may differ per tensor, in mergekit's list form:
@@ -157,6 +160,32 @@ export interface MergeMethod {
   build(
     params: TensorParams,
   ): (inputs: Float32Array[], base: Float32Array | undefined, ctx: TensorContext, out: Float32Array) => void;
+  /**
+   * Declared by a method whose result is more than a model (rmm writes a
+   * basis group beside the merged model): the engine hands it the whole
+   * merge — inputs, parameters, the output sink or folders — instead of
+   * running the per-tensor path. It runs on the tensor pipeline like any
+   * other method and names the groups it wrote in `MergeReport.groups`.
+   */
+  run?(opts: MethodRunOptions): Promise<MergeReport>;
+}
+
+/** What the engine hands a method that runs whole (`MergeMethod.run`). */
+export interface MethodRunOptions {
+  inputs: ModelSource[];
+  base?: ModelSource;
+  params?: MergeParams;
+  /** The merged model's folder, unless `sink` is given. */
+  outDir?: string;
+  /** Where the merged model and its groups go instead of folders (e.g. a store commit). */
+  sink?: Sink;
+  /** With `outDir`: the folder of the method's group. */
+  groupDir?: string;
+  outDtype?: DType;
+  onProgress?: (e: ProgressEvent) => void;
+  maxShardBytes?: number;
+  /** The device to compute on. */
+  device?: Device;
 }
 
 export interface TensorNote {
@@ -200,4 +229,6 @@ export interface MergeReport {
   bytesWritten: number;
   /** The device (and whether it is a compiled backend), and how many tensors took the device kernel path. */
   engine?: { kernels: boolean; device: string; kernelTensors: number };
+  /** Tensor groups written beside the model: name, header, and the folder when they went to one (null: a sink). */
+  groups?: { name: string; header: GroupHeader; dir: string | null }[];
 }

@@ -9,6 +9,7 @@ import {
   type RmmBasis,
   readRmmTable,
   rmmBasisHeader,
+  rmmTableVersion,
 } from './rmm-format.js';
 
 export * from './rmm-format.js';
@@ -40,7 +41,7 @@ export const rmmBasis: ObjectKind<RmmBasis> = {
     return { header: report.rmm.object, report };
   },
   async encode(value, outDir) {
-    // Versions 0 and 1 hold the same tensors: re-encoding copies them; the header is what changes.
+    // Every version holds the same tensors: re-encoding copies them (a version 0 basis gets its version 1 header).
     await writeModelCopy(value.source, outDir);
     return rmmBasisHeader(value.table);
   },
@@ -54,6 +55,13 @@ export const rmmBasis: ObjectKind<RmmBasis> = {
         {
           path: source.root,
         },
+      );
+    // The table says how recovery sums (its fixes are against that): it must be the one the version stores.
+    if (table.version !== rmmTableVersion(header.version))
+      throw new WgitError(
+        'E_RMM_GROUP',
+        `${source.root}: an rmm-basis of version ${header.version} holds a table of version ${table.version}`,
+        { path: source.root },
       );
     return { header, source, table };
   },

@@ -3,7 +3,7 @@
  * M_k (F32) and per input coefficients c_ik, with Δᵢ ≈ Σ_k c_ik M_k, so each
  * input of the merge can be given back (the math is in methods/rmm.ts).
  *
- * Stored form (versions 0 and 1 hold the same tensors):
+ * Stored form (every version holds the same tensors):
  *   `__wgit_rmm__.json` (U8)        the coefficient table (RmmMeta, JSON)
  *   `<name>::rmm.base`              the base tensor
  *   `<name>::rmm.basis.<k>`         basis tensor k (F32)
@@ -13,6 +13,11 @@
  * Version 0 is the form written before manifests named their kind: it is
  * recognised by its table tensor. Version 1 is the same tensors with the
  * manifest header `{ kind: 'rmm-basis', version: 1, meta: { inputs, rank } }`.
+ * Both reconstruct θ₀ + Σ_k c_k M_k as an f64 sum rounded once (table version
+ * 1), and their fixes are against that. Version 2 (table version 2) computes
+ * it on the device kernels, in f32: the update Σ_k c_k M_k left to right,
+ * then one addition to the base; its fixes are against that, so a reader
+ * must know which one a group used.
  */
 import type { DType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
@@ -21,7 +26,9 @@ import type { ModelSource } from '../safetensors/index.js';
 import type { ObjectHeader, ObjectValue } from './kind.js';
 
 export const RMM_BASIS_KIND = 'rmm-basis';
-export const RMM_BASIS_VERSION = 1;
+export const RMM_BASIS_VERSION = 2;
+/** The coefficient table this code writes: 2, reconstruction in f32 on the kernels (1: an f64 sum). */
+export const RMM_TABLE_VERSION = 2;
 
 /** Name of the U8 tensor that holds the coefficient table (JSON). */
 export const RMM_META_TENSOR = '__wgit_rmm__.json';
@@ -51,7 +58,8 @@ export interface RmmTensorMeta {
 
 export interface RmmMeta {
   format: 'wgit-rmm';
-  version: 1;
+  /** 1: recovery sums θ₀ + Σ c_k M_k in f64 (kind versions 0 and 1); 2: in f32 on the device kernels (kind version 2). */
+  version: 1 | 2;
   inputs: number;
   rank: number;
   params: ResolvedParams;
@@ -71,9 +79,15 @@ export interface RmmBasis extends ObjectValue {
   table: RmmMeta;
 }
 
-/** The manifest header of a basis with this table. */
-export function rmmBasisHeader(table: Pick<RmmMeta, 'inputs' | 'rank'>): ObjectHeader {
-  return { kind: RMM_BASIS_KIND, version: RMM_BASIS_VERSION, meta: { inputs: table.inputs, rank: table.rank } };
+/** The manifest header of a basis with this table (a table of version 1 is a basis of version 1). */
+export function rmmBasisHeader(table: Pick<RmmMeta, 'inputs' | 'rank' | 'version'>): ObjectHeader {
+  const version = table.version === 1 ? 1 : RMM_BASIS_VERSION;
+  return { kind: RMM_BASIS_KIND, version, meta: { inputs: table.inputs, rank: table.rank } };
+}
+
+/** The table version a basis of kind version `kindVersion` holds. */
+export function rmmTableVersion(kindVersion: number): 1 | 2 {
+  return kindVersion <= 1 ? 1 : 2;
 }
 
 /** Reads and checks the coefficient table of a stored basis. */
@@ -98,7 +112,7 @@ export async function readRmmTable(group: ModelSource): Promise<RmmMeta> {
   }
   if (
     meta?.format !== 'wgit-rmm' ||
-    meta.version !== 1 ||
+    (meta.version !== 1 && meta.version !== 2) ||
     !Array.isArray(meta.order) ||
     typeof meta.tensors !== 'object' ||
     !Number.isInteger(meta.inputs)

@@ -1,5 +1,15 @@
 export { BufferPool, convertIn, convertOut, isKernelDType, toF32Into } from './buffers.js';
 export { checkOutDtype, copySideFiles, discardOutDir, prepareOutDir } from './output.js';
-export { type PipelineOptions, type PipelineReport, runTensorPipeline } from './run.js';
-export { FolderSink, type Sink, type SinkPlan } from './sink.js';
+export { type PipelineOptions, type PipelineReport, type PipelineTensor, runTensorPipeline } from './run.js';
+export {
+  FolderSink,
+  type FolderSinkOptions,
+  fillGroups,
+  fillSink,
+  type GroupHeader,
+  type GroupPlan,
+  type SideFileSource,
+  type Sink,
+  type SinkPlan,
+} from './sink.js';
 export { forEachFloatTensor, type LoadedTensor, prefetched, streamTensors, validateModels } from './sources.js';

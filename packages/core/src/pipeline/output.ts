@@ -44,7 +44,7 @@ export async function prepareOutDir(dir: string): Promise<void> {
 
 /** Copies the side files (config.json, tokenizer …) of `from` into `outDir`, atomically each. */
 export async function copySideFiles(
-  from: ModelSource,
+  from: Pick<ModelSource, 'sideFiles' | 'readSideFile'>,
   outDir: string,
   skip: Set<string> = new Set(),
 ): Promise<string[]> {

@@ -13,7 +13,7 @@ import type { MergeReport, ProgressEvent, ResolvedParams, TensorNote } from '../
 import type { ModelSource, TensorSpec } from '../safetensors/index.js';
 import { BufferPool, convertIn, convertOut } from './buffers.js';
 import { checkOutDtype } from './output.js';
-import { FolderSink, type Sink } from './sink.js';
+import { FolderSink, fillGroups, fillSink, type GroupPlan, type Sink } from './sink.js';
 import { streamTensors, validateModels } from './sources.js';
 
 function elements(shape: number[]): number {
@@ -34,8 +34,8 @@ export interface PipelineOptions {
   onProgress?: (e: ProgressEvent) => void;
   maxShardBytes?: number;
   params: Record<string, unknown>;
-  /** Float tensors: fill `out` from the inputs' (and base's) f32 values. */
-  compute: (
+  /** Float tensors: fill `out` from the inputs' (and base's) f32 values (unless `step` or `fast` did). */
+  compute?: (
     name: string,
     inputs: Float32Array[],
     base: Float32Array | undefined,
@@ -43,6 +43,19 @@ export interface PipelineOptions {
   ) => void | Promise<void>;
   /** Whole-model passes to run after validation, before writing (timed as firstPassMs). */
   firstPass?: () => Promise<void>;
+  /**
+   * Tensor groups written beside the output (`Sink.group`: a basis, a table),
+   * planned once firstPass has run: they are opened before the first tensor
+   * and finished before the output; `step` writes each tensor's share.
+   */
+  groups?: () => GroupPlan[];
+  /**
+   * Every tensor, float or not, before the default handling, with the groups
+   * open: writes this tensor's share of them and returns true when it filled
+   * the output bytes itself, false to leave the tensor to the pipeline (the
+   * first model's copy for integer/bool tensors, `fast` or `compute` for float ones).
+   */
+  step?: (t: PipelineTensor) => Promise<boolean>;
   /** Safetensors metadata of the output (default: the carrier's). */
   metadata?: Record<string, string>;
   /** The model whose side files and metadata the output takes (default: the base, else the first input). */
@@ -61,6 +74,24 @@ export interface PipelineOptions {
     outBytes: Uint8Array,
     pool: BufferPool,
   ) => Promise<boolean>;
+}
+
+/** One tensor as `step` sees it. */
+export interface PipelineTensor {
+  name: string;
+  /** Position in the output's tensor order. */
+  index: number;
+  /** The models' dtype of this tensor, and the output's. */
+  dtype: DType;
+  outDtype: DType;
+  /** Raw bytes per model: the inputs in order, then the base. */
+  raw: Uint8Array[];
+  /** The output tensor's bytes, to fill (then return true). */
+  out: Uint8Array;
+  pool: BufferPool;
+  device: Device;
+  /** The open groups, by name. */
+  groups: Readonly<Record<string, Sink>>;
 }
 
 export interface PipelineReport {
@@ -91,13 +122,13 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     dtype: isFloatDType(t.dtype) && outDtype ? outDtype : t.dtype,
     shape: t.shape,
   }));
-  await sink.begin({
+  const plan = {
     specs,
     maxShardBytes: opts.maxShardBytes,
     metadata: opts.metadata ?? carrier.metadata ?? undefined,
-  });
-  const t1 = performance.now();
-  let t2 = t1;
+  };
+  let t1 = t0;
+  let t2 = t0;
   let pool: BufferPool | null = null;
   const notes: TensorNote[] = [];
   const copied: string[] = [];
@@ -105,56 +136,80 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
   const names = ref.tensors.map((t) => t.name);
   const nIn = opts.inputs.length;
   let bytesWritten = 0;
-  let pendingWrite: Promise<void> = Promise.resolve();
-  try {
-    if (opts.firstPass) await opts.firstPass();
-    t2 = performance.now();
+  const stream = async (groups: Readonly<Record<string, Sink>>): Promise<void> => {
     const device = opts.device ?? (await getDevice({ device: 'auto' }));
     const buffers = new BufferPool(device);
     pool = buffers;
-    for await (const lt of streamTensors(models, names, buffers)) {
-      const info = ref.tensor(lt.name);
-      const spec = specs[lt.index];
-      let outBytes: Uint8Array;
-      if (!isFloatDType(info.dtype)) {
-        // never average step counters, masks or ids: take the first model's
-        outBytes = buffers.bytes(`o${lt.index & 1}`, lt.raw[0].byteLength);
-        outBytes.set(lt.raw[0]);
-        copied.push(lt.name);
-        notes.push({
-          name: lt.name,
-          dtype: info.dtype,
-          shape: info.shape,
-          action: 'copied',
-          note: 'integer/bool tensor taken from the first model',
-        });
-      } else {
-        const count = elements(info.shape);
-        outBytes = buffers.bytes(`o${lt.index & 1}`, count * dtypeSize(spec.dtype));
-        if (!(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, buffers)))) {
-          const values: Float32Array[] = [];
-          for (let i = 0; i < lt.raw.length; i++)
-            values.push(await convertIn(buffers, `f${i}`, lt.raw[i], info.dtype, device));
-          const out = buffers.f32('out', count);
-          await opts.compute(lt.name, values.slice(0, nIn), opts.base ? values[nIn] : undefined, out);
-          await convertOut(out, spec.dtype, outBytes, device);
+    let pendingWrite: Promise<void> = Promise.resolve();
+    try {
+      for await (const lt of streamTensors(models, names, buffers)) {
+        const info = ref.tensor(lt.name);
+        const spec = specs[lt.index];
+        const float = isFloatDType(info.dtype);
+        const outBytes = buffers.bytes(
+          `o${lt.index & 1}`,
+          float ? elements(info.shape) * dtypeSize(spec.dtype) : lt.raw[0].byteLength,
+        );
+        const done = opts.step
+          ? await opts.step({
+              name: lt.name,
+              index: lt.index,
+              dtype: info.dtype,
+              outDtype: spec.dtype,
+              raw: lt.raw,
+              out: outBytes,
+              pool: buffers,
+              device,
+              groups,
+            })
+          : false;
+        if (!float && !done) {
+          // never average step counters, masks or ids: take the first model's
+          outBytes.set(lt.raw[0]);
+          copied.push(lt.name);
+          notes.push({
+            name: lt.name,
+            dtype: info.dtype,
+            shape: info.shape,
+            action: 'copied',
+            note: 'integer/bool tensor taken from the first model',
+          });
+        } else {
+          if (!done && !(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, buffers)))) {
+            if (!opts.compute)
+              throw new WgitError('E_INTERNAL', `${opts.label}: nothing computes tensor ${lt.name}`, {
+                tensor: lt.name,
+              });
+            const values: Float32Array[] = [];
+            for (let i = 0; i < lt.raw.length; i++)
+              values.push(await convertIn(buffers, `f${i}`, lt.raw[i], info.dtype, device));
+            const out = buffers.f32('out', elements(info.shape));
+            await opts.compute(lt.name, values.slice(0, nIn), opts.base ? values[nIn] : undefined, out);
+            await convertOut(out, spec.dtype, outBytes, device);
+          }
+          notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'merged' });
         }
-        notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'merged' });
+        await pendingWrite;
+        pendingWrite = sink.write(lt.name, outBytes);
+        pendingWrite.catch(() => {});
+        bytesWritten += outBytes.byteLength;
+        opts.onProgress?.({ phase: opts.label, done: lt.index + 1, total: names.length, tensor: lt.name });
       }
-      await pendingWrite;
-      pendingWrite = sink.write(lt.name, outBytes);
-      pendingWrite.catch(() => {});
-      bytesWritten += outBytes.byteLength;
-      opts.onProgress?.({ phase: opts.label, done: lt.index + 1, total: names.length, tensor: lt.name });
+    } finally {
+      // a write still in flight must settle before the buffers are released or the sink aborted
+      await pendingWrite.catch(() => {});
     }
     await pendingWrite;
-    await sink.finish(carrier);
-  } catch (e) {
-    await pendingWrite.catch(() => {});
-    await sink.abort();
-    throw e;
+  };
+  try {
+    await fillSink(sink, plan, carrier, async () => {
+      t1 = performance.now();
+      if (opts.firstPass) await opts.firstPass();
+      t2 = performance.now();
+      await fillGroups(sink, opts.groups?.() ?? [], stream);
+    });
   } finally {
-    pool?.release();
+    (pool as BufferPool | null)?.release();
   }
   if (copied.length)
     warnings.push(

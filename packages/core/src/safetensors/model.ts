@@ -38,6 +38,14 @@ export interface ModelSource {
   readonly metadata?: Record<string, string> | null;
   /** Reads only that tensor's bytes; into `into` (a prefix of it) when given. */
   readTensor(name: string, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * An id of the tensor's bytes that two sources of the same kind share
+   * exactly when the bytes are equal (the store: its record's tensor hash),
+   * known without reading them; absent or null when the source cannot tell.
+   */
+  contentId?(name: string): string | null;
+  /** The same for a side file (the store: its blob id, or its chunk record's hash). */
+  sideFileId?(rel: string): Promise<string | null>;
   close(): Promise<void>;
 }
 

@@ -324,12 +324,12 @@ describe('reversible merge math', () => {
     close(values, [3, 1], 1e-14);
     assert.ok(Math.abs(Math.abs(vectors[0][0]) - Math.SQRT1_2) < 1e-14);
   });
-  it('full basis reconstructs every update; truncated never does worse than the merge', () => {
+  it('full basis reconstructs every update; truncated never does worse than the merge', async () => {
     const r = rng(6);
     const len = 300;
     const base = f32(randomValues(len, r));
     const deltas = [0, 1, 2, 3].map((i) => f32(randomValues(len, r, 0.1 * (i + 1))));
-    const g = gramMatrix(deltas);
+    const g = await gramMatrix(deltas);
     const mc = [0.25, 0.25, 0.25, 0.25];
     const merged = Array.from({ length: len }, (_, j) => deltas.reduce((s, d, i) => s + mc[i] * d[j], 0));
     for (const rank of [1, 2, 3, 4]) {
@@ -341,8 +341,8 @@ describe('reversible merge math', () => {
         return m;
       });
       const rec = new Float32Array(len);
-      deltas.forEach((d, i) => {
-        reconstruct(base, basis, dec.coeffs[i], rec);
+      for (const [i, d] of deltas.entries()) {
+        await reconstruct(base, basis, dec.coeffs[i], rec);
         let err = 0;
         let mErr = 0;
         let norm = 0;
@@ -354,14 +354,14 @@ describe('reversible merge math', () => {
         if (rank === 4)
           assert.ok(Math.sqrt(err / norm) < 1e-5, `exact at full rank, task ${i}: ${Math.sqrt(err / norm)}`);
         else assert.ok(err <= mErr * (1 + 1e-6), `rank ${rank} task ${i}: ${err} > ${mErr}`);
-      });
+      }
     }
   });
-  it('zero and duplicate updates give a smaller basis', () => {
+  it('zero and duplicate updates give a smaller basis', async () => {
     const d = f32([1, 2, 3]);
     const z = new Float32Array(3);
-    const dec = decompose(gramMatrix([d, d, z]), [1 / 3, 1 / 3, 1 / 3], 3);
+    const dec = decompose(await gramMatrix([d, d, z]), [1 / 3, 1 / 3, 1 / 3], 3);
     assert.equal(dec.combo.length, 1);
-    assert.equal(decompose(gramMatrix([z, z]), [0.5, 0.5], 2).combo.length, 0);
+    assert.equal(decompose(await gramMatrix([z, z]), [0.5, 0.5], 2).combo.length, 0);
   });
 });

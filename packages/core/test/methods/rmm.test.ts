@@ -3,12 +3,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  getDevice,
   isWgitError,
   mergeModels,
   openModel,
   RMM_META_TENSOR,
+  RMM_SUM_PIECE,
   recoverModel,
+  referenceDevice,
   reversibleMerge,
+  rmmBasis,
 } from '../../src/index.js';
 import { decode, llamaToy, perturb, readAll, rng, type T, tmpDir, writeModel } from './helpers.js';
 
@@ -142,6 +146,92 @@ describe('reversible merge', () => {
       }
     });
   }
+
+  it('gives the same bits on the WASM pool (1 and 2 threads) and the reference device, tensors past a block included', async () => {
+    // 2.2 M f32 elements: more than one block of elementwise work, many reduction pieces, and fixes (f32 rounding)
+    const r = rng(5);
+    const big = (scale: number, from?: Float32Array) => {
+      const v = new Float32Array(2_200_000);
+      for (let j = 0; j < v.length; j++) v[j] = (from ? from[j] : 0) + r() * scale;
+      return v;
+    };
+    const b = big(0.02);
+    const small = llamaToy(r, 'BF16').slice(0, 3);
+    const version = (v: Float32Array, ts: T[]) => [
+      { name: 'w', dtype: 'F32' as const, shape: [1100, 2000], values: v },
+      ...ts,
+    ];
+    const base = await writeModel(path.join(dir, 'big-base'), version(b, small));
+    const fts = await Promise.all(
+      [0.002, 0.003].map((sd, i) =>
+        writeModel(path.join(dir, `big-ft${i}`), version(big(sd, b), perturb(small, r, 0.01))),
+      ),
+    );
+    assert.ok(2_200_000 > 2 * RMM_SUM_PIECE);
+    const run = async (name: string, device: Awaited<ReturnType<typeof getDevice>>) => {
+      const outDir = path.join(dir, `${name}-merged`);
+      const groupDir = path.join(dir, `${name}-group`);
+      const report = await reversibleMerge({
+        inputs: await Promise.all(fts.map(open)),
+        base: await open(base),
+        outDir,
+        groupDir,
+        device,
+      });
+      return { report, merged: await readAll(outDir), group: await readAll(groupDir), groupDir };
+    };
+    const ref = await run('dev-ref', referenceDevice());
+    assert.ok(
+      ref.report.rmm.models.every((m) => m.fixes > 0),
+      'f32 inputs need fixes',
+    );
+    for (const threads of [1, 2]) {
+      const w = await run(`dev-wasm${threads}`, await getDevice({ device: 'cpu', threads }));
+      assert.deepEqual(w.report.rmm.models, ref.report.rmm.models, `threads ${threads}`);
+      assert.deepEqual([...w.group.keys()], [...ref.group.keys()]);
+      for (const [k, t] of ref.group) assert.deepEqual(w.group.get(k)?.bytes, t.bytes, `threads ${threads}: ${k}`);
+      for (const [k, t] of ref.merged) assert.deepEqual(w.merged.get(k)?.bytes, t.bytes, `threads ${threads}: ${k}`);
+    }
+    // recovery on either device gives each input back byte for byte
+    for (const [i, ft] of fts.entries()) {
+      const o = path.join(dir, `dev-rec-${i}`);
+      const rr = await recoverModel({
+        group: await open(ref.groupDir),
+        model: i,
+        outDir: o,
+        device: referenceDevice(),
+      });
+      assert.ok(rr.fixesApplied > 0);
+      const want = await readAll(ft);
+      const got = await readAll(o);
+      for (const [name, t] of want) assert.deepEqual(got.get(name)?.bytes, t.bytes, `model ${i} ${name}`);
+    }
+  });
+
+  it('refuses a group folder that is not empty before any work, and a table another version claims', async () => {
+    const outDir = path.join(dir, 'busy-merged');
+    const groupDir = path.join(dir, 'busy-group');
+    fs.mkdirSync(groupDir);
+    fs.writeFileSync(path.join(groupDir, 'keep.txt'), 'mine');
+    await assert.rejects(
+      reversibleMerge({
+        inputs: await Promise.all(paths.ft.map(open)),
+        base: await open(paths.base),
+        outDir,
+        groupDir,
+      }),
+      (e) => code(e) === 'E_OUTPUT_NOT_EMPTY',
+    );
+    assert.equal(fs.existsSync(outDir), false, 'the output folder it made is gone');
+    assert.deepEqual(fs.readdirSync(groupDir), ['keep.txt']);
+    // a version 2 basis (f32 sums) must not pass for a version 1 one (f64 sums): its fixes would not fit
+    const { report, groupDir: g } = await rmmMerge(2, 'version');
+    assert.deepEqual(report.rmm.object, { kind: 'rmm-basis', version: 2, meta: { inputs: 4, rank: 2 } });
+    await assert.rejects(
+      rmmBasis.decode(await open(g), { ...report.rmm.object, version: 1 }),
+      (e) => code(e) === 'E_RMM_GROUP',
+    );
+  });
 
   it('refuses a group that is not one, and a model out of range', async () => {
     const notGroup = await open(paths.base);

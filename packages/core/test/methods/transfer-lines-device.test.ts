@@ -239,6 +239,93 @@ describe('transfer on the device kernels', () => {
     sameBytes(await bytesOf(a), await bytesOf(b), 'F16 out');
   });
 
+  it('output bytes and closeness equal an independent computation (one dtype, and three dtypes)', async () => {
+    const r = rng(99);
+    const shapes: [string, number[]][] = [
+      ['model.layers.0.mlp.up_proj.weight', [50, 61]],
+      ['model.layers.0.input_layernorm.weight', [61]],
+    ];
+    const bf16Bits = (x: number) => {
+      const u = new Uint32Array(Float32Array.of(x).buffer)[0];
+      return (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+    };
+    for (const [dOld, dFt, dNew] of [
+      ['BF16', 'BF16', 'BF16'],
+      ['BF16', 'F16', 'F32'],
+    ] as KernelDType[][]) {
+      const values = shapes.map(([, shape]) => Float32Array.from({ length: numel(shape) }, () => r() - 0.5));
+      const version = (dtype: KernelDType, noise: number) =>
+        shapes.map(([name, shape], i) => ({
+          name,
+          dtype,
+          shape,
+          data: encodeBits(
+            values[i].map((v) => v + (noise ? (r() - 0.5) * noise : 0)),
+            dtype,
+          ),
+        }));
+      const oldT = version(dOld, 0);
+      const ftT = version(dFt, 0.02);
+      const newT = version(dNew, 0.01);
+      const v = {
+        from: await open(await write(oldT)),
+        ft: await open(await write(ftT)),
+        onto: await open(await write(newT)),
+      };
+      const s = 0.7;
+      const fr = Math.fround;
+      // expected: every element from the decoded inputs, f32 steps; sums in f64, element order
+      const want = shapes.map((_, i) => {
+        const [o, f, nw] = [oldT[i], ftT[i], newT[i]].map((t) => decodeBits(t.data, t.dtype as KernelDType));
+        const out = new Float32Array(o.length);
+        let dot = 0;
+        let sh2 = 0;
+        let dl2 = 0;
+        let o2 = 0;
+        for (let j = 0; j < o.length; j++) {
+          const delta = fr(f[j] - o[j]);
+          out[j] = fr(nw[j] + fr(fr(s) * delta));
+          dot += (nw[j] - o[j]) * delta;
+          sh2 += (nw[j] - o[j]) ** 2;
+          dl2 += delta * delta;
+          o2 += o[j] * o[j];
+        }
+        return { out, dot, sh2, dl2, o2 };
+      });
+      const close = (a: number, b: number, what: string) =>
+        assert.ok(Math.abs(a - b) <= 1e-12 * Math.abs(b), `${what}: ${a} vs ${b}`);
+      const reports = [];
+      for (const o of [
+        { kernelMinElements: 0, device: await getDevice({ device: 'cpu' }) },
+        { kernelMinElements: Number.POSITIVE_INFINITY, device: referenceDevice() },
+      ]) {
+        const outDir = path.join(dir, `ind-${dNew}-${k++}`);
+        const rep = await transferModel({ ...v, scale: s, outDir, ...o });
+        reports.push(rep);
+        const got = await bytesOf(outDir);
+        shapes.forEach(([name], i) => {
+          const t = got.get(name) as { dtype: DType; bytes: Uint8Array };
+          assert.equal(t.dtype, dNew);
+          const expected =
+            dNew === 'F32'
+              ? new Uint8Array(want[i].out.buffer)
+              : new Uint8Array(Uint16Array.from(want[i].out, bf16Bits).buffer);
+          assert.deepEqual(Buffer.from(t.bytes), Buffer.from(expected), `${name} (${dOld}, ${dFt}, ${dNew})`);
+          const pt = rep.perTensor.find((p) => p.name === name);
+          close(pt?.cosine as number, want[i].dot / Math.sqrt(want[i].sh2 * want[i].dl2), `${name} cosine`);
+          close(pt?.relDistance as number, Math.sqrt(want[i].sh2 / want[i].o2), `${name} relDistance`);
+        });
+        const tot = (q: 'dot' | 'sh2' | 'dl2' | 'o2') => want.reduce((a, w) => a + w[q], 0);
+        close(rep.closeness.cosine, tot('dot') / Math.sqrt(tot('sh2') * tot('dl2')), 'cosine');
+        close(rep.closeness.deltaNorm, Math.sqrt(tot('dl2')), 'deltaNorm');
+        close(rep.closeness.baseShiftNorm, Math.sqrt(tot('sh2')), 'baseShiftNorm');
+      }
+      assert.equal(reports[0].engine?.kernelTensors, 2);
+      assert.deepEqual(reports[0].closeness, reports[1].closeness, 'kernel path = plain path, closeness');
+      assert.deepEqual(reports[0].perTensor, reports[1].perTensor, 'kernel path = plain path, per tensor');
+    }
+  });
+
   it('sub + axpy reproduce the plain formula; a weighted sum (s, −s, 1) rounds differently for s ≠ 1', async () => {
     const wasm = await getDevice({ device: 'cpu' });
     const r = rng(5);

@@ -111,6 +111,51 @@ describe('transferModel', () => {
     assert.deepEqual(rep.warnings, []);
   });
 
+  it('ties: confirmed on the full bytes, on either path; an untied fine-tune is a warning', async () => {
+    // 40,000 f32 = 160,000 bytes: the tie fingerprint reads 64 windows of 1 KiB, so byte 1,500
+    // (element 375) lies between two windows and only the full comparison sees it.
+    const len = 40_000;
+    const emb = randomValues(len, r, 0.02);
+    const near = emb.slice();
+    near[375] += 0.5;
+    const shape = [400, 100];
+    const two = (a: number[], b: number[]) => [
+      f32('model.embed_tokens.weight', shape, a),
+      f32('layers.0.w', [2], [1, 2]),
+      f32('lm_head.weight', shape, b),
+    ];
+    const shift = (v: number[], d: number) => v.map((x) => x + d);
+    for (const kernelMinElements of [0, Number.POSITIVE_INFINITY]) {
+      // tied in all three: reported, no warning, identical outputs
+      let m = await models(
+        two(emb, emb),
+        two(shift(emb, 0.01), shift(emb, 0.01)),
+        two(shift(emb, 0.02), shift(emb, 0.02)),
+      );
+      let rep = await transferModel({ ...m, outDir: m.out, kernelMinElements });
+      assert.deepEqual(rep.tied, [['model.embed_tokens.weight', 'lm_head.weight']], `tied, min ${kernelMinElements}`);
+      assert.deepEqual(rep.warnings, []);
+      let got = await readAll(m.out);
+      assert.deepEqual(got.get('lm_head.weight')?.bytes, got.get('model.embed_tokens.weight')?.bytes);
+      // the fine-tune untied them (one element of the head moved): still tied in the target, warned
+      const ftHead = shift(emb, 0.01);
+      ftHead[39_999] += 1;
+      m = await models(two(emb, emb), two(shift(emb, 0.01), ftHead), two(shift(emb, 0.02), shift(emb, 0.02)));
+      rep = await transferModel({ ...m, outDir: m.out, kernelMinElements });
+      assert.deepEqual(rep.tied, [['model.embed_tokens.weight', 'lm_head.weight']]);
+      assert.deepEqual(rep.warnings, [
+        'model.embed_tokens.weight and lm_head.weight share storage in the target but differ in the output: the fine-tune untied them',
+      ]);
+      got = await readAll(m.out);
+      assert.notDeepEqual(got.get('lm_head.weight')?.bytes, got.get('model.embed_tokens.weight')?.bytes);
+      // same fingerprint, different bytes in the target: not tied
+      m = await models(two(emb, emb), two(emb, emb), two(emb, near));
+      rep = await transferModel({ ...m, outDir: m.out, kernelMinElements });
+      assert.deepEqual(rep.tied, [], `fingerprint only, min ${kernelMinElements}`);
+      assert.deepEqual(rep.warnings, []);
+    }
+  });
+
   it('a tensor in one version only: E_TENSOR_MISMATCH, or copied from the target with copyMissing', async () => {
     const old = [f32('a', [2], [1, 2])];
     const ft = [f32('a', [2], [2, 3])];

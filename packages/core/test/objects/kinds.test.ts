@@ -86,7 +86,7 @@ describe('object kinds', () => {
       outDir,
       objectDir,
     });
-    assert.deepEqual(header, { kind: 'rmm-basis', version: 1, meta: { inputs: 2, rank: 2 } });
+    assert.deepEqual(header, { kind: 'rmm-basis', version: 2, meta: { inputs: 2, rank: 2 } });
     const first = await rmmBasis.decode(await open(objectDir), header);
     assert.equal(rmmBasis.describe(first).models, 2);
     const again = path.join(dir, 'rmm-basis-again');

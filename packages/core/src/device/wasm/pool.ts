@@ -1,18 +1,18 @@
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { WgitError } from '../../errors.js';
-import { parseInteger } from '../../parse.js';
+import { isWgitError, WgitError } from '../../errors.js';
+import { acquireWorkerPool, defaultThreads, type WorkerPool } from '../../workers/pool.js';
 import {
   type Backend,
   BUFFER_SIZE,
   type BufferDType,
   type DeviceBuffer,
+  type DiffSums,
   HIST_BINS,
   type HostView,
   KERNEL_DTYPE_SIZE as KIND_SIZE,
   type KernelDType,
   MAX_INPUTS,
+  type TransferSums,
 } from '../device.js';
 import { dareCut, dareScale } from '../rng.js';
 import { Arena } from './arena.js';
@@ -23,7 +23,8 @@ import { type WasmMemory, type WasmModule, wasm } from './wasm.js';
  * three levels below the package root, where wasm/ and worker/ live.
  */
 const WASM_URL = new URL('../../../wasm/kernels.wasm', import.meta.url);
-const WORKER_URL = new URL('../../../worker/kernel-worker.js', import.meta.url);
+/** The kernel handler installed in the process's worker threads (workers/pool.ts). */
+const HANDLER_URL = new URL('../../../worker/kernels.js', import.meta.url);
 
 /** Below this many elements a call runs on the calling thread: a worker round trip costs more. */
 const DEFAULT_PARALLEL_MIN = 1 << 18;
@@ -33,23 +34,17 @@ const SCRATCH_BYTES = 4 * BLOCK * 4;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
-  /** Worker threads for large calls; default WGIT_THREADS, else os.availableParallelism(). 1 = no workers. */
+  /**
+   * Worker threads for large calls; default the process's thread count
+   * (WGIT_THREADS, else os.availableParallelism() up to 8), whose workers the
+   * store's chunk jobs share. 1 = no workers.
+   */
   threads?: number;
   /** Element count from which a call is split across the workers (default 262,144). */
   parallelMin?: number;
 }
 
 type Exports = Record<string, (...args: number[]) => number | undefined>;
-
-interface Pending {
-  resolve: (v: number) => void;
-  reject: (e: unknown) => void;
-}
-
-interface PoolWorker {
-  worker: Worker;
-  pending: Map<number, Pending>;
-}
 
 /** A view resolved to a wasm address, with the copy-out/release to do afterwards. */
 interface Placed {
@@ -60,20 +55,10 @@ interface Placed {
 const pools = new Map<string, Promise<KernelPool>>();
 const checkedOut = new WeakSet<DeviceBuffer>();
 let compiled: WasmModule | null = null;
+let handlerSeq = 0;
 
 function resolveThreads(opts: KernelOptions): number {
-  const fromEnv = process.env.WGIT_THREADS;
-  let t: number;
-  if (opts.threads !== undefined) t = opts.threads;
-  else if (fromEnv !== undefined && fromEnv !== '')
-    t = parseInteger(fromEnv, {
-      what: 'WGIT_THREADS',
-      code: 'E_BAD_ENV',
-      min: 1,
-      max: 256,
-      data: { name: 'WGIT_THREADS' },
-    });
-  else t = os.availableParallelism();
+  const t = opts.threads ?? defaultThreads();
   if (!Number.isInteger(t) || t < 1 || t > 256) {
     throw new WgitError('E_KERNEL_THREADS', `thread count must be an integer from 1 to 256, got ${String(t)}`, {
       threads: t,
@@ -135,11 +120,12 @@ class KernelPool implements Backend {
   readonly memory: WasmMemory;
   private readonly arena: Arena;
   private readonly main: Exports;
-  private readonly workers: PoolWorker[] = [];
+  /** The process's worker threads (workers/pool.ts), the kernel handler under `handlerKey`; null for 1 thread. */
+  private workers: WorkerPool | null = null;
+  private readonly handlerKey: string;
   private readonly parallelMin: number;
   private readonly key: string;
   private readonly scratch: number;
-  private nextId = 1;
   private closed = false;
   private failure: WgitError | null = null;
 
@@ -147,6 +133,7 @@ class KernelPool implements Backend {
     this.threads = threads;
     this.parallelMin = parallelMin;
     this.key = key;
+    this.handlerKey = `kernels/${key}/${++handlerSeq}`;
     const module = loadModule();
     this.memory = new wasm.Memory({ initial: 256, maximum: 65536, shared: true });
     const instance = new wasm.Instance(module, { env: { memory: this.memory } });
@@ -160,53 +147,23 @@ class KernelPool implements Backend {
     const pool = new KernelPool(threads, parallelMin, key);
     if (threads > 1) {
       const module = loadModule();
+      const workers = await acquireWorkerPool(threads);
       try {
-        await Promise.all(Array.from({ length: threads }, () => pool.spawn(module)));
+        // Every worker instantiates the same module on this pool's memory.
+        await workers.install(pool.handlerKey, HANDLER_URL, { module, memory: pool.memory });
       } catch (e) {
-        await pool.close();
+        await workers.release();
         throw e;
       }
+      pool.workers = workers;
+      workers.onBreak((err) => {
+        if (pool.closed) return;
+        pool.failure = err;
+        // A broken pool is not handed out again; the next getDevice starts afresh.
+        pools.delete(pool.key);
+      });
     }
     return pool;
-  }
-
-  private spawn(module: WasmModule): Promise<void> {
-    return new Promise((resolve, reject) => {
-      // The worker is plain JavaScript: it needs none of the parent's flags, and
-      // some (--input-type, --eval) would stop it from starting.
-      const worker = new Worker(WORKER_URL, { workerData: { module, memory: this.memory }, execArgv: [] });
-      const pw: PoolWorker = { worker, pending: new Map() };
-      let ready = false;
-      worker.on('message', (msg: { ready?: boolean; id?: number; result?: number; error?: string }) => {
-        if (msg.ready) {
-          ready = true;
-          // Idle workers must not keep the process alive; see send().
-          worker.unref();
-          resolve();
-          return;
-        }
-        const p = pw.pending.get(msg.id as number);
-        if (!p) return;
-        pw.pending.delete(msg.id as number);
-        if (pw.pending.size === 0) worker.unref();
-        if (msg.error !== undefined) p.reject(new WgitError('E_KERNEL_TRAP', `kernel failed: ${msg.error}`));
-        else p.resolve(msg.result ?? 0);
-      });
-      const fail = (why: string) => {
-        const err = new WgitError('E_KERNEL_WORKER', `kernel worker stopped: ${why}`);
-        if (!this.closed) {
-          this.failure = err;
-          // A broken pool is not handed out again; the next getDevice starts afresh.
-          pools.delete(this.key);
-        }
-        for (const p of pw.pending.values()) p.reject(this.closed ? this.closedError() : err);
-        pw.pending.clear();
-        if (!ready) reject(err);
-      };
-      worker.on('error', (e) => fail(e instanceof Error ? e.message : String(e)));
-      worker.on('exit', (code) => fail(`exit code ${code}`));
-      this.workers.push(pw);
-    });
   }
 
   private closedError(): WgitError {
@@ -218,13 +175,11 @@ class KernelPool implements Backend {
     if (this.failure) throw this.failure;
   }
 
-  private send(pw: PoolWorker, fn: string, args: number[]): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      // Keep the event loop alive exactly while a worker owes us a result.
-      if (pw.pending.size === 0) pw.worker.ref();
-      pw.pending.set(id, { resolve, reject });
-      pw.worker.postMessage({ id, fn, args });
+  /** One kernel call on worker `w`; a failure inside WebAssembly becomes E_KERNEL_TRAP, E_WORKER_EXIT stays. */
+  private send(workers: WorkerPool, w: number, fn: string, args: number[]): Promise<number> {
+    return workers.run<number>(this.handlerKey, { fn, args }, { worker: w }).catch((e: unknown) => {
+      if (isWgitError(e)) throw e;
+      throw new WgitError('E_KERNEL_TRAP', `kernel ${fn} failed: ${e instanceof Error ? e.message : String(e)}`);
     });
   }
 
@@ -246,18 +201,19 @@ class KernelPool implements Backend {
     build: (start: number, count: number, scratch: number, slot: number) => number[][],
   ): Promise<number[]> {
     this.live();
-    if (this.workers.length === 0 || n < this.parallelMin) {
+    const workers = this.workers;
+    if (!workers || n < this.parallelMin) {
       return build(0, n, this.scratch, 0).map((args) => this.callMain(fn, args));
     }
-    const w = this.workers.length;
+    const w = workers.threads;
     const chunk = Math.ceil(n / w / BLOCK) * BLOCK;
     const jobs: Promise<number[]>[] = [];
     for (let r = 0; r * chunk < n; r++) {
       const start = r * chunk;
       const count = Math.min(chunk, n - start);
       const calls = build(start, count, this.scratch + SCRATCH_BYTES * (r + 1), r + 1);
-      const pw = this.workers[r];
-      jobs.push(Promise.all(calls.map((args) => this.send(pw, fn, args))));
+      // Range r on worker r: slot r + 1's scratch space is that thread's alone.
+      jobs.push(Promise.all(calls.map((args) => this.send(workers, r, fn, args))));
     }
     // Wait for every range even when one fails: the caller frees staging
     // space afterwards, and a straggler must not write into reused memory.
@@ -436,6 +392,107 @@ class KernelPool implements Backend {
         ]);
       },
     );
+  }
+
+  async transferTyped(
+    inputs: Uint8Array[],
+    dtype: KernelDType,
+    s: number,
+    outDtype: KernelDType,
+    out: Uint8Array,
+  ): Promise<TransferSums> {
+    this.live();
+    const n = out.byteLength / KIND_SIZE[outDtype];
+    const inSize = KIND_SIZE[dtype];
+    const outSize = KIND_SIZE[outDtype];
+    const blocks = Math.ceil(n / BLOCK);
+    // Four f64 sums per block, written by whichever thread ran the block and
+    // added here in block order: the result does not depend on the split.
+    const partials = this.arena.alloc(blocks * 32);
+    let misaligned = false;
+    try {
+      await this.withPlaced(inputs, out, async ([pn, pf, po], o) => {
+        await this.parallel('transfer', n, (start, count) => {
+          if (start % BLOCK !== 0) misaligned = true;
+          return [
+            [
+              o + start * outSize,
+              KIND[outDtype],
+              KIND[dtype],
+              count,
+              s,
+              pn + start * inSize,
+              pf + start * inSize,
+              po + start * inSize,
+              partials + Math.floor(start / BLOCK) * 32,
+            ],
+          ];
+        });
+      });
+      if (misaligned) throw new WgitError('E_KERNEL_INTERNAL', 'transfer ranges must start on block boundaries');
+      const p = new Float64Array(this.arena.buffer, partials, blocks * 4);
+      let dot = 0;
+      let shift2 = 0;
+      let delta2 = 0;
+      let old2 = 0;
+      for (let b = 0; b < p.length; b += 4) {
+        dot += p[b];
+        shift2 += p[b + 1];
+        delta2 += p[b + 2];
+        old2 += p[b + 3];
+      }
+      return { dot, shift2, delta2, old2 };
+    } finally {
+      this.arena.release(partials);
+    }
+  }
+
+  async diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): Promise<DiffSums> {
+    this.live();
+    const size = KIND_SIZE[dtype];
+    const n = a.byteLength / size;
+    const blocks = Math.ceil(n / BLOCK);
+    // Six f64 per block (Σδ², Σa², Σb², Σa·b, max |δ|, equal elements), written
+    // by whichever thread ran the block and combined here in block order: the
+    // result does not depend on the split.
+    const perBlock = 6;
+    const partials = this.arena.alloc(blocks * perBlock * 8);
+    let misaligned = false;
+    try {
+      await this.withPlaced([a, b], null, async ([pa, pb]) => {
+        await this.parallel('diffStats', n, (start, count) => {
+          if (start % BLOCK !== 0) misaligned = true;
+          return [
+            [
+              KIND[dtype],
+              count,
+              pa + start * size,
+              pb + start * size,
+              partials + Math.floor(start / BLOCK) * perBlock * 8,
+            ],
+          ];
+        });
+      });
+      if (misaligned) throw new WgitError('E_KERNEL_INTERNAL', 'diff ranges must start on block boundaries');
+      const p = new Float64Array(this.arena.buffer, partials, blocks * perBlock);
+      let sqDelta = 0;
+      let sqA = 0;
+      let sqB = 0;
+      let dot = 0;
+      let maxAbsDelta = 0;
+      let identical = 0;
+      for (let i = 0; i < p.length; i += perBlock) {
+        sqDelta += p[i];
+        sqA += p[i + 1];
+        sqB += p[i + 2];
+        dot += p[i + 3];
+        if (p[i + 4] > maxAbsDelta) maxAbsDelta = p[i + 4];
+        identical += p[i + 5];
+      }
+      return { sqDelta, sqA, sqB, dot, maxAbsDelta, identical };
+    } finally {
+      this.arena.release(partials);
+    }
   }
 
   async sub(a: Float32Array, b: Float32Array, out: Float32Array): Promise<void> {
@@ -641,6 +698,14 @@ class KernelPool implements Backend {
     if (this.closed) return;
     this.closed = true;
     if (pools.get(this.key)) pools.delete(this.key);
-    await Promise.all(this.workers.map((pw) => pw.worker.terminate()));
+    const workers = this.workers;
+    if (!workers) return;
+    // The workers stay for the process: only this pool's handler (and so its
+    // memory) leaves them, after the calls already sent.
+    try {
+      await workers.uninstall(this.handlerKey);
+    } finally {
+      await workers.release();
+    }
   }
 }

@@ -1,0 +1,12 @@
+export {
+  countIdenticalElements,
+  type DiffOptions,
+  type DiffReport,
+  type DiffTotals,
+  diffModels,
+  type LayerDiff,
+  type SideFileDiff,
+  type TensorDiff,
+  type TensorDiffStatus,
+} from './compute.js';
+export { layerOf, TENSOR_KINDS, type TensorKind, tensorKind } from './layers.js';
