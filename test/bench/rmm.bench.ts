@@ -26,7 +26,7 @@ import {
   openModel,
 } from '../../packages/core/src/index.js';
 import { llamaSpecs, llamaVersions } from './fixtures/llama.js';
-import { bestOfAsync, machineLine, treeBytes } from './fixtures/synthetic.js';
+import { interleavedBest, machineLine, ratioTable, treeBytes } from './fixtures/synthetic.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const THREADS = Number(process.env.WGIT_THREADS ?? 2);
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   let i = 0;
   const fresh = () => path.join(out, `o${i++}`);
   const clean = (d: string) => fs.rmSync(d, { recursive: true, force: true });
-  const times: Record<string, number> = {};
+  let times: Record<string, number> = {};
   let figures: RmmFigures | undefined;
   let written = 0;
   const rmm = async (dev: Device) => {
@@ -78,44 +78,32 @@ async function main(): Promise<void> {
     clean(g);
   };
   try {
-    for (let r = 0; r < RUNS; r++) {
-      // interleaved, so a slow spell of the shared machine hits every row alike
-      const rows: [string, () => Promise<void>][] = [
-        [
-          'linear merge',
-          async () => {
-            const d = fresh();
-            await mergeModels({ inputs: [ft, nu, old], method: 'linear', outDir: d, device });
-            clean(d);
-          },
-        ],
-        [
-          'task arithmetic (rmm plain checkout)',
-          async () => {
-            const d = fresh();
-            const params = { normalize: true };
-            await mergeModels({ inputs: [ft, nu], base: old, method: 'task-arithmetic', params, outDir: d, device });
-            clean(d);
-          },
-        ],
-        ['rmm, full basis (device kernels)', () => rmm(device)],
-      ];
-      for (const [label, fn] of rows) {
-        const s = await bestOfAsync(1, fn);
-        times[label] = Math.min(times[label] ?? Number.POSITIVE_INFINITY, s);
-        console.log(`  run ${r + 1}: ${label} ${s.toFixed(2)} s`);
-      }
-    }
+    times = await interleavedBest(RUNS, [
+      [
+        'linear merge',
+        async () => {
+          const d = fresh();
+          await mergeModels({ inputs: [ft, nu, old], method: 'linear', outDir: d, device });
+          clean(d);
+        },
+      ],
+      [
+        'task arithmetic (rmm plain checkout)',
+        async () => {
+          const d = fresh();
+          const params = { normalize: true };
+          await mergeModels({ inputs: [ft, nu], base: old, method: 'task-arithmetic', params, outDir: d, device });
+          clean(d);
+        },
+      ],
+      ['rmm, full basis (device kernels)', () => rmm(device)],
+    ]);
   } finally {
     clean(out);
     for (const m of [old, ft, nu]) await m.close();
     await device.close();
   }
-  const lin = times['linear merge'];
-  console.log(`\n| run | wall s (best of ${RUNS}) | / linear merge |`);
-  console.log('|---|---|---|');
-  for (const [label, s] of Object.entries(times))
-    console.log(`| ${label} | ${s.toFixed(2)} | ${(s / lin).toFixed(2)}× |`);
+  console.log(`\n${ratioTable(times, RUNS, 'linear merge')}`);
   if (figures) {
     const per = figures.models.map((m, k) => `input ${k}: rel. error ${m.relError.toExponential(3)}, ${m.fixes} fixes`);
     console.log(`rmm: rank ${figures.rank}, ${figures.basisTensors} basis tensors; ${per.join('; ')}`);

@@ -24,7 +24,7 @@ import {
   transferModel,
 } from '../../packages/core/src/index.js';
 import { llamaSpecs, llamaVersions } from './fixtures/llama.js';
-import { bestOfAsync, machineLine } from './fixtures/synthetic.js';
+import { interleavedBest, machineLine, ratioTable } from './fixtures/synthetic.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const THREADS = Number(process.env.WGIT_THREADS ?? 2);
@@ -61,69 +61,57 @@ async function main(): Promise<void> {
     return d;
   };
   const clean = (d: string) => fs.rmSync(d, { recursive: true, force: true });
-  const times: Record<string, number> = {};
+  let times: Record<string, number> = {};
   let kernelTensors = 0;
   try {
-    for (let r = 0; r < RUNS; r++) {
-      // interleaved, so a slow spell of the shared machine hits every row alike
-      const rows: [string, () => Promise<void>][] = [
-        [
-          'linear merge',
-          async () => {
-            const d = fresh();
-            await mergeModels({ inputs: [ft, old, nu], method: 'linear', outDir: d, device });
-            clean(d);
-          },
-        ],
-        [
-          'transfer (device kernels)',
-          async () => {
-            const d = fresh();
-            const rep = await transferModel({ ft, from: old, onto: nu, outDir: d, device });
-            kernelTensors = rep.engine?.kernelTensors ?? 0;
-            clean(d);
-          },
-        ],
-        [
-          'transfer, s = 0.5 (device kernels)',
-          async () => {
-            const d = fresh();
-            await transferModel({ ft, from: old, onto: nu, scale: 0.5, outDir: d, device });
-            clean(d);
-          },
-        ],
-        [
-          'transfer (plain per-element loop)',
-          async () => {
-            const d = fresh();
-            await transferModel({
-              ft,
-              from: old,
-              onto: nu,
-              outDir: d,
-              device: referenceDevice(),
-              kernelMinElements: Number.POSITIVE_INFINITY,
-            });
-            clean(d);
-          },
-        ],
-      ];
-      for (const [label, fn] of rows) {
-        const s = await bestOfAsync(1, fn);
-        times[label] = Math.min(times[label] ?? Number.POSITIVE_INFINITY, s);
-        console.log(`  run ${r + 1}: ${label} ${s.toFixed(2)} s`);
-      }
-    }
+    times = await interleavedBest(RUNS, [
+      [
+        'linear merge',
+        async () => {
+          const d = fresh();
+          await mergeModels({ inputs: [ft, old, nu], method: 'linear', outDir: d, device });
+          clean(d);
+        },
+      ],
+      [
+        'transfer (device kernels)',
+        async () => {
+          const d = fresh();
+          const rep = await transferModel({ ft, from: old, onto: nu, outDir: d, device });
+          kernelTensors = rep.engine?.kernelTensors ?? 0;
+          clean(d);
+        },
+      ],
+      [
+        'transfer, s = 0.5 (device kernels)',
+        async () => {
+          const d = fresh();
+          await transferModel({ ft, from: old, onto: nu, scale: 0.5, outDir: d, device });
+          clean(d);
+        },
+      ],
+      [
+        'transfer (plain per-element loop)',
+        async () => {
+          const d = fresh();
+          await transferModel({
+            ft,
+            from: old,
+            onto: nu,
+            outDir: d,
+            device: referenceDevice(),
+            kernelMinElements: Number.POSITIVE_INFINITY,
+          });
+          clean(d);
+        },
+      ],
+    ]);
   } finally {
     clean(out);
     for (const m of [old, ft, nu]) await m.close();
     await device.close();
   }
-  const lin = times['linear merge'];
-  console.log(`\n| run | wall s (best of ${RUNS}) | / linear merge |`);
-  console.log('|---|---|---|');
-  for (const [label, s] of Object.entries(times))
-    console.log(`| ${label} | ${s.toFixed(2)} | ${(s / lin).toFixed(2)}× |`);
+  console.log(`\n${ratioTable(times, RUNS, 'linear merge')}`);
   console.log(`kernel tensors per transfer: ${kernelTensors} of ${ft.tensors.length}; goal: transfer / linear ≤ 1.3×`);
 }
 

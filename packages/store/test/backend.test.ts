@@ -9,17 +9,9 @@ import { FolderBackend } from '../src/backend/fs/index.js';
 import type { StorageBackend } from '../src/backend/types.js';
 import { GitStore } from '../src/gitstore.js';
 import { currentIdentity } from '../src/identity.js';
+import { codeOf } from './helpers.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 /** A loose git object built by hand: zlib of `blob <n>\0<content>`, named by the sha1 of the inflated bytes. */
 function looseBlob(content: string): { oid: string; bytes: Uint8Array } {

@@ -7,18 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import type { FolderChunks } from '../src/backend/fs/chunks.js';
 import { parseChunkHeader } from '../src/chunk-file.js';
 import { ChunkStore } from '../src/chunkstore.js';
-import { bf16Weights, fineTune } from './helpers.js';
+import { bf16Weights, codeOf, fineTune } from './helpers.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 describe('chunk store', () => {
   let dir: string;

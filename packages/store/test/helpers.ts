@@ -112,3 +112,28 @@ export function readTreeFiles(dir: string): Map<string, Buffer> {
   walk(dir, '');
   return out;
 }
+
+/** The error code a promise rejects with, or 'no error'. */
+export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return 'no error';
+}
+
+/** Sets environment variables (undefined: unset); the returned function restores them. */
+export function withEnv(vars: Record<string, string | undefined>): () => void {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(vars)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  return () => {
+    for (const [k, v] of Object.entries(old)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}

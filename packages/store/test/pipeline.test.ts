@@ -9,20 +9,11 @@ import { ChunkStore, Repository } from '../src/index.js';
 import { streamTensor, type TensorSet, tensorHashOf } from '../src/model.js';
 import { plannedThreads } from '../src/pool.js';
 import { decodeRecord, encodeRecord, type TensorRecord } from '../src/records.js';
-import { bf16Weights, buildSafetensors, fineTune, type RawTensor } from './helpers.js';
+import { bf16Weights, buildSafetensors, codeOf, fineTune, type RawTensor, withEnv } from './helpers.js';
 
 process.env.WGIT_AUTHOR_DATE = '1700000000';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 const CHUNK = 4096;
 
@@ -47,20 +38,6 @@ function expectedChunks(ts: RawTensor[]): Set<string> {
   for (const t of ts)
     for (let off = 0; off < t.data.length; off += CHUNK) ids.add(sha(t.data.subarray(off, off + CHUNK)));
   return ids;
-}
-
-function withEnv(vars: Record<string, string | undefined>): () => void {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  for (const [k, v] of Object.entries(vars)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  return () => {
-    for (const [k, v] of Object.entries(old)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
 }
 
 describe('chunk pipeline on worker threads', () => {

@@ -9,20 +9,12 @@ import { readRef, readReflog, updateRef } from '../src/backend/fs/refs.js';
 import { HOST } from '../src/fsutil.js';
 import type { Identity } from '../src/identity.js';
 import { formatTz } from '../src/identity.js';
+import { codeOf } from './helpers.js';
 
 const id: Identity = { name: 'T', email: 't@x', timestamp: 1700000000, timezoneOffset: -90 };
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const C = 'c'.repeat(40);
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 describe('refs', () => {
   let dir: string;

@@ -8,6 +8,7 @@ import { Repository, setWriteFaultHook } from '../src/index.js';
 import {
   bf16Weights,
   buildSafetensors,
+  codeOf,
   fineTune,
   type RawTensor,
   readTreeFiles,
@@ -17,15 +18,6 @@ import {
 process.env.WGIT_AUTHOR_DATE = '1700000000';
 delete process.env.WGIT_AUTHOR_NAME;
 delete process.env.WGIT_AUTHOR_EMAIL;
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 function model(seed: number, ft?: { from: RawTensor[]; fraction: number }): RawTensor[] {
   if (ft)

@@ -8,7 +8,7 @@ import { ChunkIO, KEPT_BASES, type ReadGroupDone } from '../src/chunkio.js';
 import { Repository, type StoreModel } from '../src/index.js';
 import { streamTensor } from '../src/model.js';
 import type { ChunkRunner } from '../src/pool.js';
-import { bf16Weights, buildSafetensors, fineTune, type RawTensor } from './helpers.js';
+import { bf16Weights, buildSafetensors, fineTune, type RawTensor, withEnv } from './helpers.js';
 
 process.env.WGIT_AUTHOR_DATE = '1700000000';
 
@@ -21,20 +21,6 @@ process.env.WGIT_AUTHOR_DATE = '1700000000';
  */
 
 const CHUNK = 4096;
-
-function withEnv(vars: Record<string, string | undefined>): () => void {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  for (const [k, v] of Object.entries(vars)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  return () => {
-    for (const [k, v] of Object.entries(old)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
-}
 
 function baseModel(): RawTensor[] {
   return [

@@ -9,6 +9,7 @@ import { Repository, setWriteFaultHook } from '../src/index.js';
 import {
   bf16Weights,
   buildSafetensors,
+  codeOf,
   fineTune,
   type RawTensor,
   readTreeFiles,
@@ -19,15 +20,6 @@ import {
 process.env.WGIT_AUTHOR_DATE = '1700000000';
 delete process.env.WGIT_AUTHOR_NAME;
 delete process.env.WGIT_AUTHOR_EMAIL;
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return 'no error';
-}
 
 /** f32 weights: recovery rounds to f32, so a full basis needs stored fixes here. */
 function f32Weights(count: number, seed: number, scale = 0.02): Uint8Array {

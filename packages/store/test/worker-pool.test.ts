@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { getDevice, isWgitError } from '@wgit/core';
 import { acquireWorkerPool } from '@wgit/core/workers';
 import { startRunner } from '../src/pool.js';
-import { bf16Weights, buildSafetensors, fineTune, type RawTensor } from './helpers.js';
+import { bf16Weights, buildSafetensors, fineTune, type RawTensor, withEnv } from './helpers.js';
 
 process.env.WGIT_AUTHOR_DATE = '1700000000';
 
@@ -17,20 +17,6 @@ const coreSrc = path.join(here, '../../core/src');
 /** The core tests' handler module: jobs that echo, fail, or end their worker thread. */
 const HANDLERS = new URL('../../core/test/workers/handlers.ts', import.meta.url);
 const hasCode = (code: string) => (e: unknown) => isWgitError(e) && e.code === code;
-
-function withEnv(vars: Record<string, string | undefined>): () => void {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  for (const [k, v] of Object.entries(vars)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  return () => {
-    for (const [k, v] of Object.entries(old)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
-}
 
 function model(seed: number): RawTensor[] {
   return [0, 1, 2].map((l) => ({

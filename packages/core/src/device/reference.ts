@@ -92,11 +92,41 @@ export function weightedSumTyped(
 }
 
 /**
+ * Four f64 sums over elements 0…n−1 in the order every backend repeats (the
+ * TransferSums order, device.ts): per block of TRANSFER_BLOCK elements, local
+ * element i adds into lane i mod 4 over the block's multiple-of-4 prefix, the
+ * lanes combine as (l0 + l1) + (l2 + l3), the block's rest adds in order;
+ * blocks add in order from 0. `terms(j, t)` writes element j's four terms
+ * into t[0..3] (and may do its elementwise work beside).
+ */
+export function blockOrderSums(n: number, terms: (j: number, t: Float64Array) => void): Float64Array {
+  const lanes = new Float64Array(16); // lanes[4q + l]: quantity q, lane l
+  const t = new Float64Array(4);
+  const block = new Float64Array(4);
+  const total = new Float64Array(4);
+  for (let b0 = 0; b0 < n; b0 += TRANSFER_BLOCK) {
+    const end = Math.min(n, b0 + TRANSFER_BLOCK);
+    const body = end - ((end - b0) % 4);
+    lanes.fill(0);
+    let j = b0;
+    for (; j < body; j++) {
+      terms(j, t);
+      const l = (j - b0) & 3;
+      for (let q = 0; q < 4; q++) lanes[4 * q + l] += t[q];
+    }
+    for (let q = 0; q < 4; q++) block[q] = lanes[4 * q] + lanes[4 * q + 1] + (lanes[4 * q + 2] + lanes[4 * q + 3]);
+    for (; j < end; j++) {
+      terms(j, t);
+      for (let q = 0; q < 4; q++) block[q] += t[q];
+    }
+    for (let q = 0; q < 4; q++) total[q] += block[q];
+  }
+  return total;
+}
+
+/**
  * Fine-tuning transfer over f32 values: Δⱼ = f32(ftⱼ − oldⱼ),
- * outⱼ = f32(newⱼ + f32(s·Δⱼ)), and the closeness sums in the TransferSums
- * order (device.ts): per block of TRANSFER_BLOCK elements, local element i
- * into lane i mod 4 over the block's multiple-of-4 prefix, lanes combined as
- * (l0 + l1) + (l2 + l3), the block's rest added in order; blocks added in
+ * outⱼ = f32(newⱼ + f32(s·Δⱼ)), and the closeness sums in blockOrderSums'
  * order. out may be one of the inputs (each element is read before it is
  * written).
  */
@@ -108,50 +138,17 @@ export function transferF32(
   out: Float32Array,
 ): TransferSums {
   const sf = fr(s);
-  const n = out.length;
-  // lanes[4q + l]: quantity q (dot, shift2, delta2, old2), lane l
-  const lanes = new Float64Array(16);
-  let dot = 0;
-  let shift2 = 0;
-  let delta2 = 0;
-  let old2 = 0;
-  for (let b0 = 0; b0 < n; b0 += TRANSFER_BLOCK) {
-    const end = Math.min(n, b0 + TRANSFER_BLOCK);
-    const body = end - ((end - b0) % 4);
-    lanes.fill(0);
-    let j = b0;
-    for (; j < body; j++) {
-      const l = (j - b0) & 3;
-      const o = xo[j];
-      const nw = xn[j];
-      const delta = fr(xf[j] - o);
-      const shift = nw - o;
-      lanes[l] += shift * delta;
-      lanes[4 + l] += shift * shift;
-      lanes[8 + l] += delta * delta;
-      lanes[12 + l] += o * o;
-      out[j] = fr(nw + fr(sf * delta));
-    }
-    let bd = lanes[0] + lanes[1] + (lanes[2] + lanes[3]);
-    let bs = lanes[4] + lanes[5] + (lanes[6] + lanes[7]);
-    let bl = lanes[8] + lanes[9] + (lanes[10] + lanes[11]);
-    let bo = lanes[12] + lanes[13] + (lanes[14] + lanes[15]);
-    for (; j < end; j++) {
-      const o = xo[j];
-      const nw = xn[j];
-      const delta = fr(xf[j] - o);
-      const shift = nw - o;
-      bd += shift * delta;
-      bs += shift * shift;
-      bl += delta * delta;
-      bo += o * o;
-      out[j] = fr(nw + fr(sf * delta));
-    }
-    dot += bd;
-    shift2 += bs;
-    delta2 += bl;
-    old2 += bo;
-  }
+  const [dot, shift2, delta2, old2] = blockOrderSums(out.length, (j, t) => {
+    const o = xo[j];
+    const nw = xn[j];
+    const delta = fr(xf[j] - o);
+    const shift = nw - o;
+    t[0] = shift * delta;
+    t[1] = shift * shift;
+    t[2] = delta * delta;
+    t[3] = o * o;
+    out[j] = fr(nw + fr(sf * delta));
+  });
   return { dot, shift2, delta2, old2 };
 }
 
@@ -178,11 +175,8 @@ export function transferTyped(
 /**
  * The diff figures of a against b (DiffSums, device.ts), the definition: the
  * bytes decode as `toF32` does, δⱼ = f32(bⱼ − aⱼ); Σ δ², Σ a², Σ b², Σ a·b in
- * f64 in the TransferSums order (per block of TRANSFER_BLOCK elements, local
- * element i into lane i mod 4 over the block's multiple-of-4 prefix, lanes
- * combined as (l0 + l1) + (l2 + l3), the block's rest added in order; blocks
- * added in order); the largest |δⱼ| that is not NaN (0 when none is); and
- * the count of elements whose stored bits are equal.
+ * f64 in blockOrderSums' order; the largest |δⱼ| that is not NaN (0 when
+ * none is); and the count of elements whose stored bits are equal.
  */
 export function diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): DiffSums {
   const size = dtype === 'F32' ? 4 : 2;
@@ -191,49 +185,18 @@ export function diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): Dif
   const xb = new Float32Array(n);
   toF32(a, dtype, xa);
   toF32(b, dtype, xb);
-  // lanes[4q + l]: quantity q (sqDelta, sqA, sqB, dot), lane l
-  const lanes = new Float64Array(16);
-  let sqDelta = 0;
-  let sqA = 0;
-  let sqB = 0;
-  let dot = 0;
   let maxAbsDelta = 0;
-  for (let b0 = 0; b0 < n; b0 += TRANSFER_BLOCK) {
-    const end = Math.min(n, b0 + TRANSFER_BLOCK);
-    const body = end - ((end - b0) % 4);
-    lanes.fill(0);
-    let j = b0;
-    for (; j < body; j++) {
-      const l = (j - b0) & 3;
-      const x = xa[j];
-      const y = xb[j];
-      const d = fr(y - x);
-      lanes[l] += d * d;
-      lanes[4 + l] += x * x;
-      lanes[8 + l] += y * y;
-      lanes[12 + l] += x * y;
-      // a NaN compares false: never the maximum
-      if (Math.abs(d) > maxAbsDelta) maxAbsDelta = Math.abs(d);
-    }
-    let bd = lanes[0] + lanes[1] + (lanes[2] + lanes[3]);
-    let ba = lanes[4] + lanes[5] + (lanes[6] + lanes[7]);
-    let bb = lanes[8] + lanes[9] + (lanes[10] + lanes[11]);
-    let bx = lanes[12] + lanes[13] + (lanes[14] + lanes[15]);
-    for (; j < end; j++) {
-      const x = xa[j];
-      const y = xb[j];
-      const d = fr(y - x);
-      bd += d * d;
-      ba += x * x;
-      bb += y * y;
-      bx += x * y;
-      if (Math.abs(d) > maxAbsDelta) maxAbsDelta = Math.abs(d);
-    }
-    sqDelta += bd;
-    sqA += ba;
-    sqB += bb;
-    dot += bx;
-  }
+  const [sqDelta, sqA, sqB, dot] = blockOrderSums(n, (j, t) => {
+    const x = xa[j];
+    const y = xb[j];
+    const d = fr(y - x);
+    t[0] = d * d;
+    t[1] = x * x;
+    t[2] = y * y;
+    t[3] = x * y;
+    // a NaN compares false: never the maximum
+    if (Math.abs(d) > maxAbsDelta) maxAbsDelta = Math.abs(d);
+  });
   const da = new DataView(a.buffer, a.byteOffset, a.byteLength);
   const db = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let identical = 0;
@@ -299,31 +262,33 @@ export function kthLargestAbs(arrays: Float32Array[], k: number): number {
 }
 
 /**
- * TIES: τ̂ᵢ = |τᵢ| ≥ thrᵢ and τᵢ ≠ 0 ? τᵢ : 0; s = Σ wᵢτ̂ᵢ; γ = s ≥ 0 ? + : −;
- * out = Σ_{sign τ̂ᵢ = γ} wᵢτ̂ᵢ / Σ_{same} wᵢ, or 0 when no τ̂ᵢ agrees.
+ * TIES: τ̂ᵢ = |τᵢ| ≥ thrᵢ and τᵢ ≠ 0 ? τᵢ : 0; s = Σ f32(wᵢτ̂ᵢ); γ = s ≥ 0 ? + : −;
+ * an input agrees where f32(wᵢτ̂ᵢ) is non-zero with sign γ (the sign of its
+ * weighted entry, so a negative weight flips its vote);
+ * out = Σ_{agree} wᵢτ̂ᵢ / Σ_{agree} wᵢ (a zero divisor counts as 1), or 0 when none agrees.
  */
 export function ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): void {
   const w = weights.map(fr);
   const thr = thresholds.map(fr);
-  const trimmed = (i: number, j: number) => {
+  const weighted = (i: number, j: number) => {
     const t = taus[i][j];
-    return Math.abs(t) >= thr[i] && t !== 0 ? t : 0;
+    return Math.abs(t) >= thr[i] && t !== 0 ? fr(w[i] * t) : 0;
   };
   for (let j = 0; j < out.length; j++) {
     let s = 0;
-    for (let i = 0; i < taus.length; i++) s = fr(s + fr(w[i] * trimmed(i, j)));
+    for (let i = 0; i < taus.length; i++) s = fr(s + weighted(i, j));
     let num = 0;
     let den = 0;
     let any = false;
     for (let i = 0; i < taus.length; i++) {
-      const t = trimmed(i, j);
-      if (s >= 0 ? t > 0 : t < 0) {
-        num = fr(num + fr(w[i] * t));
+      const wt = weighted(i, j);
+      if (s >= 0 ? wt > 0 : wt < 0) {
+        num = fr(num + wt);
         den = fr(den + w[i]);
         any = true;
       }
     }
-    out[j] = any ? fr(num / den) : 0;
+    out[j] = !any ? 0 : den !== 0 ? fr(num / den) : num;
   }
 }
 
