@@ -8,6 +8,8 @@ import { integerFlag } from '../numbers.js';
 export interface DiffResult extends DiffReport {
   a: { rev: string; commit: string | null; path: string | null };
   b: { rev: string; commit: string | null; path: string | null };
+  /** Absolute path of the page written with --html. */
+  html?: string;
 }
 
 /** Relative figures in scientific notation, so 3e-5 and 0.2 line up readably. */
@@ -42,6 +44,7 @@ reported without reading them; layer and model totals are over the tensors that 
     '<%= config.bin %> diff base ft',
     '<%= config.bin %> diff v1 v2 --top 40',
     '<%= config.bin %> diff ./a.safetensors ./b.safetensors --json',
+    '<%= config.bin %> diff base ft --html diff.html',
   ];
 
   static override args = {
@@ -52,6 +55,9 @@ reported without reading them; layer and model totals are over the tensors that 
   static override flags = {
     top: Flags.string({ description: 'tensor rows to print, largest relative change first (default 20)' }),
     all: Flags.boolean({ description: 'print every tensor', default: false }),
+    html: Flags.string({
+      description: 'also write a self-contained HTML page: per-layer chart, sortable tensor table, summary',
+    }),
   };
 
   async run(): Promise<DiffResult> {
@@ -74,7 +80,17 @@ reported without reading them; layer and model totals are over the tensors that 
       });
       this.progressDone();
       const result: DiffResult = { a: ref(a), b: ref(b), ...report };
-      if (!this.jsonEnabled()) this.print(result, top);
+      if (flags.html !== undefined) {
+        const { diffHtml } = await import('@wgit/core');
+        const { writeFileAtomic } = await import('@wgit/core/atomic');
+        const { resolve } = await import('node:path');
+        result.html = resolve(flags.html);
+        await writeFileAtomic(result.html, diffHtml(report, { a: args.a, b: args.b }));
+      }
+      if (!this.jsonEnabled()) {
+        this.print(result, top);
+        if (result.html) this.log(`\nwrote ${printable(result.html)}`);
+      }
       return result;
     } finally {
       await closeAll([a, b]);

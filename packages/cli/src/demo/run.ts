@@ -2,10 +2,11 @@
  * `wgit demo`: the whole story on the digits lineage, in-process — train,
  * inspect, commit, check out and verify, transfer, LiNeS, merge, evaluate.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import {
   type DiffReport,
+  diffHtml,
   diffModels,
   linesEdit,
   type ModelSource,
@@ -49,7 +50,14 @@ export interface DemoResult {
   transfer: { commit: string; cosine: number; relDistance: number };
   table: DemoRow[];
   /** wgit diff base-v1 ft-flip: what the fine-tune changed. */
-  diff: { a: string; b: string; totals: DiffReport['totals']; tensors: { name: string; relChange: number | null }[] };
+  diff: {
+    a: string;
+    b: string;
+    totals: DiffReport['totals'];
+    tensors: { name: string; relChange: number | null }[];
+    /** The page `wgit diff --html` writes for it. */
+    html: string;
+  };
   totalMs: number;
 }
 
@@ -249,7 +257,11 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     log(
       `   ${t.name.padEnd(16)} ${t.status === 'identical' ? 'unchanged' : `‖Δ‖/‖A‖ ${t.relChange?.toExponential(2) ?? '-'}`}`,
     );
+  const html = join(dir, 'diff-base-v1-ft-flip.html');
+  await writeFile(html, diffHtml(d, { a: 'base-v1', b: 'ft-flip' }));
+  log(`   the same as a page (chart per layer, sortable table): ${html}`);
   const diff = {
+    html,
     a: 'base-v1',
     b: 'ft-flip',
     totals: d.totals,

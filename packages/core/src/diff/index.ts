@@ -9,4 +9,5 @@ export {
   type TensorDiff,
   type TensorDiffStatus,
 } from './compute.js';
+export { type DiffHtmlOptions, diffHtml } from './html.js';
 export { layerOf, TENSOR_KINDS, type TensorKind, tensorKind } from './layers.js';
