@@ -155,6 +155,52 @@ describe('wgit diff (CLI)', () => {
     assert.equal(first.stat, undefined, 'a root commit has nothing to compare with');
   });
 
+  it('saves Δ as a diff-vector commit, and apply onto the base gives the fine-tune back', async () => {
+    const { openModel } = await import('../../packages/core/src/safetensors/index.js');
+    const saved = wgit(repo, 'diff', 'base', 'HEAD', '--save', 'ft-delta', '--json');
+    assert.equal(saved.status, 0, saved.stderr);
+    assert.equal(saved.json.saved.branch, 'ft-delta');
+    const show = wgit(repo, 'show', 'ft-delta', '--json').json;
+    assert.equal(show.object.kind, 'diff-vector');
+    assert.deepEqual(show.recipe.kind, 'diff-vector');
+    assert.ok(
+      show.tensors.every((t: any) => t.dtype === 'F32'),
+      'the differences are f32',
+    );
+    assert.equal(wgit(repo, 'diff', 'base', 'HEAD', '--save', 'ft-delta', '--json').json.error.code, 'E_BRANCH_EXISTS');
+
+    const applied = wgit(repo, 'apply', 'ft-delta', '--onto', 'base', '--json');
+    assert.equal(applied.status, 0, applied.stderr);
+    assert.deepEqual(applied.json.tensors, { changed: 6, replaced: 0, removed: 0, kept: 0 });
+    const out = path.join(dir, 'applied');
+    assert.equal(wgit(repo, 'checkout', applied.json.commit, '--out', out, '--json').status, 0);
+    const m = await openModel(out);
+    for (const t of ft) assert.deepEqual(Buffer.from(await m.readTensor(t.name)), Buffer.from(t.data), t.name);
+    await m.close();
+
+    // Half of the update: bf16(base + f32(0.5·f32(ft − base))), by hand, for one tensor.
+    const half = wgit(repo, 'apply', 'ft-delta', '--onto', 'base', '--scale', '0.5', '--json');
+    assert.equal(half.status, 0, half.stderr);
+    const out2 = path.join(dir, 'applied-half');
+    assert.equal(wgit(repo, 'checkout', half.json.commit, '--out', out2, '--json').status, 0);
+    const h = await openModel(out2);
+    const got = new Uint16Array((await h.readTensor(base[1].name)).slice().buffer);
+    await h.close();
+    const x = bf16(base[1].data);
+    const y = bf16(ft[1].data);
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    for (let i = 0; i < x.length; i++) {
+      f[0] = Math.fround(x[i] + Math.fround(0.5 * Math.fround(y[i] - x[i])));
+      // round to nearest even bf16, as the writer does (no NaN here)
+      const want = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16;
+      assert.equal(got[i], want, `element ${i}`);
+    }
+
+    const notDelta = wgit(repo, 'apply', 'base', '--onto', 'base', '--json');
+    assert.equal(notDelta.json.error.code, 'E_NOT_AN_OBJECT');
+  });
+
   it('refuses what is neither a revision nor a model', () => {
     const r = wgit(repo, 'diff', 'base', 'no-such-thing', '--json');
     assert.notEqual(r.status, 0);

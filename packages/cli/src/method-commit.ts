@@ -6,7 +6,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isWgitError, type ModelSource, WgitError } from '@wgit/core';
+import { isWgitError, type ModelSource, type ObjectHeader, WgitError } from '@wgit/core';
 import type { CommitOptions, CommitResult, Repository, StoreSink } from '@wgit/store';
 
 /** A model given on the command line: a revision of the repository, or a file/folder on disk. */
@@ -156,6 +156,8 @@ export interface MethodCommitPlan<T> {
     recipe: Record<string, unknown>;
     groups?: CommitOptions['groups'];
   }>;
+  /** What the result is when it is an object other than a model (a diff vector), known before it is computed. */
+  object?: (models: ModelArg[]) => ObjectHeader;
   /** The input whose chunks are offered as delta bases to a streamed result (default: the first model). */
   deltaBase?: (models: ModelArg[]) => ModelArg;
   progress: (message: string) => void;
@@ -198,6 +200,7 @@ export async function runMethodCommit<T>(
       sink = await repo.openSink({
         branch: target.branch,
         parents: commitParents(base ? [base] : [], target.head),
+        object: plan.object?.(opened),
       });
     }
     const made = await plan.compute(opened, join(scratch.dir, 'model'), scratch.dir, sink);
@@ -222,6 +225,7 @@ export async function runMethodCommit<T>(
             ...opts,
             path: join(scratch.dir, 'model'),
             groups: made.groups,
+            object: plan.object?.(opened),
             onProgress: (e) => plan.progress(`commit ${e.phase} ${e.done}/${e.total}`),
           });
         break;

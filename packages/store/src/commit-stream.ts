@@ -80,6 +80,8 @@ export interface StreamCommitContext {
   land: (tree: Map<string, string>, opts: StreamCommitOptions, result: StreamTotals) => Promise<StreamCommitResult>;
   /** Ends the repository's write marker (gc waits while it exists). */
   release: () => Promise<void>;
+  /** What the model set is, when it is an object other than a plain checkpoint (a diff vector). */
+  object?: GroupHeader;
 }
 
 export interface StreamCommitOptions {
@@ -174,7 +176,7 @@ type State = 'new' | 'open' | 'staged' | 'aborted' | 'closed';
 export class StoreSink implements Sink {
   private state: State = 'new';
   private began = false;
-  private readonly main = new StreamSet(null);
+  private readonly main: StreamSet;
   private readonly groups = new Map<string, StreamSet>();
   private runner: ChunkRunner | null = null;
   private window: JobWindow | null = null;
@@ -183,6 +185,7 @@ export class StoreSink implements Sink {
   private stagedCommit: { entries: Map<string, string>; manifest: Manifest } | null = null;
 
   constructor(private readonly ctx: StreamCommitContext) {
+    this.main = new StreamSet(null, ctx.object);
     this.sctx = {
       git: ctx.git,
       chunks: ctx.chunks,

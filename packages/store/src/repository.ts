@@ -41,6 +41,8 @@ export interface CommitOptions {
   groups?: Record<string, string | { path: string; object?: ObjectHeader }>;
   expectedHead?: string | null;
   onProgress?: (e: { phase: string; done: number; total: number }) => void;
+  /** What the committed set is, when it is an object other than a plain model (recorded in its manifest). */
+  object?: ObjectHeader;
   /** Overrides WGIT_AUTHOR_* for this commit. */
   author?: { name?: string; email?: string; date?: string | number };
 }
@@ -221,6 +223,7 @@ export class Repository {
         await parentSet(null),
         opts.recipe ?? null,
         groupModels.map((g) => g[0]),
+        opts.object,
       );
       const all = new Map(main.entries);
       const totals: StoredSet[] = [main];
@@ -273,6 +276,8 @@ export class Repository {
       branch?: string;
       parents?: string[];
       onProgress?: (e: { phase: string; done: number; total: number }) => void;
+      /** The object kind the streamed set is (recorded in its manifest), when it is not a plain model. */
+      object?: ObjectHeader;
     } = {},
   ): Promise<StoreSink> {
     const branch = opts.branch ?? (await this.currentBranch());
@@ -295,6 +300,7 @@ export class Repository {
       tmpDir: this.tmpDir,
       parent,
       onProgress: opts.onProgress,
+      object: opts.object,
       release: endWrite,
       land: async (tree, o, totals) => {
         try {

@@ -10,6 +10,8 @@ export interface DiffResult extends DiffReport {
   b: { rev: string; commit: string | null; path: string | null };
   /** Absolute path of the page written with --html. */
   html?: string;
+  /** With --save: the diff-vector commit and its branch. */
+  saved?: { commit: string; branch: string; storedBytes: number };
 }
 
 /** Relative figures in scientific notation, so 3e-5 and 0.2 line up readably. */
@@ -45,6 +47,7 @@ reported without reading them; layer and model totals are over the tensors that 
     '<%= config.bin %> diff v1 v2 --top 40',
     '<%= config.bin %> diff ./a.safetensors ./b.safetensors --json',
     '<%= config.bin %> diff base ft --html diff.html',
+    '<%= config.bin %> diff base-v1 instruct --save instruct-delta',
   ];
 
   static override args = {
@@ -55,6 +58,9 @@ reported without reading them; layer and model totals are over the tensors that 
   static override flags = {
     top: Flags.string({ description: 'tensor rows to print, largest relative change first (default 20)' }),
     all: Flags.boolean({ description: 'print every tensor', default: false }),
+    save: Flags.string({
+      description: 'also store Δ = B − A as a diff-vector commit on this new branch (apply it with wgit apply)',
+    }),
     html: Flags.string({
       description: 'also write a self-contained HTML page: per-layer chart, sortable tensor table, summary',
     }),
@@ -73,13 +79,18 @@ reported without reading them; layer and model totals are over the tensors that 
     let a: ModelArg | null = null;
     let b: ModelArg | null = null;
     try {
-      a = await openModelArg(args.a, repo);
-      b = await openModelArg(args.b, repo);
-      const report = await diffModels(a.source, b.source, {
-        onProgress: (e) => this.progress(`diff ${e.done}/${e.total} ${e.tensor}`),
-      });
-      this.progressDone();
-      const result: DiffResult = { a: ref(a), b: ref(b), ...report };
+      let result: DiffResult;
+      if (flags.save !== undefined) result = await this.save(args.a, args.b, flags.save, flags.repo);
+      else {
+        a = await openModelArg(args.a, repo);
+        b = await openModelArg(args.b, repo);
+        const report = await diffModels(a.source, b.source, {
+          onProgress: (e) => this.progress(`diff ${e.done}/${e.total} ${e.tensor}`),
+        });
+        this.progressDone();
+        result = { a: ref(a), b: ref(b), ...report };
+      }
+      const report: DiffReport = result;
       if (flags.html !== undefined) {
         const { diffHtml } = await import('@wgit/core');
         const { writeFileAtomic } = await import('@wgit/core/atomic');
@@ -90,11 +101,59 @@ reported without reading them; layer and model totals are over the tensors that 
       if (!this.jsonEnabled()) {
         this.print(result, top);
         if (result.html) this.log(`\nwrote ${printable(result.html)}`);
+        if (result.saved)
+          this.log(
+            `\n[${printable(result.saved.branch)} ${result.saved.commit.slice(0, 12)}] diff vector ${printable(args.b)} − ${printable(args.a)}, ${formatBytes(result.saved.storedBytes)} stored`,
+          );
       }
       return result;
     } finally {
       await closeAll([a, b]);
     }
+  }
+
+  /** The diff, and Δ = B − A committed as a diff vector on a new branch in the same pass over the models. */
+  private async save(specA: string, specB: string, branch: string, repoFlag: string | undefined): Promise<DiffResult> {
+    const { computeDiffVector, diffModels, planDiffVector, WgitError } = await import('@wgit/core');
+    const { recipeRef, runMethodCommit } = await import('../method-commit.js');
+    const { Repository } = await import('@wgit/store');
+    const repo = await Repository.open(repoFlag);
+    if (await repo.refs.readRef(`refs/heads/${branch}`))
+      throw new WgitError('E_BRANCH_EXISTS', `branch ${branch} already exists; --save names a new branch`, { branch });
+    const { value, models, result } = await runMethodCommit({
+      repo: repoFlag,
+      models: [specA, specB],
+      kind: 'diff',
+      branch,
+      branchName: () => branch,
+      object: ([a, b]) => planDiffVector(a.source, b.source).header,
+      deltaBase: ([, b]) => b,
+      compute: async ([a, b], outDir, _scratch, sink) => {
+        const report = await diffModels(a.source, b.source, {
+          onProgress: (e) => this.progress(`diff ${e.done}/${e.total} ${e.tensor}`),
+        });
+        await computeDiffVector(a.source, b.source, {
+          sink,
+          outDir,
+          onProgress: (e) => this.progress(`diff vector ${e.done}/${e.total}`),
+        });
+        return {
+          value: report,
+          message: `diff vector ${specB} − ${specA}`,
+          parents: [b, a],
+          recipe: { kind: 'diff-vector', a: recipeRef(a), b: recipeRef(b) },
+        };
+      },
+      progress: (m) => this.progress(m),
+      progressDone: () => this.progressDone(),
+    });
+    const [a, b] = models;
+    return {
+      a: ref(a),
+      b: ref(b),
+      ...value,
+      saved: { commit: result.commit, branch: result.branch, storedBytes: result.storedBytes },
+    };
   }
 
   private print(r: DiffResult, top: number): void {

@@ -114,7 +114,7 @@ export const ERROR_CODES = {
   },
   E_BRANCH_EXISTS: {
     meaning: 'a branch of that name exists already',
-    commands: 'branch',
+    commands: 'branch, diff --save',
     fix: 'choose another name, or delete the branch first',
   },
   E_TAG_EXISTS: {
@@ -316,8 +316,13 @@ export const ERROR_CODES = {
   },
   E_SHAPE_MISMATCH: {
     meaning: 'a tensor has different shapes (or lengths) in the input models',
-    commands: METHODS,
+    commands: `${METHODS}, apply`,
     fix: 'merge only models of one architecture (fine-tunes of one base)',
+  },
+  E_NOT_AN_OBJECT: {
+    meaning: 'a revision given as an object (a diff vector) holds something else',
+    commands: 'apply',
+    fix: 'save the object first (wgit diff A B --save NAME) and name that branch',
   },
   E_DTYPE_MISMATCH: {
     meaning: 'a tensor has different dtypes in the input models',

@@ -1,4 +1,14 @@
 export { checkpoint } from './checkpoint.js';
+export {
+  applyDiffVector,
+  computeDiffVector,
+  DIFF_VECTOR_KIND,
+  type DiffVector,
+  type DiffVectorIO,
+  type DiffVectorMeta,
+  diffVector,
+  planDiffVector,
+} from './diff-vector.js';
 export type {
   ApplyOptions,
   ApplyReport,

@@ -50,6 +50,9 @@ export interface ComputeOptions {
 export interface ApplyOptions {
   /** Which model to produce, for kinds that hold several (0-based); absent: the object's own model. */
   model?: number;
+  /** For kinds that are a change to a model (a diff vector): the model it is applied to, and its scale. */
+  onto?: ModelSource;
+  scale?: number;
   outDir: string;
   onProgress?: (e: ProgressEvent) => void;
   maxShardBytes?: number;

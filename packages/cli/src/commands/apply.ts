@@ -1,0 +1,100 @@
+import { Args, Flags } from '@oclif/core';
+import { WgitCommand } from '../base.js';
+import { formatBytes, printable } from '../format.js';
+import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
+import { decimalFlag } from '../numbers.js';
+
+export interface ApplyResult {
+  commit: string;
+  branch: string;
+  parents: string[];
+  delta: string;
+  onto: string;
+  scale: number;
+  /** Tensors changed by s·Δ, replaced by the diff vector's own, removed, and left as they were. */
+  tensors: { changed: number; replaced: number; removed: number; kept: number };
+  rawBytes: number;
+  storedBytes: number;
+}
+
+export default class Apply extends WgitCommand {
+  static override description = `Apply a saved diff vector to a model: BASE + S·Δ, committed.
+
+DELTA is a diff vector saved with \`wgit diff A B --save NAME\`. Each float tensor it holds is
+added (scaled by S, in f32, rounded once to BASE's dtype); tensors B replaced or added come from
+the diff vector, tensors B removed are left out, the rest of BASE stays as it is. With S = 1 onto A
+it gives B back. The commit's parents are BASE and DELTA; BASE's side files are kept.`;
+
+  static override examples = [
+    '<%= config.bin %> apply instruct-delta --onto base-v2',
+    '<%= config.bin %> apply instruct-delta --onto base-v2 --scale 0.5 --branch instruct-v2-half',
+  ];
+
+  static override args = {
+    delta: Args.string({ description: 'the diff vector: a revision saved with wgit diff --save', required: true }),
+  };
+
+  static override flags = {
+    onto: Flags.string({ description: 'the model to apply it to: revision or path', required: true }),
+    scale: Flags.string({ description: 'S in BASE + S·Δ (default 1)' }),
+    message: Flags.string({ char: 'm', description: 'commit message' }),
+    branch: Flags.string({ description: 'branch to commit on (default: a new branch apply/<DELTA>)' }),
+  };
+
+  async run(): Promise<ApplyResult> {
+    const { args, flags } = await this.parse(Apply);
+    const scale = decimalFlag(flags.scale, 'scale') ?? 1;
+    const { applyDiffVector, DIFF_VECTOR_KIND, diffVector, WgitError } = await import('@wgit/core');
+    const { value, models, result, parents } = await runMethodCommit({
+      repo: flags.repo,
+      models: [args.delta, flags.onto],
+      kind: 'apply',
+      branch: flags.branch,
+      branchName: ([delta]) => branchPiece(delta),
+      deltaBase: ([, onto]) => onto,
+      compute: async ([delta, onto], outDir, _scratch, sink) => {
+        const header = (delta.source as { manifest?: { object?: { kind: string; version: number } } }).manifest?.object;
+        if (delta.commit === null || header?.kind !== DIFF_VECTOR_KIND)
+          throw new WgitError(
+            'E_NOT_AN_OBJECT',
+            `${JSON.stringify(args.delta)} is not a diff vector (save one with wgit diff A B --save NAME)`,
+            { rev: args.delta, kind: header?.kind ?? 'checkpoint' },
+          );
+        const dv = await diffVector.decode(delta.source, header);
+        const counts = await applyDiffVector(dv, onto.source, scale, {
+          sink,
+          outDir,
+          onProgress: (e) => this.progress(`apply ${e.done}/${e.total}`),
+        });
+        return {
+          value: counts,
+          message: flags.message ?? `apply ${args.delta} onto ${flags.onto}${scale === 1 ? '' : ` × ${scale}`}`,
+          parents: [onto, delta],
+          recipe: { method: 'apply', delta: recipeRef(delta), onto: recipeRef(onto), scale },
+        };
+      },
+      progress: (m) => this.progress(m),
+      progressDone: () => this.progressDone(),
+    });
+    const [delta, onto] = models;
+    const out: ApplyResult = {
+      commit: result.commit,
+      branch: result.branch,
+      parents,
+      delta: delta.commit as string,
+      onto: onto.commit ?? (onto.path as string),
+      scale,
+      tensors: value,
+      rawBytes: result.rawBytes,
+      storedBytes: result.storedBytes,
+    };
+    if (!this.jsonEnabled()) {
+      const t = value;
+      this.log(
+        `[${printable(result.branch)} ${result.commit.slice(0, 12)}] ${printable(flags.onto)} + ${scale}·${printable(args.delta)}: ` +
+          `${t.changed} tensors changed, ${t.replaced} replaced, ${t.removed} removed, ${t.kept} kept; ${formatBytes(result.storedBytes)} stored`,
+      );
+    }
+    return out;
+  }
+}

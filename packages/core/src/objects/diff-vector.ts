@@ -1,0 +1,263 @@
+/**
+ * A diff vector Δ = B − A, stored as an object: per tensor that both models
+ * hold with the same shape and a float dtype, the f32 difference of their
+ * values (one f32 subtraction per element); every other tensor of B (integer
+ * or bool, reshaped, or new in B) is kept as B's bytes ("replaced"); tensors
+ * of A that B dropped are listed ("removed"). Applying it to a model M gives
+ * M + s·Δ in M's dtypes: with s = 1 onto A, B again (bit for bit where the
+ * f32 difference is exact, as it is for bf16 and f16 values within 2¹⁶ and
+ * 2¹³ of each other in magnitude).
+ */
+import { type Device, getDevice } from '../device/index.js';
+import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
+import { WgitError } from '../errors.js';
+import { BufferPool, convertIn, convertOut, FolderSink, fillSink, prefetched, type Sink } from '../pipeline/index.js';
+import type { ModelSource, TensorSpec } from '../safetensors/index.js';
+import type { ObjectHeader, ObjectKind, ObjectValue } from './kind.js';
+
+export const DIFF_VECTOR_KIND = 'diff-vector';
+
+export interface DiffVectorMeta {
+  /** Tensors held as f32 differences. */
+  deltas: number;
+  /** Tensors held as B's own bytes (not float, reshaped, or new in B). */
+  replaced: string[];
+  /** Tensors of A that B does not have. */
+  removed: string[];
+}
+
+export interface DiffVector extends ObjectValue {
+  meta: DiffVectorMeta;
+}
+
+export interface DiffVectorIO {
+  /** Where the tensors go: a sink (a store commit), else a folder. */
+  sink?: Sink;
+  outDir?: string;
+  device?: Device;
+  onProgress?: (e: { phase: string; done: number; total: number }) => void;
+  maxShardBytes?: number;
+}
+
+const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function metaOf(header: ObjectHeader): DiffVectorMeta {
+  const m = header.meta as Partial<DiffVectorMeta> | undefined;
+  const names = (x: unknown) => Array.isArray(x) && x.every((n) => typeof n === 'string');
+  if (!m || !Number.isInteger(m.deltas) || !names(m.replaced) || !names(m.removed))
+    throw new WgitError('E_CORRUPT', 'a diff vector without its table of replaced and removed tensors', {
+      kind: DIFF_VECTOR_KIND,
+    });
+  return m as DiffVectorMeta;
+}
+
+/**
+ * Streams `specs` through the sink (or a folder): `read` loads a tensor's
+ * inputs (the next one while this one is computed: buffers alternate by
+ * parity), `fill` computes its bytes from them.
+ */
+async function writeAll(
+  io: DiffVectorIO,
+  specs: TensorSpec[],
+  carrier: ModelSource,
+  fill: (spec: TensorSpec, raw: Uint8Array[], out: Uint8Array, pool: BufferPool, device: Device) => Promise<void>,
+  read: (spec: TensorSpec, pool: BufferPool, parity: number) => Promise<Uint8Array[]>,
+): Promise<void> {
+  const device = io.device ?? (await getDevice({ device: 'auto' }));
+  const sink = io.sink ?? new FolderSink(io.outDir as string);
+  const pool = new BufferPool(device);
+  try {
+    await fillSink(sink, { specs, maxShardBytes: io.maxShardBytes }, carrier, async () => {
+      let done = 0;
+      const reads = prefetched(specs.length, async (t) => ({ spec: specs[t], raw: await read(specs[t], pool, t & 1) }));
+      for await (const { spec, raw } of reads) {
+        const out = pool.bytes('out', elementsOf(spec.shape) * dtypeSize(spec.dtype));
+        await fill(spec, raw, out, pool, device);
+        await sink.write(spec.name, out);
+        io.onProgress?.({ phase: 'write', done: ++done, total: specs.length });
+      }
+    });
+  } finally {
+    pool.release();
+  }
+}
+
+function elementsOf(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** The stored tensors and the header of B − A, from the two tensor lists alone (nothing is read). */
+export function planDiffVector(a: ModelSource, b: ModelSource): { specs: TensorSpec[]; header: ObjectHeader } {
+  const inA = new Map(a.tensors.map((t) => [t.name, t]));
+  const replaced: string[] = [];
+  const specs: TensorSpec[] = b.tensors.map((tb) => {
+    const ta = inA.get(tb.name);
+    if (ta && isFloatDType(ta.dtype) && isFloatDType(tb.dtype) && sameShape(ta.shape, tb.shape))
+      return { name: tb.name, dtype: 'F32' as DType, shape: tb.shape };
+    replaced.push(tb.name);
+    return { name: tb.name, dtype: tb.dtype, shape: tb.shape };
+  });
+  const bNames = new Set(b.tensors.map((t) => t.name));
+  const meta: DiffVectorMeta = {
+    deltas: specs.length - replaced.length,
+    replaced,
+    removed: a.tensors.filter((t) => !bNames.has(t.name)).map((t) => t.name),
+  };
+  return { specs, header: { kind: DIFF_VECTOR_KIND, version: 1, meta: { ...meta } } };
+}
+
+/** Δ = B − A as a diff-vector object written to `io`; returns its header (B's side files go with it). */
+export async function computeDiffVector(a: ModelSource, b: ModelSource, io: DiffVectorIO): Promise<ObjectHeader> {
+  const { specs, header } = planDiffVector(a, b);
+  const isReplaced = new Set((header.meta as unknown as DiffVectorMeta).replaced);
+  await writeAll(
+    io,
+    specs,
+    b,
+    async (spec, [rb, ra], out, pool, device) => {
+      if (isReplaced.has(spec.name)) {
+        out.set(rb);
+        return;
+      }
+      const vb = await convertIn(pool, 'vb', rb, b.tensor(spec.name).dtype, device);
+      const va = await convertIn(pool, 'va', ra, a.tensor(spec.name).dtype, device);
+      const d = new Float32Array(out.buffer, out.byteOffset, vb.length);
+      await device.sub(vb, va, d);
+    },
+    async (spec, pool, parity) => {
+      const tb = b.tensor(spec.name);
+      const rb = await b.readTensor(spec.name, pool.bytes(`b${parity}`, tb.byteLength));
+      const raw = [rb];
+      if (!isReplaced.has(spec.name)) {
+        const ta = a.tensor(spec.name);
+        raw.push(await a.readTensor(spec.name, pool.bytes(`a${parity}`, ta.byteLength)));
+      }
+      return raw;
+    },
+  );
+  return header;
+}
+
+/**
+ * M + s·Δ in M's dtypes (f32 arithmetic, rounded once), as a model written
+ * to `io` with M's side files: tensors Δ replaced take Δ's bytes, tensors Δ
+ * removed are left out, tensors Δ does not name stay as they are. A float
+ * tensor of Δ whose shape differs from M's is E_SHAPE_MISMATCH, naming it,
+ * before anything is written.
+ */
+export async function applyDiffVector(
+  delta: DiffVector,
+  onto: ModelSource,
+  scale: number,
+  io: DiffVectorIO,
+): Promise<{ changed: number; replaced: number; removed: number; kept: number }> {
+  if (!Number.isFinite(scale))
+    throw new WgitError('E_BAD_PARAM', `scale must be a finite number, got ${scale}`, { param: 'scale' });
+  const d = delta.source;
+  const replaced = new Set(delta.meta.replaced);
+  const removed = new Set(delta.meta.removed);
+  const inDelta = new Map(d.tensors.map((t) => [t.name, t]));
+  const counts = { changed: 0, replaced: 0, removed: 0, kept: 0 };
+  const specs: TensorSpec[] = [];
+  for (const t of onto.tensors) {
+    if (removed.has(t.name)) {
+      counts.removed++;
+      continue;
+    }
+    const dt = inDelta.get(t.name);
+    if (dt && replaced.has(t.name)) {
+      specs.push({ name: t.name, dtype: dt.dtype, shape: dt.shape });
+      counts.replaced++;
+    } else if (dt) {
+      if (!sameShape(dt.shape, t.shape) || !isFloatDType(t.dtype))
+        throw new WgitError(
+          'E_SHAPE_MISMATCH',
+          `tensor ${JSON.stringify(t.name)}: the diff vector has shape [${dt.shape}], the model ${t.dtype}[${t.shape}]`,
+          { tensor: t.name, expected: dt.shape, found: t.shape },
+        );
+      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
+      counts.changed++;
+    } else {
+      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
+      counts.kept++;
+    }
+  }
+  const ontoNames = new Set(onto.tensors.map((t) => t.name));
+  for (const t of d.tensors)
+    if (replaced.has(t.name) && !ontoNames.has(t.name)) {
+      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
+      counts.replaced++;
+    }
+  await writeAll(
+    io,
+    specs,
+    onto,
+    async (spec, [first, dv], out, pool, device) => {
+      if (dv === undefined) {
+        out.set(first);
+        return;
+      }
+      const m = await convertIn(pool, 'm', first, spec.dtype, device);
+      const x = new Float32Array(dv.buffer, dv.byteOffset, m.length);
+      const sum = pool.f32('sum', m.length);
+      await device.axpy(m, scale, x, sum);
+      await convertOut(sum, spec.dtype, out, device);
+    },
+    async (spec, pool, parity) => {
+      const fromDelta = replaced.has(spec.name) || !ontoNames.has(spec.name);
+      const src = fromDelta ? d : onto;
+      const first = await src.readTensor(spec.name, pool.bytes(`m${parity}`, src.tensor(spec.name).byteLength));
+      if (fromDelta || !inDelta.has(spec.name)) return [first];
+      return [first, await d.readTensor(spec.name, pool.bytes(`d${parity}`, d.tensor(spec.name).byteLength))];
+    },
+  );
+  return counts;
+}
+
+export const diffVector: ObjectKind<DiffVector> = {
+  name: DIFF_VECTOR_KIND,
+  version: 1,
+  description: 'a diff vector B − A: f32 differences, with the tensors B replaced or removed',
+  async compute(opts) {
+    const [a, b] = opts.inputs;
+    if (!a || !b) throw new WgitError('E_BAD_PARAM', 'a diff vector needs two models, A and B', { param: 'inputs' });
+    const header = await computeDiffVector(a, b, { outDir: opts.outDir, maxShardBytes: opts.maxShardBytes });
+    return { header, report: header.meta };
+  },
+  async encode(value, outDir) {
+    const { writeModelCopy } = await import('./checkpoint.js');
+    await writeModelCopy(value.source, outDir);
+    return value.header;
+  },
+  async decode(source, header) {
+    const meta = metaOf(header);
+    for (const t of source.tensors)
+      if (!meta.replaced.includes(t.name) && t.dtype !== 'F32')
+        throw new WgitError('E_CORRUPT', `diff vector tensor ${JSON.stringify(t.name)} is ${t.dtype}, not F32`, {
+          tensor: t.name,
+        });
+    return { header, source, meta };
+  },
+  async apply(value, opts) {
+    if (!opts.onto)
+      throw new WgitError('E_BAD_PARAM', 'a diff vector is applied onto a model: give the model (--onto)', {
+        param: 'onto',
+      });
+    const details = await applyDiffVector(value, opts.onto, opts.scale ?? 1, {
+      outDir: opts.outDir,
+      maxShardBytes: opts.maxShardBytes,
+    });
+    return { outDir: opts.outDir, model: null, exact: false, details };
+  },
+  describe(value) {
+    const m = value.meta;
+    return {
+      kind: DIFF_VECTOR_KIND,
+      version: value.header.version,
+      detected: false,
+      description: `diff vector: ${m.deltas} f32 differences, ${m.replaced.length} tensors replaced, ${m.removed.length} removed`,
+      models: 0,
+      details: { ...m },
+    };
+  },
+};
