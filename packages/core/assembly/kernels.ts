@@ -684,20 +684,61 @@ export function absHistogram(x: usize, n: i32, pass: i32, prefix: i32, hist: usi
 
 // ----------------------------------------------------------------------- TIES
 
+/** Number of entries with |x| = thr (bit-equal magnitudes; NaN never counts): the ties of a TIES threshold. */
+export function countAbsEqual(x: usize, n: i32, thr: f32): i32 {
+  const tv = f32x4.splat(thr);
+  let c = i32x4.splat(0);
+  let j: i32 = 0;
+  for (; j + 4 <= n; j += 4) c = i32x4.sub(c, f32x4.eq(f32x4.abs(v128.load(x + (<usize>j << 2))), tv));
+  let total = i32x4.extract_lane(c, 0) + i32x4.extract_lane(c, 1) + i32x4.extract_lane(c, 2) + i32x4.extract_lane(c, 3);
+  for (; j < n; j++) if (abs<f32>(load<f32>(x + (<usize>j << 2))) == thr) total++;
+  return total;
+}
+
+/**
+ * The kept-lane mask of one vector of task-vector entries: |t| ≥ thr and
+ * t ≠ 0, where a lane with |t| = thr also needs a unit of the input's tie
+ * quota (lanes in index order). `quota` points at the input's remaining
+ * quota (an i32; -1: unlimited), updated.
+ */
+@inline function keptMask(t: v128, thr: v128, quota: usize): v128 {
+  const a = f32x4.abs(t);
+  let keep = v128.and(f32x4.ge(a, thr), f32x4.ne(t, f32x4.splat(0)));
+  let q = load<i32>(quota);
+  if (q < 0) return keep;
+  const eq = v128.and(f32x4.eq(a, thr), keep);
+  if (!v128.any_true(eq)) return keep;
+  let drop = i32x4.splat(0);
+  if (i32x4.extract_lane(eq, 0) != 0) { if (q > 0) q--; else drop = i32x4.replace_lane(drop, 0, -1); }
+  if (i32x4.extract_lane(eq, 1) != 0) { if (q > 0) q--; else drop = i32x4.replace_lane(drop, 1, -1); }
+  if (i32x4.extract_lane(eq, 2) != 0) { if (q > 0) q--; else drop = i32x4.replace_lane(drop, 2, -1); }
+  if (i32x4.extract_lane(eq, 3) != 0) { if (q > 0) q--; else drop = i32x4.replace_lane(drop, 3, -1); }
+  store<i32>(quota, q);
+  return v128.andnot(keep, drop);
+}
+
 /**
  * TIES trim + sign election + disjoint mean over k ≤ 8 task vectors (see
- * reference.ts for the scalar definition). scratch: 4·BLOCK f32.
+ * reference.ts for the scalar definition). q0…q7: the number of entries equal
+ * to the threshold each input keeps in this call, first by index (-1: all).
+ * scratch: 4·BLOCK f32, then 16 i32.
  */
 export function ties(
   out: usize, n: i32, k: i32, scratch: usize,
   p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, p5: usize, p6: usize, p7: usize,
   w0: f32, w1: f32, w2: f32, w3: f32, w4: f32, w5: f32, w6: f32, w7: f32,
   t0: f32, t1: f32, t2: f32, t3: f32, t4: f32, t5: f32, t6: f32, t7: f32,
+  q0: i32, q1: i32, q2: i32, q3: i32, q4: i32, q5: i32, q6: i32, q7: i32,
 ): void {
   const sBuf = scratch;
   const numBuf = scratch + (<usize>BLOCK << 2);
   const denBuf = scratch + (<usize>BLOCK << 3);
   const anyBuf = scratch + (<usize>BLOCK << 2) * 3;
+  // quotas at the block's start (both passes over a block make the same choices), and a working copy
+  const qStart = scratch + (<usize>BLOCK << 4);
+  const qWork = qStart + 32;
+  store<i32>(qStart, q0); store<i32>(qStart, q1, 4); store<i32>(qStart, q2, 8); store<i32>(qStart, q3, 12);
+  store<i32>(qStart, q4, 16); store<i32>(qStart, q5, 20); store<i32>(qStart, q6, 24); store<i32>(qStart, q7, 28);
   const zero = f32x4.splat(0);
   for (let start: i32 = 0; start < n; start += BLOCK) {
     // Whole vectors only inside the block; the last partial vector is done
@@ -708,14 +749,16 @@ export function ties(
     memory.fill(numBuf, 0, <usize>mv << 2);
     memory.fill(denBuf, 0, <usize>mv << 2);
     memory.fill(anyBuf, 0, <usize>mv << 2);
+    memory.copy(qWork, qStart, 32);
     for (let i: i32 = 0; i < k; i++) {
       const x = pick(i, p0, p1, p2, p3, p4, p5, p6, p7) + (<usize>start << 2);
       const w = f32x4.splat(pickF(i, w0, w1, w2, w3, w4, w5, w6, w7));
       const thr = f32x4.splat(pickF(i, t0, t1, t2, t3, t4, t5, t6, t7));
+      const quota = qWork + (<usize>i << 2);
       for (let j: i32 = 0; j < mv; j += 4) {
         const o = <usize>j << 2;
         const t = loadPartial(x + o, m - j);
-        const kept = v128.and(t, v128.and(f32x4.ge(f32x4.abs(t), thr), f32x4.ne(t, zero)));
+        const kept = v128.and(t, keptMask(t, thr, quota));
         v128.store(sBuf + o, f32x4.add(v128.load(sBuf + o), f32x4.mul(w, kept)));
       }
     }
@@ -723,13 +766,16 @@ export function ties(
       const x = pick(i, p0, p1, p2, p3, p4, p5, p6, p7) + (<usize>start << 2);
       const w = f32x4.splat(pickF(i, w0, w1, w2, w3, w4, w5, w6, w7));
       const thr = f32x4.splat(pickF(i, t0, t1, t2, t3, t4, t5, t6, t7));
+      const quota = qStart + (<usize>i << 2);
       for (let j: i32 = 0; j < mv; j += 4) {
         const o = <usize>j << 2;
         const t = loadPartial(x + o, m - j);
-        const kept = v128.and(t, v128.and(f32x4.ge(f32x4.abs(t), thr), f32x4.ne(t, zero)));
+        const kept = v128.and(t, keptMask(t, thr, quota));
+        // agreement compares the sign of the weighted entry wᵢτ̂ᵢ with the elected sign
+        const wk = f32x4.mul(w, kept);
         const plus = f32x4.ge(v128.load(sBuf + o), zero);
-        const agree = v128.bitselect(f32x4.gt(kept, zero), f32x4.lt(kept, zero), plus);
-        v128.store(numBuf + o, f32x4.add(v128.load(numBuf + o), v128.and(f32x4.mul(w, kept), agree)));
+        const agree = v128.bitselect(f32x4.gt(wk, zero), f32x4.lt(wk, zero), plus);
+        v128.store(numBuf + o, f32x4.add(v128.load(numBuf + o), v128.and(wk, agree)));
         v128.store(denBuf + o, f32x4.add(v128.load(denBuf + o), v128.and(w, agree)));
         v128.store(anyBuf + o, v128.or(v128.load(anyBuf + o), agree));
       }
@@ -738,12 +784,17 @@ export function ties(
     let j: i32 = 0;
     for (; j + 4 <= m; j += 4) {
       const o = <usize>j << 2;
-      const r = v128.and(f32x4.div(v128.load(numBuf + o), v128.load(denBuf + o)), v128.load(anyBuf + o));
-      v128.store(dst + o, r);
+      // a zero divisor (weights cancelling) counts as 1
+      const num = v128.load(numBuf + o);
+      const den = v128.load(denBuf + o);
+      const q = v128.bitselect(num, f32x4.div(num, den), f32x4.eq(den, zero));
+      v128.store(dst + o, v128.and(q, v128.load(anyBuf + o)));
     }
     for (; j < m; j++) {
       const o = <usize>j << 2;
-      const r = load<u32>(anyBuf + o) != 0 ? load<f32>(numBuf + o) / load<f32>(denBuf + o) : <f32>0;
+      const num = load<f32>(numBuf + o);
+      const den = load<f32>(denBuf + o);
+      const r = load<u32>(anyBuf + o) != 0 ? (den == 0 ? num : num / den) : <f32>0;
       store<f32>(dst + o, r);
     }
   }

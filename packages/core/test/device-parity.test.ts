@@ -14,6 +14,7 @@ import {
   getMethod,
   isWgitError,
   type KernelDType,
+  type MergeParams,
   referenceDevice,
   sparseConsensusTensor,
   tensorParams,
@@ -431,16 +432,45 @@ describe('device parity: every backend, one table', () => {
           [1, 0.5, 1],
           [INF, 0, MIN_SUB],
         ];
-        for (const thr of thresholds) {
+        // signed weights: a negative weight flips an input's vote; [1, -1, …] can cancel the divisor
+        const weightSets = [
+          [0.5, 1, 2],
+          [1, -0.5, 2],
+          [1, -1, 0.5],
+          [-1, -0.5, -2],
+        ];
+        // tie quotas: only the first q entries equal to a threshold survive (by index over the call,
+        // across the pool's ranges); the data repeats magnitudes, so every threshold has ties
+        const tied = [x, y, z].map((v) =>
+          Float32Array.from(v, (a) => (Number.isFinite(a) ? Math.round(a * 2) / 2 : a)),
+        );
+        for (const quotas of [
+          [0, 3, -1],
+          [1, 0, 7],
+          [-1, -1, -1],
+        ]) {
           await parity(
-            `ties thresholds ${thr}`,
+            `ties tie quotas ${quotas}`,
             async (d) => {
               const out = new Float32Array(n);
-              await d.ties([x, y, z], [0.5, 1, 2], thr, out);
+              await d.ties(tied, [1, -0.5, 2], [0.5, 1, 0.5], out, quotas);
               return out;
             },
             (a, e, _b, label) => sameF32(a, e, label),
           );
+        }
+        for (const thr of thresholds) {
+          for (const ws of weightSets) {
+            await parity(
+              `ties thresholds ${thr} weights ${ws}`,
+              async (d) => {
+                const out = new Float32Array(n);
+                await d.ties([x, y, z], ws, thr, out);
+                return out;
+              },
+              (a, e, _b, label) => sameF32(a, e, label),
+            );
+          }
         }
       });
 
@@ -794,13 +824,16 @@ describe('one NaN policy on every path', () => {
   for (const [method, params] of [
     ['ties', { density: 0.3 }],
     ['ties', { density: 1 }],
+    ['ties', { density: 0.3, weights: [1, -0.5, 2] }],
+    ['ties', { density: 1, weights: [1, -1, 0.5] }],
     ['dare-ties', { density: 0.5, seed: 3 }],
+    ['dare-ties', { density: 0.5, seed: 3, weights: [1, -0.5, 2], normalize: true }],
     ['dare-linear', { density: 0.5, seed: 3 }],
     ['task-arithmetic', {}],
   ] as const) {
     test(`${method} ${JSON.stringify(params)}: kernels on and off agree`, async () => {
       const m = getMethod(method);
-      const resolved = m.resolve(params, inputs.length);
+      const resolved = m.resolve(params as MergeParams, inputs.length);
       const tp = tensorParams(resolved, 'w');
       const plain = new Float32Array(len);
       assert.ok(m.config);

@@ -89,6 +89,22 @@ export class AbsSelector {
     }
     throw new Error('unreachable: pass 1 histogram is short');
   }
+
+  /**
+   * After pass 1: how many elements have |x| equal to the k-th largest
+   * (`ties`) and how many of those the top k takes (`keep`); null when k was
+   * out of range (k ≤ 0: nothing is kept; k past the count: everything).
+   */
+  tieCounts(): { ties: number; keep: number } | null {
+    if (this.prefix < 0) return null;
+    let seen = 0;
+    for (let bin = LO_BINS - 1; bin >= 0; bin--) {
+      const c = this.lo[bin];
+      if (seen + c >= this.remaining) return { ties: c, keep: this.remaining - seen };
+      seen += c;
+    }
+    throw new Error('unreachable: pass 1 histogram is short');
+  }
 }
 
 function countNonNaN(bits: Uint32Array): number {

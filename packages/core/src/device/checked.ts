@@ -317,7 +317,13 @@ class CheckedDevice implements Device {
 
   // ------------------------------------------------------------ methods
 
-  async ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void> {
+  async ties(
+    taus: Float32Array[],
+    weights: number[],
+    thresholds: number[],
+    out: Float32Array,
+    tieQuotas?: number[],
+  ): Promise<void> {
     checkInputCount(taus, 'ties');
     checkF32(out, 'ties output');
     for (const [i, t] of taus.entries()) {
@@ -330,8 +336,17 @@ class CheckedDevice implements Device {
     for (const t of thresholds) {
       if (typeof t !== 'number' || !(t >= 0)) throw argError(`ties threshold ${String(t)} is not a number ≥ 0`);
     }
+    if (tieQuotas !== undefined) {
+      if (!Array.isArray(tieQuotas) || tieQuotas.length !== taus.length) {
+        throw argError(`ties tie quotas: need ${taus.length} integers, one per input`);
+      }
+      for (const q of tieQuotas) {
+        if (!Number.isInteger(q) || q < -1 || q > 0x7fffffff)
+          throw argError(`ties tie quota ${String(q)} is not an integer from -1 to 2^31 − 1`);
+      }
+    }
     this.aliasing(taus, out, true);
-    return this.inner.ties(taus, weights, thresholds, out);
+    return this.inner.ties(taus, weights, thresholds, out, tieQuotas);
   }
 
   async dareDrop(

@@ -128,8 +128,18 @@ export interface KernelSet {
   absHistogram(x: Float32Array, pass: 0 | 1, prefixHi: number, hist: Uint32Array): Promise<void>;
   /** Exact k-th largest |x| over all arrays together (k = 1 is the maximum), NaN not ranked; 0 when fewer than k non-NaN entries. */
   kthLargestAbs(arrays: Float32Array[], k: number): Promise<number>;
-  /** TIES trim / elect / disjoint mean (see reference.ts); thresholds 0 keep every non-zero, non-NaN entry. */
-  ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void>;
+  /**
+   * TIES trim / elect / disjoint mean (see reference.ts); thresholds 0 keep every non-zero, non-NaN entry.
+   * tieQuotas[i] ≥ 0 keeps only the first tieQuotas[i] entries with |τᵢ| equal to thresholds[i] (flat
+   * index order over the call), so exactly k survive; -1 (or none given) keeps every tie.
+   */
+  ties(
+    taus: Float32Array[],
+    weights: number[],
+    thresholds: number[],
+    out: Float32Array,
+    tieQuotas?: number[],
+  ): Promise<void>;
   /** DARE: drop with probability p (rng.ts), rescale survivors; x[0] is element `offset` of the tensor. */
   dareDrop(x: Float32Array, p: number, seed: number, stream: number, offset: number, out: Float32Array): Promise<void>;
 }

@@ -262,28 +262,45 @@ export function kthLargestAbs(arrays: Float32Array[], k: number): number {
 }
 
 /**
- * TIES: τ̂ᵢ = |τᵢ| ≥ thrᵢ and τᵢ ≠ 0 ? τᵢ : 0; s = Σ f32(wᵢτ̂ᵢ); γ = s ≥ 0 ? + : −;
- * an input agrees where f32(wᵢτ̂ᵢ) is non-zero with sign γ (the sign of its
- * weighted entry, so a negative weight flips its vote);
- * out = Σ_{agree} wᵢτ̂ᵢ / Σ_{agree} wᵢ (a zero divisor counts as 1), or 0 when none agrees.
+ * TIES: τ̂ᵢ = |τᵢ| ≥ thrᵢ and τᵢ ≠ 0 ? τᵢ : 0, except that where tieQuotas[i]
+ * is ≥ 0 only the first tieQuotas[i] entries with |τᵢ| = thrᵢ (by index in
+ * this call) are kept (so exactly k survive; -1 or none given: every tie);
+ * s = Σ f32(wᵢτ̂ᵢ); γ = s ≥ 0 ? + : −; an input agrees where f32(wᵢτ̂ᵢ) is
+ * non-zero with sign γ (the sign of its weighted entry, so a negative weight
+ * flips its vote); out = Σ_{agree} wᵢτ̂ᵢ / Σ_{agree} wᵢ (a zero divisor
+ * counts as 1), or 0 when none agrees.
  */
-export function ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): void {
+export function ties(
+  taus: Float32Array[],
+  weights: number[],
+  thresholds: number[],
+  out: Float32Array,
+  tieQuotas?: number[],
+): void {
+  const k = taus.length;
   const w = weights.map(fr);
   const thr = thresholds.map(fr);
-  const weighted = (i: number, j: number) => {
-    const t = taus[i][j];
-    return Math.abs(t) >= thr[i] && t !== 0 ? fr(w[i] * t) : 0;
-  };
+  const left = taus.map((_t, i) => tieQuotas?.[i] ?? -1);
+  const wt = new Float32Array(k);
   for (let j = 0; j < out.length; j++) {
     let s = 0;
-    for (let i = 0; i < taus.length; i++) s = fr(s + weighted(i, j));
+    for (let i = 0; i < k; i++) {
+      const t = taus[i][j];
+      const a = Math.abs(t);
+      let keep = a >= thr[i] && t !== 0;
+      if (keep && a === thr[i] && left[i] >= 0) {
+        if (left[i] > 0) left[i]--;
+        else keep = false;
+      }
+      wt[i] = keep ? fr(w[i] * t) : 0;
+      s = fr(s + wt[i]);
+    }
     let num = 0;
     let den = 0;
     let any = false;
-    for (let i = 0; i < taus.length; i++) {
-      const wt = weighted(i, j);
-      if (s >= 0 ? wt > 0 : wt < 0) {
-        num = fr(num + wt);
+    for (let i = 0; i < k; i++) {
+      if (s >= 0 ? wt[i] > 0 : wt[i] < 0) {
+        num = fr(num + wt[i]);
         den = fr(den + w[i]);
         any = true;
       }
@@ -386,8 +403,8 @@ export const referenceBackend: Backend = {
   async kthLargestAbs(arrays, k) {
     return kthLargestAbs(arrays, k);
   },
-  async ties(taus, weights, thresholds, out) {
-    ties(taus, weights, thresholds, out);
+  async ties(taus, weights, thresholds, out, tieQuotas) {
+    ties(taus, weights, thresholds, out, tieQuotas);
   },
   async dareDrop(x, p, seed, stream, offset, out) {
     dareDrop(x, p, seed, stream, offset, out);

@@ -28,6 +28,21 @@ export async function modelWideThresholds(
   base: ModelSource,
   density: number[],
 ): Promise<number[]> {
+  return (await modelWideTrim(inputs, base, density)).thresholds;
+}
+
+/**
+ * Model-wide TIES trimming that keeps exactly k entries per input: the
+ * thresholds, and where more entries equal a threshold than the top k takes,
+ * each tensor's tie quota (`tieQuotas`, by tensor name; -1 where every tie is
+ * kept): the ties are taken in tensor order, then by flat index. That case
+ * costs one more streaming pass, counting each tensor's ties.
+ */
+export async function modelWideTrim(
+  inputs: ModelSource[],
+  base: ModelSource,
+  density: number[],
+): Promise<{ thresholds: number[]; tieQuotas?: Map<string, number[]> }> {
   const pool = new BufferPool();
   const sel = inputs.map(() => new AbsSelector());
   const n = inputs.length;
@@ -47,7 +62,8 @@ export async function modelWideThresholds(
     pool,
   );
   // k counts every entry, NaN included (as per tensor); NaN is never ranked (docs/kernels.md)
-  const need = sel.map((s, i) => (density[i] >= 1 ? false : s.choose(keepCount(density[i], s.total))));
+  const ks = sel.map((s, i) => keepCount(density[i], s.total));
+  const need = sel.map((s, i) => (density[i] >= 1 ? false : s.choose(ks[i])));
   if (need.some(Boolean)) {
     await forEachFloatTensor(
       models,
@@ -57,8 +73,38 @@ export async function modelWideThresholds(
       pool,
     );
   }
+  const thresholds = sel.map((s, i) => (density[i] >= 1 ? 0 : s.result()));
+  // Model-wide quota of ties per input: null keeps every tie; k ≤ 0 (threshold +∞) keeps none.
+  const quota = sel.map((s, i): number | null => {
+    if (density[i] >= 1) return null;
+    if (ks[i] <= 0) return 0;
+    const t = need[i] ? s.tieCounts() : null;
+    return t && t.keep < t.ties ? t.keep : null;
+  });
+  let tieQuotas: Map<string, number[]> | undefined;
+  if (quota.some((q) => q !== null)) {
+    tieQuotas = new Map();
+    const left = [...quota];
+    const thr = thresholds.map(fr);
+    await forEachFloatTensor(
+      models,
+      (name, values) => {
+        const q = left.map((l, i) => {
+          if (l === null) return -1;
+          const t = tauOf(values, i);
+          let ties = 0;
+          for (let j = 0; j < t.length; j++) if (Math.abs(t[j]) === thr[i]) ties++;
+          const take = Math.min(l, ties);
+          left[i] = l - take;
+          return take;
+        });
+        tieQuotas?.set(name, q);
+      },
+      pool,
+    );
+  }
   pool.release();
-  return sel.map((s, i) => (density[i] >= 1 ? 0 : s.result()));
+  return tieQuotas ? { thresholds, tieQuotas } : { thresholds };
 }
 
 // ---------------------------------------------------------------------------
@@ -101,6 +147,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   validateModels(models);
 
   let thresholds: number[] | undefined;
+  let tieQuotas: Map<string, number[]> | undefined;
   const perTensorFns = new Map<string, ReturnType<typeof method.build>>();
   const fnFor = (name: string) => {
     let f = perTensorFns.get(name);
@@ -110,13 +157,17 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     }
     return f;
   };
-  const ctxFor = (name: string): TensorContext => (thresholds ? { name, thresholds } : { name });
+  const ctxFor = (name: string): TensorContext => {
+    if (!thresholds) return { name };
+    const q = tieQuotas?.get(name);
+    return q ? { name, thresholds, tieQuotas: q } : { name, thresholds };
+  };
   let lines: { alpha: number; beta: number; blocks: number } | undefined;
 
   const firstPass = async () => {
     if (resolved.trim === 'model' && method.config?.sparsify === 'magnitude') {
       const d = resolved.density.map((x) => x as number);
-      thresholds = await modelWideThresholds(opts.inputs, base as ModelSource, d);
+      ({ thresholds, tieQuotas } = await modelWideTrim(opts.inputs, base as ModelSource, d));
     }
     if (resolved.lines) {
       // α needs ‖Σ τᵢ‖₁ and ‖τ_merged‖₁ over the whole model: one extra merge pass

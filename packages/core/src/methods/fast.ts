@@ -9,7 +9,15 @@ import { streamId } from '../device/rng.js';
 import type { BufferPool } from '../pipeline/index.js';
 import { linearCoefficients } from './linear.js';
 import { keepCount } from './select.js';
-import { combine, combineCoefficients } from './sparse-consensus.js';
+import {
+  combine,
+  combineCoefficients,
+  dareRescale,
+  l1Norm,
+  l1RescaleInPlace,
+  magnitudeTieQuotas,
+  trimInPlace,
+} from './sparse-consensus.js';
 import type { MergeMethod, TensorContext, TensorParams } from './types.js';
 
 const MAX_KERNEL_INPUTS = 8;
@@ -57,37 +65,41 @@ export async function fastMergeTensor(
     taus.push(t);
   }
   let thresholds = taus.map(() => 0);
+  let quotas: number[] | undefined;
   if (cfg.sparsify === 'magnitude') {
-    if (f.ctx.thresholds) thresholds = f.ctx.thresholds;
-    else {
+    if (f.ctx.thresholds) {
+      thresholds = f.ctx.thresholds;
+      quotas = f.ctx.tieQuotas;
+    } else {
       for (let i = 0; i < n; i++) {
         const d = p.density[i];
         if (d >= 1) continue;
         const kc = keepCount(d, len);
         thresholds[i] = kc <= 0 ? Number.POSITIVE_INFINITY : await k.kthLargestAbs([taus[i]], kc);
       }
+      quotas = magnitudeTieQuotas(taus, p.density, thresholds);
     }
   } else if (cfg.sparsify === 'random') {
+    const l1 = dareRescale(p) === 'l1';
     for (let i = 0; i < n; i++) {
       const drop = 1 - p.density[i];
-      if (drop > 0) await k.dareDrop(taus[i], drop, p.seed, streamId(f.ctx.name, i), 0, taus[i]);
+      if (drop <= 0) continue;
+      // the L1 rescale's sums and scale are the plain path's own loops (element order), for the same bits
+      const before = l1 ? l1Norm(taus[i]) : 0;
+      await k.dareDrop(taus[i], drop, p.seed, streamId(f.ctx.name, i), 0, taus[i]);
+      if (l1) l1RescaleInPlace(taus[i], before);
     }
   }
   const merged = pool.f32('km', len);
   if (cfg.consensus === 'none') {
     if (cfg.sparsify === 'magnitude') return false;
     await k.weightedSum(taus, combineCoefficients(p.weights, p.normalize), merged);
-  } else if (p.normalize && p.weights.every((w) => w > 0)) {
-    await k.ties(taus, p.weights, thresholds, merged);
+  } else if (p.normalize) {
+    await k.ties(taus, p.weights, thresholds, merged, quotas);
   } else {
-    // unnormalized (or signed-weight) consensus has no kernel: trim, then the plain loop
+    // unnormalized consensus has no kernel: trim, then the plain loop
     if (cfg.sparsify === 'magnitude') {
-      for (let i = 0; i < n; i++) {
-        const thr = thresholds[i];
-        if (thr <= 0) continue;
-        const t = taus[i];
-        for (let j = 0; j < len; j++) if (!(Math.abs(t[j]) >= thr)) t[j] = 0;
-      }
+      for (let i = 0; i < n; i++) trimInPlace(taus[i], thresholds[i], quotas?.[i] ?? -1);
     }
     combine(cfg, taus, p.weights, p.normalize, merged);
   }

@@ -32,7 +32,7 @@ export {
 } from '../pipeline/index.js';
 export { dareLinear, dareTies } from './dare.js';
 export { type Eigen, symmetricEigen } from './eigen.js';
-export { type MergeModelsOptions, mergeModels, modelWideThresholds } from './engine.js';
+export { type MergeModelsOptions, mergeModels, modelWideThresholds, modelWideTrim } from './engine.js';
 export { linear, linearCoefficients } from './linear.js';
 export {
   BLOCK_PATTERN,
@@ -57,6 +57,7 @@ export {
   normalizeParam,
   paramOwners,
   rankParam,
+  rescaleParam,
   resolveParams,
   seedParam,
   tensorParams,
@@ -81,7 +82,14 @@ export {
   rmm,
 } from './rmm.js';
 export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
-export { combine, dareInPlace, magnitudeThresholds, sparseConsensusTensor, trimInPlace } from './sparse-consensus.js';
+export {
+  combine,
+  dareInPlace,
+  magnitudeThresholds,
+  magnitudeTieQuotas,
+  sparseConsensusTensor,
+  trimInPlace,
+} from './sparse-consensus.js';
 export { taskArithmetic } from './task-arithmetic.js';
 export { mergeTensor } from './tensor.js';
 export { ties } from './ties.js';

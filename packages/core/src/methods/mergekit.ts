@@ -66,7 +66,8 @@ function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, 
     if (e.filter !== undefined && e.filter !== null) {
       if (typeof e.filter !== 'string' || e.filter === '')
         throw invalid(`${where}[${i}].filter must be a non-empty string`, { key: where });
-      rule.filter = e.filter;
+      // mergekit's wildcard: "*" matches every tensor, like an entry without filter
+      if (e.filter !== '*') rule.filter = e.filter;
     }
     return rule;
   });
@@ -103,7 +104,59 @@ export function parseMergekitYaml(text: string, source = 'config'): MergekitReci
   return normalizeMergekit(doc, source);
 }
 
-const TOP_KEYS = new Set(['merge_method', 'models', 'base_model', 'parameters', 'dtype']);
+const TOP_KEYS = new Set(['merge_method', 'models', 'base_model', 'parameters', 'dtype', 'out_dtype']);
+
+/**
+ * Per-model keys mergekit requires for every method mapped here (its methods
+ * declare `weight` required): a model that gets no value, from its own entry
+ * or from `parameters`, is an error there, so it is one here too.
+ */
+const MERGEKIT_REQUIRED = new Set(['weight']);
+
+/** A dtype key's value, or null when the key is absent. */
+function dtypeOf(v: unknown, key: string): DType | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || !DTYPE_MAP[v]) throw unsupported(`${key} ${JSON.stringify(v)}`, { key });
+  return DTYPE_MAP[v];
+}
+
+/**
+ * A per-model value as mergekit evaluates it for each tensor: the model's own
+ * setting, then the global one under `parameters`, then `fallback` (mergekit's
+ * default). A filter list that matches no tensor at one level falls through to
+ * the next, so the lists are chained, and what a tensor matching nothing gets
+ * is made explicit as a last entry without filter. With `missing` (the key is
+ * required) a value that leaves some tensors without one throws
+ * `missing(filters)`: the filters, none when no value is given at all.
+ */
+function chainValue(
+  own: unknown,
+  global: unknown,
+  fallback: unknown,
+  missing?: (filters: string[]) => WgitError,
+): unknown {
+  const rules: TensorRule<number>[] = [];
+  for (const v of [own, global]) {
+    if (v === undefined) continue;
+    if (!Array.isArray(v)) {
+      if (rules.length === 0) return v;
+      rules.push({ value: v as number });
+      return rules;
+    }
+    for (const r of v as TensorRule<number>[]) {
+      if (r.filter === undefined) {
+        if (rules.length === 0) return r.value;
+        rules.push(r);
+        return rules;
+      }
+      rules.push(r);
+    }
+  }
+  if (missing) throw missing(rules.map((r) => r.filter as string));
+  if (rules.length === 0) return fallback;
+  if (typeof fallback === 'number') rules.push({ value: fallback });
+  return rules;
+}
 
 /**
  * mergekit keys under `parameters` that map to no wgit parameter, for every
@@ -116,9 +169,6 @@ const MERGEKIT_ONLY: Record<string, (v: unknown, warnings: string[]) => void> = 
     warnings.push(
       "int8_mask ignored: wgit keeps its masks in memory per tensor, so mergekit's memory saving does not apply",
     );
-  },
-  rescale(v) {
-    if (v !== true) throw unsupported('rescale: false (DARE always rescales survivors here)', { key: 'rescale' });
   },
 };
 
@@ -153,10 +203,17 @@ function declValue(d: ParamDecl, v: unknown, where: string): unknown {
     case 'integer':
       if (!Number.isInteger(v)) throw invalid(`${where} must be an integer`, { key: d.mergekit?.key });
       return v;
-    case 'enum':
-      if (typeof v !== 'string' || !d.choices?.includes(v))
-        throw invalid(`${where} must be one of ${(d.choices ?? []).join(', ')}`, { key: d.mergekit?.key });
+    case 'enum': {
+      const spelled = d.mergekit?.values;
+      if (spelled && Object.hasOwn(spelled, String(v))) return spelled[String(v)];
+      if (typeof v !== 'string' || !d.choices?.includes(v)) {
+        const also = spelled ? Object.keys(spelled) : [];
+        throw invalid(`${where} must be one of ${[...also, ...(d.choices ?? [])].join(', ')}`, {
+          key: d.mergekit?.key,
+        });
+      }
       return v;
+    }
     default:
       throw unsupported(`${where}`, { key: d.mergekit?.key });
   }
@@ -178,17 +235,19 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
   let base: string | null = null;
   if (doc.base_model !== undefined && doc.base_model !== null) base = modelRef(doc.base_model, 'base_model');
   if (m.needsBase && base === null) throw invalid(`${doc.merge_method} needs base_model`, { key: 'base_model' });
-  if (!m.needsBase && base !== null) {
-    warnings.push(`base_model is ignored by ${method}`);
-    base = null;
-  }
+  // a method without a base (linear) merges base_model as one more input, as mergekit does
+  const extraInput = !m.needsBase ? base : null;
+  if (!m.needsBase) base = null;
 
-  let outDtype: DType | null = null;
-  if (doc.dtype !== undefined) {
-    if (typeof doc.dtype !== 'string' || !DTYPE_MAP[doc.dtype])
-      throw unsupported(`dtype ${JSON.stringify(doc.dtype)}`, { key: 'dtype' });
-    outDtype = DTYPE_MAP[doc.dtype];
-  }
+  // mergekit's `dtype` is the dtype it computes in and `out_dtype` the one it
+  // writes, which is the compute dtype when out_dtype is not given. wgit
+  // computes in float32 whatever the dtypes.
+  const computeDtype = dtypeOf(doc.dtype, 'dtype');
+  const outDtype = dtypeOf(doc.out_dtype, 'out_dtype') ?? computeDtype;
+  if (computeDtype !== null && computeDtype !== 'F32')
+    warnings.push(
+      `dtype ${doc.dtype}: wgit computes in float32 and writes ${doc.out_dtype ?? doc.dtype}; mergekit computes in ${doc.dtype}, so results can differ in the last bits`,
+    );
 
   const params: MergeParams = {};
   // per-model parameters given under `parameters`: every model's default
@@ -221,6 +280,22 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
   const perModel = m.params.filter((d) => d.scope === 'per-model' && d.mergekit);
   const models: string[] = [];
   const lists = new Map<ParamDecl, unknown[]>(perModel.map((d) => [d, []]));
+  const addInput = (ref: string, given: Map<ParamDecl, unknown>, who: string, hint: (key: string) => string) => {
+    models.push(ref);
+    for (const d of perModel) {
+      const key = d.mergekit?.key as string;
+      const missing = (filters: string[]) =>
+        invalid(
+          filters.length === 0
+            ? `${who}: no ${key} (mergekit requires one); ${hint(key)}`
+            : `${who}: no ${key} for tensors matching none of the filters ${filters.map((f) => JSON.stringify(f)).join(', ')}; ${hint(key)}`,
+          { key, model: ref },
+        );
+      const required = MERGEKIT_REQUIRED.has(key);
+      const v = chainValue(given.get(d), modelDefaults.get(d), mergekitDefault(d), required ? missing : undefined);
+      lists.get(d)?.push(v);
+    }
+  };
   doc.models.forEach((entry: unknown, i: number) => {
     if (!isObject(entry)) throw invalid(`models[${i}] must be a mapping with a model key`, { key: 'models' });
     for (const k of Object.keys(entry))
@@ -246,12 +321,23 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
       warnings.push(`models[${i}] is the base model and is left out of the merge`);
       return;
     }
-    models.push(ref);
-    for (const d of perModel) {
-      const v = given.has(d) ? given.get(d) : modelDefaults.has(d) ? modelDefaults.get(d) : mergekitDefault(d);
-      lists.get(d)?.push(v);
-    }
+    addInput(
+      ref,
+      given,
+      `models[${i}] (${ref})`,
+      (key) => `give models[${i}].parameters.${key}, an entry without filter, or parameters.${key}`,
+    );
   });
+  if (extraInput !== null && !models.includes(extraInput)) {
+    warnings.push(`base_model ${extraInput} is merged as one more input, as mergekit does for ${doc.merge_method}`);
+    addInput(
+      extraInput,
+      new Map(),
+      `base_model ${extraInput}`,
+      (key) =>
+        `${doc.merge_method} merges it as one more input: list it under models with a ${key}, or give parameters.${key}`,
+    );
+  }
   if (models.length === 0) throw invalid('no models left to merge besides the base model', { key: 'models' });
   for (const [d, list] of lists) params[d.name] = list;
   return { method, mergekitMethod: doc.merge_method, models, base, params, outDtype, warnings };

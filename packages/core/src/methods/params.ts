@@ -176,6 +176,29 @@ export function trimParam(o: Overrides = {}): ParamDecl {
   };
 }
 
+/**
+ * DARE's rescale of the survivors: 'inverse' multiplies them by 1/(1−p) (the
+ * paper; the default, so recipes recorded before this parameter existed give
+ * the same bytes), 'l1' scales each tensor's task vector so its L1 norm is
+ * that of the undropped one (mergekit's rescale).
+ */
+export function rescaleParam(o: Overrides = {}): ParamDecl {
+  return {
+    name: 'rescale',
+    type: 'enum',
+    scope: 'global',
+    perTensor: false,
+    choices: ['inverse', 'l1'],
+    default: 'inverse',
+    required: false,
+    help: "DARE survivors × 1/(1−p) ('inverse') or scaled to keep each task vector's L1 norm per tensor ('l1')",
+    cli: { flag: 'rescale', description: 'DARE rescale: inverse (× 1/(1−p)) or l1 (keep Σ|τ| per tensor)' },
+    // mergekit's `rescale: true` is the L1 rescale on its main branch; `false` (no rescale) is refused
+    mergekit: { key: 'rescale', values: { true: 'l1' } },
+    ...o,
+  };
+}
+
 export function normalizeParam(o: Overrides = {}): ParamDecl {
   return {
     name: 'normalize',

@@ -3,8 +3,9 @@ export { AbsSelector, kthLargestAbs } from '../device/abs-selector.js';
 
 /**
  * TIES trim threshold for keeping the top `density` fraction of `count`
- * entries: mergekit keeps k = ⌊density·count⌋. Entries with |τ| ≥ threshold
- * survive (ties at the threshold all survive, so slightly more than k may).
+ * entries: mergekit keeps k = ⌊density·count⌋. Entries with |τ| above the
+ * threshold survive, and of those equal to it the first by flat index, so
+ * exactly k do (magnitudeTieQuotas, the engine's model-wide quotas).
  */
 export function keepCount(density: number, count: number): number {
   return Math.floor(density * count);

@@ -7,7 +7,7 @@
  *   τ̂ᵢ = sparsify(τᵢ)          none | magnitude (top-k by |τ|) | random (DARE drop + rescale)
  *   consensus none:  τ = Σ wᵢ τ̂ᵢ,                        divisor Σ wᵢ
  *   consensus sum:   γ = sign(Σ wᵢ τ̂ᵢ) (0 counts as +),
- *                    τ = Σ_{τ̂ᵢ≠0, sign τ̂ᵢ = γ} wᵢ τ̂ᵢ,    divisor Σ of the same wᵢ
+ *                    τ = Σ_{wᵢτ̂ᵢ≠0, sign wᵢτ̂ᵢ = γ} wᵢ τ̂ᵢ,  divisor Σ of the same wᵢ
  *   normalize:       τ /= divisor (a zero divisor counts as 1)
  *   θ = θ₀ + λ τ
  */
@@ -21,6 +21,7 @@ import {
   lambdaParam,
   linesParam,
   normalizeParam,
+  rescaleParam,
   seedParam,
   trimParam,
   weightsParam,
@@ -54,10 +55,68 @@ export function dareInPlace(tau: Float32Array, density: number, seed: number, st
   }
 }
 
-/** Trims a task vector in place to the entries with |τ| ≥ threshold. */
-export function trimInPlace(tau: Float32Array, threshold: number): void {
+/**
+ * Σ|x| in f64 in element order, NaN entries skipped (they are never ranked or
+ * measured; a surviving NaN stays NaN).
+ */
+export function l1Norm(x: Float32Array): number {
+  let s = 0;
+  for (let j = 0; j < x.length; j++) {
+    if (!Number.isNaN(x[j])) s += Math.abs(x[j]);
+  }
+  return s;
+}
+
+/**
+ * DARE's L1 rescale, in place, after the drop: multiplies the survivors by
+ * r = f32(before / Σ|τ̂|), so Σ|τ'| equals `before`, Σ|τ| of the undropped
+ * task vector (the 1/(1−p) factor the drop applied cancels in r). A zero or
+ * non-finite sum on either side leaves the task vector as the drop left it.
+ */
+export function l1RescaleInPlace(tau: Float32Array, before: number): void {
+  const after = l1Norm(tau);
+  if (!(after > 0 && before > 0 && Number.isFinite(after) && Number.isFinite(before))) return;
+  const r = fr(before / after);
+  for (let j = 0; j < tau.length; j++) tau[j] = fr(tau[j] * r);
+}
+
+/** DARE's rescale of the survivors: 'inverse' (× 1/(1−p)) or 'l1' (keep Σ|τ| per tensor). */
+export function dareRescale(p: TensorParams): 'inverse' | 'l1' {
+  return p.extra?.rescale === 'l1' ? 'l1' : 'inverse';
+}
+
+/**
+ * Per-input tie quotas that make a per-tensor trim keep exactly
+ * k = ⌊density·N⌋ entries: k − #{|τ| > threshold} of the entries equal to the
+ * threshold; -1 (every tie) where the threshold is 0 (nothing to break).
+ */
+export function magnitudeTieQuotas(taus: Float32Array[], density: number[], thresholds: number[]): number[] {
+  return taus.map((t, i) => {
+    const thr = fr(thresholds[i]);
+    if (!(thr > 0)) return -1;
+    let above = 0;
+    for (let j = 0; j < t.length; j++) if (Math.abs(t[j]) > thr) above++;
+    return Math.max(0, keepCount(density[i], t.length) - above);
+  });
+}
+
+/**
+ * Trims a task vector in place to the entries with |τ| ≥ threshold; with a
+ * quota ≥ 0 only the first `quota` entries equal to the threshold (by index)
+ * survive, so exactly k do.
+ */
+export function trimInPlace(tau: Float32Array, threshold: number, quota = -1): void {
   if (threshold <= 0) return;
-  for (let j = 0; j < tau.length; j++) if (!(Math.abs(tau[j]) >= threshold)) tau[j] = 0;
+  const thr = fr(threshold);
+  let left = quota;
+  for (let j = 0; j < tau.length; j++) {
+    const a = Math.abs(tau[j]);
+    if (!(a >= thr)) tau[j] = 0;
+    else if (a === thr && left >= 0) {
+      if (left > 0) left--;
+      else tau[j] = 0;
+    }
+  }
 }
 
 /**
@@ -94,10 +153,11 @@ export function combine(
     let num = 0;
     let den = 0;
     let any = false;
+    // an input agrees where its weighted entry wᵢτ̂ᵢ has the elected sign (a negative weight flips its vote)
     for (let i = 0; i < n; i++) {
-      const t = taus[i][j];
-      if (positive ? t > 0 : t < 0) {
-        num = fr(num + fr(w[i] * t));
+      const wt = fr(w[i] * taus[i][j]);
+      if (positive ? wt > 0 : wt < 0) {
+        num = fr(num + wt);
         den = fr(den + w[i]);
         any = true;
       }
@@ -132,9 +192,16 @@ export function sparseConsensusTensor(
   });
   if (config.sparsify === 'magnitude') {
     const thr = ctx.thresholds ?? magnitudeThresholds(taus, p.density);
-    for (let i = 0; i < taus.length; i++) trimInPlace(taus[i], thr[i]);
+    const quotas = ctx.thresholds ? ctx.tieQuotas : magnitudeTieQuotas(taus, p.density, thr);
+    for (let i = 0; i < taus.length; i++) trimInPlace(taus[i], thr[i], quotas?.[i] ?? -1);
   } else if (config.sparsify === 'random') {
-    for (let i = 0; i < taus.length; i++) dareInPlace(taus[i], p.density[i], p.seed, streamId(ctx.name, i));
+    const l1 = dareRescale(p) === 'l1';
+    for (let i = 0; i < taus.length; i++) {
+      if (l1 && p.density[i] >= 1) continue;
+      const before = l1 ? l1Norm(taus[i]) : 0;
+      dareInPlace(taus[i], p.density[i], p.seed, streamId(ctx.name, i));
+      if (l1) l1RescaleInPlace(taus[i], before);
+    }
   }
   combine(config, taus, p.weights, p.normalize, out);
   const lambda = fr(p.lambda);
@@ -164,7 +231,7 @@ export function makeSparseConsensusMethod(
       }),
     );
   }
-  if (config.sparsify === 'random') params.push(dropParam());
+  if (config.sparsify === 'random') params.push(dropParam(), rescaleParam());
   params.push(seedParam(config.sparsify === 'random' ? { help: 'seed of the drop masks' } : {}));
   if (config.sparsify === 'magnitude') params.push(trimParam());
   params.push(normalizeParam({ default: config.defaultNormalize }));

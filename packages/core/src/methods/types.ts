@@ -111,7 +111,12 @@ export interface ParamDecl {
    * per-model one. `default` is the value mergekit assumes when a config
    * leaves the key out; it is written into the recipe.
    */
-  mergekit?: { key: string; default?: unknown };
+  /**
+   * The mergekit YAML key; `default` when the config omits it; `values` maps
+   * mergekit's spelling of a value to ours where they differ (as text:
+   * `{ true: 'l1' }`).
+   */
+  mergekit?: { key: string; default?: unknown; values?: Record<string, unknown> };
 }
 
 /** Earlier name of ParamDecl. */
@@ -126,6 +131,12 @@ export interface TensorContext {
    * trimming; when absent, magnitude sparsification computes a per-tensor threshold.
    */
   thresholds?: number[];
+  /**
+   * Per input, with `thresholds`: how many entries of this tensor with |τ| equal
+   * to the threshold are kept, the first by flat index (-1: every one), so the
+   * model keeps exactly k. Absent: every tie.
+   */
+  tieQuotas?: number[];
 }
 
 /**

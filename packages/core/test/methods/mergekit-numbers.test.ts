@@ -22,6 +22,8 @@ models:
     parameters:
       weight: ${v}
   - model: b
+    parameters:
+      weight: 1
 `;
 
 describe('mergekit YAML numbers are decimal', () => {

@@ -28,8 +28,9 @@ dtype: bfloat16
     assert.equal(r.base, 'base/v1');
     assert.deepEqual(r.params, { normalize: true, weights: [0.7, 0.3], density: [0.5, 0.3] });
     assert.equal(r.outDtype, 'BF16');
-    assert.equal(r.warnings.length, 1);
-    assert.match(r.warnings[0], /int8_mask/);
+    assert.equal(r.warnings.length, 2);
+    assert.ok(r.warnings.some((w) => /int8_mask/.test(w)));
+    assert.ok(r.warnings.some((w) => /dtype bfloat16/.test(w)));
   });
 
   it('filter lists pick values by substring, with a default entry', () => {
@@ -46,6 +47,7 @@ models:
           value: 0.25
         - value: 1
   - model: b
+    parameters: { weight: 1 }
 parameters:
   lambda: 0.8
 `);
@@ -66,13 +68,13 @@ parameters:
 
   it('linear, dare_linear and dare_ties; mergekit defaults (density 1, linear normalizes)', () => {
     const lin = parseMergekitYaml(
-      'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 2}\n  - model: b\n',
+      'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 2}\n  - model: b\n    parameters: {weight: 1}\n',
     );
     assert.equal(lin.method, 'linear');
     assert.equal(lin.base, null);
     assert.deepEqual(lin.params, { weights: [2, 1], normalize: true });
     const dl = parseMergekitYaml(
-      'merge_method: dare_linear\nbase_model: z\nmodels:\n  - model: a\n  - model: b\n    parameters: {density: 0.4}\n',
+      'merge_method: dare_linear\nbase_model: z\nparameters: {weight: 1}\nmodels:\n  - model: a\n  - model: b\n    parameters: {density: 0.4}\n',
     );
     assert.equal(dl.method, 'dare-linear');
     assert.deepEqual(dl.params.density, [1, 0.4]);
@@ -83,6 +85,18 @@ parameters:
     assert.deepEqual(dt.models, ['a']);
     assert.deepEqual(dt.params, { weights: [0.5], density: [0.6] });
     assert.match(dt.warnings[0], /base model/);
+  });
+
+  it("maps mergekit's rescale: true to the L1 rescale, and refuses rescale: false", () => {
+    const yaml = (v: string) =>
+      `merge_method: dare_ties\nbase_model: z\nparameters: {density: 0.5, weight: 1${v}}\nmodels:\n  - model: a\n`;
+    assert.equal(parseMergekitYaml(yaml(', rescale: true')).params.rescale, 'l1');
+    assert.equal(parseMergekitYaml(yaml(', rescale: l1')).params.rescale, 'l1');
+    assert.equal(parseMergekitYaml(yaml('')).params.rescale, undefined, "absent: wgit's default (inverse)");
+    assert.throws(
+      () => parseMergekitYaml(yaml(', rescale: false')),
+      (e) => isWgitError(e) && e.code === 'E_MERGEKIT_INVALID' && /rescale/.test(e.message),
+    );
   });
 
   it('refuses what it does not support, naming it', () => {

@@ -137,8 +137,9 @@ describe('declared parameters: a table over the registry', () => {
       linear: want(true, 1),
       'task-arithmetic': want(false, 1),
       ties: want(true, 0.2),
-      'dare-linear': want(false, 0.2),
-      'dare-ties': want(false, 0.2),
+      // DARE's rescale follows the fixed parameters (a declared parameter outside the fixed set)
+      'dare-linear': { ...want(false, 0.2), rescale: 'inverse' },
+      'dare-ties': { ...want(false, 0.2), rescale: 'inverse' },
       rmm: want(true, 1),
     };
     for (const m of METHODS) {
@@ -160,8 +161,8 @@ describe('declared parameters: a table over the registry', () => {
         const yamlValue = JSON.stringify(v);
         const text =
           d.scope === 'per-model'
-            ? `merge_method: ${m.mergekitName}\nbase_model: z\nmodels:\n  - model: a\n    parameters: { ${d.mergekit.key}: ${yamlValue} }\n  - model: b\n`
-            : `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { ${d.mergekit.key}: ${yamlValue} }\nmodels:\n  - model: a\n  - model: b\n`;
+            ? `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { weight: 1 }\nmodels:\n  - model: a\n    parameters: { ${d.mergekit.key}: ${yamlValue} }\n  - model: b\n`
+            : `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { ${d.mergekit.key}: ${yamlValue}, weight: 1 }\nmodels:\n  - model: a\n  - model: b\n`;
         const recipe = parseMergekitYaml(text);
         assert.equal(recipe.method, m.name);
         const got = recipe.params[d.name];
@@ -231,7 +232,7 @@ describe('a new method is one definition plus one registration', () => {
       assert.equal(scaledMean.resolve({ gain: 3 }, 2).gain, 3);
       // mergekit
       const recipe = parseMergekitYaml(
-        'merge_method: scaled_mean\nbase_model: z\nparameters:\n  gain: [{filter: attn, value: 2}, {value: 0.5}]\nmodels:\n  - model: a\n  - model: b\n',
+        'merge_method: scaled_mean\nbase_model: z\nparameters:\n  weight: 1\n  gain: [{filter: attn, value: 2}, {value: 0.5}]\nmodels:\n  - model: a\n  - model: b\n',
       );
       assert.equal(recipe.method, 'scaled-mean');
       assert.deepEqual(recipe.params, {

@@ -30,7 +30,8 @@ const HANDLER_URL = new URL('../../../worker/kernels.js', import.meta.url);
 const DEFAULT_PARALLEL_MIN = 1 << 18;
 /** Must equal BLOCK in assembly/kernels.ts: ranges start on block boundaries. */
 const BLOCK = 1024;
-const SCRATCH_BYTES = 4 * BLOCK * 4;
+/** 4 BLOCK-long f32 buffers, then 8 i32 (the ties kernel's tie quotas at a block's start). */
+const SCRATCH_BYTES = 4 * BLOCK * 4 + 64;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
@@ -634,12 +635,38 @@ class KernelPool implements Backend {
 
   // ------------------------------------------------------------ methods
 
-  async ties(taus: Float32Array[], weights: number[], thresholds: number[], out: Float32Array): Promise<void> {
+  async ties(
+    taus: Float32Array[],
+    weights: number[],
+    thresholds: number[],
+    out: Float32Array,
+    tieQuotas?: number[],
+  ): Promise<void> {
+    const quotas = taus.map((_t, i) => tieQuotas?.[i] ?? -1);
     await this.withPlaced(
       taus,
       out,
       async (ptrs, o) => {
-        await this.parallel('ties', out.length, (s, c, scratch) => [
+        // Exactly the first quota ties over the whole call: count each range's ties first,
+        // then hand each range its share of the quota in range order.
+        let perRange: number[][] | null = null;
+        if (quotas.some((q) => q >= 0)) {
+          const limited = quotas.flatMap((q, i) => (q >= 0 ? [i] : []));
+          const counts = await this.parallel('countAbsEqual', out.length, (s, c) =>
+            limited.map((i) => [ptrs[i] + s * 4, c, thresholds[i]]),
+          );
+          perRange = [];
+          const left = [...quotas];
+          for (let r = 0; r * limited.length < counts.length; r++) {
+            const q = quotas.map(() => -1);
+            limited.forEach((i, x) => {
+              q[i] = Math.min(left[i], counts[r * limited.length + x]);
+              left[i] -= q[i];
+            });
+            perRange.push(q);
+          }
+        }
+        await this.parallel('ties', out.length, (s, c, scratch, slot) => [
           [
             o + s * 4,
             c,
@@ -651,6 +678,7 @@ class KernelPool implements Backend {
             ),
             ...pad(weights, 0),
             ...pad(thresholds, 0),
+            ...pad(perRange ? perRange[Math.max(slot - 1, 0)] : quotas, -1),
           ],
         ]);
       },
