@@ -71,17 +71,17 @@ reported without reading them; layer and model totals are over the tensors that 
     const top = flags.all ? Number.POSITIVE_INFINITY : (integerFlag(flags.top, 'top', { min: 0 }) ?? 20);
     const { diffModels, isWgitError } = await import('@wgit/core');
     const { Repository } = await import('@wgit/store');
-    const repo = await Repository.open(flags.repo).catch((e) => {
-      // Two files can be compared outside a repository.
-      if (flags.repo === undefined && isWgitError(e) && e.code === 'E_NOT_A_REPO') return null;
-      throw e;
-    });
     let a: ModelArg | null = null;
     let b: ModelArg | null = null;
     try {
       let result: DiffResult;
       if (flags.save !== undefined) result = await this.save(args.a, args.b, flags.save, flags.repo);
       else {
+        const repo = await Repository.open(flags.repo).catch((e) => {
+          // Two files can be compared outside a repository.
+          if (flags.repo === undefined && isWgitError(e) && e.code === 'E_NOT_A_REPO') return null;
+          throw e;
+        });
         a = await openModelArg(args.a, repo);
         b = await openModelArg(args.b, repo);
         const report = await diffModels(a.source, b.source, {

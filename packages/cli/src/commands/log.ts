@@ -38,22 +38,42 @@ export default class Log extends WgitCommand {
     const commits: (LogEntry & { stat?: LogStat })[] = await repo.log(args.rev, { limit });
     if (flags.stat) {
       const { diffModels } = await import('@wgit/core');
-      for (const [i, c] of commits.entries()) {
-        if (c.parents.length === 0) continue;
-        this.progress(`stat ${i + 1}/${commits.length}`);
-        const [a, b] = [await repo.openModel(c.parents[0]), await repo.openModel(c.commit)];
-        try {
-          const t = (await diffModels(a, b)).totals;
-          c.stat = {
-            against: c.parents[0],
-            tensors: t.tensors + t.mismatched + t.onlyB,
-            changed: t.changed + t.mismatched + t.onlyA + t.onlyB,
-            relChange: t.relChange,
-          };
-        } finally {
-          await a.close();
-          await b.close();
+      // Newest first: a commit's parent is usually the next entry, so the
+      // parent opened for one stat is kept for the next instead of opened again.
+      let kept: { commit: string; model: Awaited<ReturnType<typeof repo.openModel>> } | null = null;
+      const open = async (commit: string) => {
+        if (kept?.commit === commit) {
+          const { model } = kept;
+          kept = null;
+          return model;
         }
+        return repo.openModel(commit);
+      };
+      try {
+        for (const [i, c] of commits.entries()) {
+          if (c.parents.length === 0) continue;
+          this.progress(`stat ${i + 1}/${commits.length}`);
+          const b = await open(c.commit);
+          let a: typeof b | null = null;
+          try {
+            a = await open(c.parents[0]);
+            const t = (await diffModels(a, b)).totals;
+            c.stat = {
+              against: c.parents[0],
+              tensors: t.tensors + t.mismatched + t.onlyB,
+              changed: t.changed + t.mismatched + t.onlyA + t.onlyB,
+              relChange: t.relChange,
+            };
+          } finally {
+            await b.close();
+            if (a) {
+              await kept?.model.close();
+              kept = { commit: c.parents[0], model: a };
+            }
+          }
+        }
+      } finally {
+        await kept?.model.close();
       }
       this.progressDone();
     }
