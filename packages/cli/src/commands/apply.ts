@@ -20,7 +20,9 @@ export interface ApplyResult {
 export default class Apply extends WgitCommand {
   static override description = `Apply a saved diff vector to a model: BASE + S·Δ, committed.
 
-DELTA is a diff vector saved with \`wgit diff A B --save NAME\`. Each float tensor it holds is
+DELTA is an object that changes a model: a diff vector saved with \`wgit diff A B --save NAME\`, a
+sparse delta (\`wgit sparsify\`), a low-rank basis (\`wgit lowrank\`, \`wgit import-lora\`) or a
+robust weight signature. Each float tensor it changes is
 added (scaled by S, in f32, rounded once to BASE's dtype); tensors B replaced or added come from
 the diff vector, tensors B removed are left out, the rest of BASE stays as it is. With S = 1 onto A
 it gives B back. The commit's parents are BASE and DELTA; BASE's side files are kept.`;
@@ -31,7 +33,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
   ];
 
   static override args = {
-    delta: Args.string({ description: 'the diff vector: a revision saved with wgit diff --save', required: true }),
+    delta: Args.string({ description: 'the object: a diff vector, sparse delta, low-rank basis or signature revision', required: true }),
   };
 
   static override flags = {
@@ -44,7 +46,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
   async run(): Promise<ApplyResult> {
     const { args, flags } = await this.parse(Apply);
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
-    const { applyDiffVector, DIFF_VECTOR_KIND, diffVector, WgitError } = await import('@wgit/core');
+    const { applyDelta, resolveObject, WgitError } = await import('@wgit/core');
     const { value, models, result, parents } = await runMethodCommit({
       repo: flags.repo,
       models: [args.delta, flags.onto],
@@ -54,14 +56,15 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
       deltaBase: ([, onto]) => onto,
       compute: async ([delta, onto], outDir, _scratch, sink) => {
         const header = (delta.source as { manifest?: { object?: { kind: string; version: number } } }).manifest?.object;
-        if (delta.commit === null || header?.kind !== DIFF_VECTOR_KIND)
+        const resolved = header ? resolveObject(header, delta.source.tensors.map((t) => t.name)) : null;
+        if (delta.commit === null || !resolved?.kind.delta)
           throw new WgitError(
             'E_NOT_AN_OBJECT',
-            `${JSON.stringify(args.delta)} is not a diff vector (save one with wgit diff A B --save NAME)`,
+            `${JSON.stringify(args.delta)} is not a change to a model (a diff vector, sparse delta, low-rank basis or signature); save one with wgit diff A B --save NAME`,
             { rev: args.delta, kind: header?.kind ?? 'checkpoint' },
           );
-        const dv = await diffVector.decode(delta.source, header);
-        const counts = await applyDiffVector(dv, onto.source, scale, {
+        const obj = await resolved.kind.decode(delta.source, resolved.header);
+        const counts = await applyDelta(resolved.kind.delta(obj), onto.source, scale, {
           sink,
           outDir,
           onProgress: (e) => this.progress(`apply ${e.done}/${e.total}`),

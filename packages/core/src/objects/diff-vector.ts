@@ -8,11 +8,11 @@
  * f32 difference is exact, as it is for bf16 and f16 values within 2¹⁶ and
  * 2¹³ of each other in magnitude).
  */
-import { type Device, getDevice } from '../device/index.js';
-import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
+import { type DType, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import { BufferPool, convertIn, convertOut, FolderSink, fillSink, prefetched, type Sink } from '../pipeline/index.js';
+import { convertIn } from '../pipeline/index.js';
 import type { ModelSource, TensorSpec } from '../safetensors/index.js';
+import { applyDelta, type DeltaCounts, type DeltaIO, type DeltaView, sameShape, writeTensors } from './delta.js';
 import type { ObjectHeader, ObjectKind, ObjectValue } from './kind.js';
 
 export const DIFF_VECTOR_KIND = 'diff-vector';
@@ -30,16 +30,8 @@ export interface DiffVector extends ObjectValue {
   meta: DiffVectorMeta;
 }
 
-export interface DiffVectorIO {
-  /** Where the tensors go: a sink (a store commit), else a folder. */
-  sink?: Sink;
-  outDir?: string;
-  device?: Device;
-  onProgress?: (e: { phase: string; done: number; total: number }) => void;
-  maxShardBytes?: number;
-}
-
-const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+/** Where a diff vector's tensors (or a model made from one) go. */
+export type DiffVectorIO = DeltaIO;
 
 function metaOf(header: ObjectHeader): DiffVectorMeta {
   const m = header.meta as Partial<DiffVectorMeta> | undefined;
@@ -49,41 +41,6 @@ function metaOf(header: ObjectHeader): DiffVectorMeta {
       kind: DIFF_VECTOR_KIND,
     });
   return m as DiffVectorMeta;
-}
-
-/**
- * Streams `specs` through the sink (or a folder): `read` loads a tensor's
- * inputs (the next one while this one is computed: buffers alternate by
- * parity), `fill` computes its bytes from them.
- */
-async function writeAll(
-  io: DiffVectorIO,
-  specs: TensorSpec[],
-  carrier: ModelSource,
-  fill: (spec: TensorSpec, raw: Uint8Array[], out: Uint8Array, pool: BufferPool, device: Device) => Promise<void>,
-  read: (spec: TensorSpec, pool: BufferPool, parity: number) => Promise<Uint8Array[]>,
-): Promise<void> {
-  const device = io.device ?? (await getDevice({ device: 'auto' }));
-  const sink = io.sink ?? new FolderSink(io.outDir as string);
-  const pool = new BufferPool(device);
-  try {
-    await fillSink(sink, { specs, maxShardBytes: io.maxShardBytes }, carrier, async () => {
-      let done = 0;
-      const reads = prefetched(specs.length, async (t) => ({ spec: specs[t], raw: await read(specs[t], pool, t & 1) }));
-      for await (const { spec, raw } of reads) {
-        const out = pool.bytes('out', elementsOf(spec.shape) * dtypeSize(spec.dtype));
-        await fill(spec, raw, out, pool, device);
-        await sink.write(spec.name, out);
-        io.onProgress?.({ phase: 'write', done: ++done, total: specs.length });
-      }
-    });
-  } finally {
-    pool.release();
-  }
-}
-
-function elementsOf(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 /** The stored tensors and the header of B − A, from the two tensor lists alone (nothing is read). */
@@ -110,7 +67,7 @@ export function planDiffVector(a: ModelSource, b: ModelSource): { specs: TensorS
 export async function computeDiffVector(a: ModelSource, b: ModelSource, io: DiffVectorIO): Promise<ObjectHeader> {
   const { specs, header } = planDiffVector(a, b);
   const isReplaced = new Set((header.meta as unknown as DiffVectorMeta).replaced);
-  await writeAll(
+  await writeTensors(
     io,
     specs,
     b,
@@ -138,6 +95,22 @@ export async function computeDiffVector(a: ModelSource, b: ModelSource, io: Diff
   return header;
 }
 
+/** What applying a diff vector does, tensor by tensor (delta.ts). */
+export function diffVectorView(delta: DiffVector): DeltaView {
+  const d = delta.source;
+  const replaced = new Set(delta.meta.replaced);
+  const changes = new Map<string, readonly number[]>();
+  for (const t of d.tensors) if (!replaced.has(t.name)) changes.set(t.name, t.shape);
+  return {
+    changes,
+    replaced,
+    removed: new Set(delta.meta.removed),
+    source: d,
+    load: async (name, pool, parity) => [await d.readTensor(name, pool.bytes(`d${parity}`, d.tensor(name).byteLength))],
+    expand: async (_name, [raw]) => new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4),
+  };
+}
+
 /**
  * M + s·Δ in M's dtypes (f32 arithmetic, rounded once), as a model written
  * to `io` with M's side files: tensors Δ replaced take Δ's bytes, tensors Δ
@@ -145,73 +118,13 @@ export async function computeDiffVector(a: ModelSource, b: ModelSource, io: Diff
  * tensor of Δ whose shape differs from M's is E_SHAPE_MISMATCH, naming it,
  * before anything is written.
  */
-export async function applyDiffVector(
+export function applyDiffVector(
   delta: DiffVector,
   onto: ModelSource,
   scale: number,
   io: DiffVectorIO,
-): Promise<{ changed: number; replaced: number; removed: number; kept: number }> {
-  if (!Number.isFinite(scale))
-    throw new WgitError('E_BAD_PARAM', `scale must be a finite number, got ${scale}`, { param: 'scale' });
-  const d = delta.source;
-  const replaced = new Set(delta.meta.replaced);
-  const removed = new Set(delta.meta.removed);
-  const inDelta = new Map(d.tensors.map((t) => [t.name, t]));
-  const counts = { changed: 0, replaced: 0, removed: 0, kept: 0 };
-  const specs: TensorSpec[] = [];
-  for (const t of onto.tensors) {
-    if (removed.has(t.name)) {
-      counts.removed++;
-      continue;
-    }
-    const dt = inDelta.get(t.name);
-    if (dt && replaced.has(t.name)) {
-      specs.push({ name: t.name, dtype: dt.dtype, shape: dt.shape });
-      counts.replaced++;
-    } else if (dt) {
-      if (!sameShape(dt.shape, t.shape) || !isFloatDType(t.dtype))
-        throw new WgitError(
-          'E_SHAPE_MISMATCH',
-          `tensor ${JSON.stringify(t.name)}: the diff vector has shape [${dt.shape}], the model ${t.dtype}[${t.shape}]`,
-          { tensor: t.name, expected: dt.shape, found: t.shape },
-        );
-      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
-      counts.changed++;
-    } else {
-      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
-      counts.kept++;
-    }
-  }
-  const ontoNames = new Set(onto.tensors.map((t) => t.name));
-  for (const t of d.tensors)
-    if (replaced.has(t.name) && !ontoNames.has(t.name)) {
-      specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
-      counts.replaced++;
-    }
-  await writeAll(
-    io,
-    specs,
-    onto,
-    async (spec, [first, dv], out, pool, device) => {
-      if (dv === undefined) {
-        out.set(first);
-        return;
-      }
-      const m = await convertIn(pool, 'm', first, spec.dtype, device);
-      const x = new Float32Array(dv.buffer, dv.byteOffset, m.length);
-      const sum = pool.f32('sum', m.length);
-      await device.axpy(m, scale, x, sum);
-      await convertOut(sum, spec.dtype, out, device);
-    },
-    async (spec, pool, parity) => {
-      const fromDelta = replaced.has(spec.name) || !ontoNames.has(spec.name);
-      const src = fromDelta ? d : onto;
-      const first = await src.readTensor(spec.name, pool.bytes(`m${parity}`, src.tensor(spec.name).byteLength));
-      if (fromDelta || !inDelta.has(spec.name)) return [first];
-      return [first, await d.readTensor(spec.name, pool.bytes(`d${parity}`, d.tensor(spec.name).byteLength))];
-    },
-  );
-  return counts;
+): Promise<DeltaCounts> {
+  return applyDelta(diffVectorView(delta), onto, scale, io);
 }
 
 export const diffVector: ObjectKind<DiffVector> = {
@@ -247,8 +160,9 @@ export const diffVector: ObjectKind<DiffVector> = {
       outDir: opts.outDir,
       maxShardBytes: opts.maxShardBytes,
     });
-    return { outDir: opts.outDir, model: null, exact: false, details };
+    return { outDir: opts.outDir, model: null, exact: false, details: { ...details } };
   },
+  delta: diffVectorView,
   describe(value) {
     const m = value.meta;
     return {

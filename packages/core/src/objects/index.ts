@@ -1,5 +1,15 @@
 export { checkpoint } from './checkpoint.js';
 export {
+  applyDelta,
+  type DeltaCounts,
+  type DeltaIO,
+  type DeltaView,
+  elementsOf,
+  planApply,
+  sameShape,
+  writeTensors,
+} from './delta.js';
+export {
   applyDiffVector,
   computeDiffVector,
   DIFF_VECTOR_KIND,
@@ -7,6 +17,7 @@ export {
   type DiffVectorIO,
   type DiffVectorMeta,
   diffVector,
+  diffVectorView,
   planDiffVector,
 } from './diff-vector.js';
 export type {

@@ -7,6 +7,7 @@
  */
 import type { ProgressEvent } from '../methods/types.js';
 import type { ModelSource } from '../safetensors/index.js';
+import type { DeltaView } from './delta.js';
 
 /** What a manifest records about its tensor set: absent means a plain checkpoint. */
 export interface ObjectHeader {
@@ -90,4 +91,10 @@ export interface ObjectKind<V extends ObjectValue = ObjectValue> {
   /** Produces a model from the object. */
   apply(value: V, opts: ApplyOptions): Promise<ApplyReport>;
   describe(value: V): ObjectSummary;
+  /**
+   * For kinds that are a change to a model (diff vector, sparse delta,
+   * low-rank basis, signature): what adding the object to a model does,
+   * tensor by tensor; `applyDelta` (delta.ts) writes the result.
+   */
+  delta?(value: V): DeltaView;
 }
