@@ -33,7 +33,10 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
   ];
 
   static override args = {
-    delta: Args.string({ description: 'the object: a diff vector, sparse delta, low-rank basis or signature revision', required: true }),
+    delta: Args.string({
+      description: 'the object: a diff vector, sparse delta, low-rank basis or signature revision',
+      required: true,
+    }),
   };
 
   static override flags = {
@@ -56,7 +59,12 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
       deltaBase: ([, onto]) => onto,
       compute: async ([delta, onto], outDir, _scratch, sink) => {
         const header = (delta.source as { manifest?: { object?: { kind: string; version: number } } }).manifest?.object;
-        const resolved = header ? resolveObject(header, delta.source.tensors.map((t) => t.name)) : null;
+        const resolved = header
+          ? resolveObject(
+              header,
+              delta.source.tensors.map((t) => t.name),
+            )
+          : null;
         if (delta.commit === null || !resolved?.kind.delta)
           throw new WgitError(
             'E_NOT_AN_OBJECT',
