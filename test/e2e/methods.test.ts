@@ -152,9 +152,9 @@ describe('lineage as committed', () => {
 
 describe('transfer (Lin et al. 2025)', () => {
   let res: any;
-  test('v2 + (ft-invert − v1) is committed with parents [v2, ft] and its recipe', async () => {
+  test('v2 + (ft-invert − v1) is committed with parents [v2, ft, v1] and its recipe', async () => {
     res = wgit(['transfer', commits['ft-invert'], '--from', commits['base-v1'], '--onto', commits['base-v2']]).json;
-    assert.deepEqual(res.parents, [commits['base-v2'], commits['ft-invert']]);
+    assert.deepEqual(res.parents, [commits['base-v2'], commits['ft-invert'], commits['base-v1']]);
     assert.match(res.branch, /^transfer\//);
     const info = await (await Repository.open(repoDir)).readCommit(res.commit);
     assert.equal(info.recipe?.method, 'transfer');

@@ -85,3 +85,23 @@ export function table(rows: string[][], align: ('l' | 'r')[] = []): string[] {
       .trimEnd(),
   );
 }
+
+/** A model a recipe names (`{rev, commit, path}`), as one short phrase. */
+function recipeValue(v: unknown): string {
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && 'rev' in v) {
+    const r = v as { rev?: unknown; commit?: unknown; path?: unknown };
+    const rev = printable(String(r.rev));
+    if (typeof r.commit === 'string') return `${rev} (${r.commit.slice(0, 12)})`;
+    if (typeof r.path === 'string') return `${rev} (file ${printable(r.path)})`;
+    return rev;
+  }
+  if (Array.isArray(v) && v.every((x) => typeof x === 'object' && x !== null && 'rev' in x))
+    return v.map(recipeValue).join(', ');
+  if (typeof v === 'string') return printable(v);
+  return jsonText(v, undefined);
+}
+
+/** A recipe as `key: value` lines (models by revision and short commit id), indented under a heading. */
+export function recipeLines(recipe: Record<string, unknown>, indent = '  '): string[] {
+  return Object.entries(recipe).map(([k, v]) => `${indent}${printable(k)}: ${recipeValue(v)}`);
+}

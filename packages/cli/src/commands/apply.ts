@@ -22,7 +22,9 @@ export default class Apply extends WgitCommand {
 
 DELTA is an object that changes a model: a diff vector saved with \`wgit diff A B --save NAME\`, a
 sparse delta (\`wgit sparsify\`), a low-rank basis (\`wgit lowrank\`, \`wgit import-lora\`) or a
-robust weight signature. Each float tensor it changes is
+robust weight signature; or a transfer commit, which stands for its FT − FROM scaled as the
+transfer was (S multiplies that), so a fine-tune moved onto one base release can be moved onto
+the next. Each float tensor it changes is
 added (scaled by S, in f32, rounded once to BASE's dtype); tensors B replaced or added come from
 the diff vector, tensors B removed are left out, the rest of BASE stays as it is. With S = 1 onto A
 it gives B back. The commit's parents are BASE and DELTA; BASE's side files are kept.`;
@@ -49,7 +51,11 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
   async run(): Promise<ApplyResult> {
     const { args, flags } = await this.parse(Apply);
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
-    const { applyDelta, resolveObject, WgitError } = await import('@wgit/core');
+    const { applyDelta } = await import('@wgit/core');
+    const { Repository } = await import('@wgit/store');
+    const { openDelta } = await import('../delta-arg.js');
+    const repo = await Repository.open(flags.repo);
+    let applied = scale;
     const { value, models, result, parents } = await runMethodCommit({
       repo: flags.repo,
       models: [args.delta, flags.onto],
@@ -58,30 +64,23 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
       branchName: ([delta]) => branchPiece(delta),
       deltaBase: ([, onto]) => onto,
       compute: async ([delta, onto], outDir, _scratch, sink) => {
-        const header = (delta.source as { manifest?: { object?: { kind: string; version: number } } }).manifest?.object;
-        const resolved = header
-          ? resolveObject(
-              header,
-              delta.source.tensors.map((t) => t.name),
-            )
-          : null;
-        if (delta.commit === null || !resolved?.kind.delta)
-          throw new WgitError(
-            'E_NOT_AN_OBJECT',
-            `${JSON.stringify(args.delta)} is not a change to a model (a diff vector, sparse delta, low-rank basis or signature); save one with wgit diff A B --save NAME`,
-            { rev: args.delta, kind: header?.kind ?? 'checkpoint' },
-          );
-        const obj = await resolved.kind.decode(delta.source, resolved.header);
-        const counts = await applyDelta(resolved.kind.delta(obj), onto.source, scale, {
-          sink,
-          outDir,
-          onProgress: (e) => this.progress(`apply ${e.done}/${e.total}`),
-        });
+        const opened = await openDelta(repo, args.delta, delta.commit, delta.source);
+        applied = scale * opened.scale;
+        let counts: Awaited<ReturnType<typeof applyDelta>>;
+        try {
+          counts = await applyDelta(opened.view, onto.source, applied, {
+            sink,
+            outDir,
+            onProgress: (e) => this.progress(`apply ${e.done}/${e.total}`),
+          });
+        } finally {
+          await opened.close();
+        }
         return {
           value: counts,
           message: flags.message ?? `apply ${args.delta} onto ${flags.onto}${scale === 1 ? '' : ` × ${scale}`}`,
           parents: [onto, delta],
-          recipe: { method: 'apply', delta: recipeRef(delta), onto: recipeRef(onto), scale },
+          recipe: { method: 'apply', delta: recipeRef(delta), onto: recipeRef(onto), scale: applied },
         };
       },
       progress: (m) => this.progress(m),
@@ -94,7 +93,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
       parents,
       delta: delta.commit as string,
       onto: onto.commit ?? (onto.path as string),
-      scale,
+      scale: applied,
       tensors: value,
       rawBytes: result.rawBytes,
       storedBytes: result.storedBytes,
@@ -102,7 +101,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
     if (!this.jsonEnabled()) {
       const t = value;
       this.log(
-        `[${printable(result.branch)} ${result.commit.slice(0, 12)}] ${printable(flags.onto)} + ${scale}·${printable(args.delta)}: ` +
+        `[${printable(result.branch)} ${result.commit.slice(0, 12)}] ${printable(flags.onto)} + ${applied}·${printable(args.delta)}: ` +
           `${t.changed} tensors changed, ${t.replaced} replaced, ${t.removed} removed, ${t.kept} kept; ${formatBytes(result.storedBytes)} stored`,
       );
     }

@@ -35,9 +35,25 @@ async function checkRecoverOut(gitdir: string, out: string): Promise<void> {
     throw new WgitError('E_UNSAFE_PATH', `output ${out} lies in the repository folder ${repo}`, { path: out });
 }
 
+/** The files written under `out` (relative, sorted) and their total size. */
+async function listOut(out: string): Promise<{ files: string[]; bytes: number }> {
+  const { readdir, stat } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const files = (await readdir(out, { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(out, path.join(e.parentPath, e.name)))
+    .sort();
+  let bytes = 0;
+  for (const f of files) bytes += (await stat(path.join(out, f))).size;
+  return { files, bytes };
+}
+
 export default class Checkout extends WgitCommand {
-  static override description =
-    'Write the model of a revision into a new (or empty) folder, byte for byte as committed.';
+  static override description = `Write the model of a revision into a new (or empty) folder, byte for byte as committed.
+
+An object commit (a diff vector, sparse delta, low-rank basis or signature) gives the model it
+stands for: the base its recipe names plus the object, with the object commit's side files;
+--object writes the object's own tensors instead.`;
   static override examples = [
     '<%= config.bin %> checkout main --out base-copy',
     '<%= config.bin %> checkout v1~1 --out /tmp/older',
@@ -50,6 +66,11 @@ export default class Checkout extends WgitCommand {
       description:
         'for an object that holds several models (a reversible merge): give back model N (0-based) instead of the commit',
       exclusive: ['group'],
+    }),
+    object: Flags.boolean({
+      description:
+        "for an object commit (diff vector, sparse delta, low-rank basis, signature): write the object's own tensors, not the model it stands for",
+      exclusive: ['group', 'model'],
     }),
   };
 
@@ -65,6 +86,10 @@ export default class Checkout extends WgitCommand {
       await checkRecoverOut(repo.gitdir, out);
       return this.recover(repo, commit, model, out);
     }
+    if (!flags.object && flags.group === undefined) {
+      const made = await this.materialise(repo, args.rev, commit, flags.out);
+      if (made) return made;
+    }
     const r = await repo.checkout(commit, flags.out, {
       group: flags.group,
       onProgress: (e) =>
@@ -75,6 +100,61 @@ export default class Checkout extends WgitCommand {
     if (!this.jsonEnabled())
       this.log(`Checked out ${commit.slice(0, 12)} into ${out}: ${r.files.length} files, ${r.bytes} bytes`);
     return { commit, out, ...r };
+  }
+
+  /**
+   * The model an object commit stands for: its base (the commit its recipe
+   * names) plus the object, with the object commit's side files. Null when
+   * the commit is not such an object (a plain checkout follows).
+   */
+  private async materialise(
+    repo: import('@wgit/store').Repository,
+    rev: string,
+    commit: string,
+    outFlag: string,
+  ): Promise<(CheckoutResult & { object: string; base: string }) | null> {
+    const { applyDelta, OBJECT_KINDS, WgitError } = await import('@wgit/core');
+    const { manifestOf, openDelta } = await import('../delta-arg.js');
+    const path = await import('node:path');
+    const source = await repo.openModel(commit);
+    try {
+      const header = manifestOf(source)?.object;
+      // A kind this wgit does not know is checked out as its own tensors.
+      const kind = header ? OBJECT_KINDS.find((k) => k.name === header.kind) : undefined;
+      if (!kind?.delta) return null;
+      const opened = await openDelta(repo, rev, commit, source);
+      try {
+        if (opened.base === null)
+          throw new WgitError(
+            'E_OBJECT_BASE_MISSING',
+            `${JSON.stringify(rev)} is a ${opened.kind} whose base is not a commit in this repository; check out its own tensors with --object, or apply it with wgit apply ${rev} --onto BASE`,
+            { rev, kind: opened.kind },
+          );
+        const out = path.resolve(outFlag);
+        await checkRecoverOut(repo.gitdir, out);
+        const base = await repo.openModel(opened.base);
+        try {
+          await applyDelta(opened.view, base, opened.scale, {
+            outDir: out,
+            sideFiles: source,
+            onProgress: (e) => this.progress(`checkout ${opened.kind}: ${e.done}/${e.total} tensors`),
+          });
+        } finally {
+          await base.close();
+        }
+        this.progressDone();
+        const { files, bytes } = await listOut(out);
+        if (!this.jsonEnabled())
+          this.log(
+            `Checked out ${commit.slice(0, 12)} (${opened.kind} applied to ${opened.base.slice(0, 12)}) into ${out}: ${files.length} files, ${bytes} bytes; --object writes the ${opened.kind}'s own tensors`,
+          );
+        return { commit, out, files, bytes, object: opened.kind, base: opened.base };
+      } finally {
+        await opened.close();
+      }
+    } finally {
+      await source.close();
+    }
   }
 
   /**
@@ -89,8 +169,6 @@ export default class Checkout extends WgitCommand {
     out: string,
   ): Promise<CheckoutResult & { model: number; exact: boolean; relError: number; mergedRelError: number }> {
     const { getObjectKind, WgitError } = await import('@wgit/core');
-    const { readdir, stat } = await import('node:fs/promises');
-    const path = await import('node:path');
     const info = await repo.readCommit(commit);
     let holder: { group: string | undefined; object: import('@wgit/store').ShowResult['object'] } | null = null;
     for (const group of [undefined, ...info.groups]) {
@@ -117,12 +195,7 @@ export default class Checkout extends WgitCommand {
     }
     const relError = typeof r.details.relError === 'number' ? r.details.relError : Number.NaN;
     const mergedRelError = typeof r.details.mergedRelError === 'number' ? r.details.mergedRelError : Number.NaN;
-    const files = (await readdir(out, { recursive: true, withFileTypes: true }))
-      .filter((e) => e.isFile())
-      .map((e) => path.relative(out, path.join(e.parentPath, e.name)))
-      .sort();
-    let bytes = 0;
-    for (const f of files) bytes += (await stat(path.join(out, f))).size;
+    const { files, bytes } = await listOut(out);
     if (!this.jsonEnabled()) {
       const how = r.exact
         ? 'byte-exact'

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { LogEntry } from '@wgit/store';
 import { WgitCommand } from '../base.js';
-import { escapeControls, jsonText } from '../format.js';
+import { escapeControls, recipeLines } from '../format.js';
 
 /** What `log --stat` adds to a commit: how it differs from its first parent. */
 export interface LogStat {
@@ -84,7 +84,7 @@ export default class Log extends WgitCommand {
         );
         this.log(`Author: ${escapeControls(c.author)}`);
         this.log(`Date:   ${new Date(c.timestamp * 1000).toISOString()}`);
-        if (c.recipe) this.log(`Recipe: ${jsonText(c.recipe, undefined)}`);
+        if (c.recipe) this.log(['Recipe:', ...recipeLines(c.recipe)].join('\n'));
         this.log(`\n${escapeControls(c.message, true).replace(/^/gm, '    ')}\n`);
         if (c.stat) {
           const r = c.stat.relChange;

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { ShowResult } from '@wgit/store';
 import { WgitCommand } from '../base.js';
-import { escapeControls, jsonText, printable } from '../format.js';
+import { escapeControls, printable, recipeLines } from '../format.js';
 
 function size(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -24,7 +24,7 @@ export default class Show extends WgitCommand {
       this.log(`commit ${r.commit}`);
       if (r.parents.length) this.log(`Parents: ${r.parents.map((p) => p.slice(0, 12)).join(' ')}`);
       this.log(`Author: ${escapeControls(r.author)}\nDate:   ${new Date(r.timestamp * 1000).toISOString()}`);
-      if (r.recipe) this.log(`Recipe: ${jsonText(r.recipe, undefined)}`);
+      if (r.recipe) this.log(['Recipe:', ...recipeLines(r.recipe)].join('\n'));
       this.log(`Object: ${escapeControls(r.object.description)} (${r.object.kind} v${r.object.version})`);
       if (r.groups.length)
         this.log(

@@ -25,8 +25,10 @@ export interface TransferResult {
 export default class Transfer extends WgitCommand {
   static override summary = 'Move a fine-tune onto a new base release: NEW_BASE + s·(FT − OLD_BASE)';
   static override description = `FT, OLD_BASE and NEW_BASE are revisions or paths of model files/folders.
-The result is committed with parents NEW_BASE and FT (those that are commits)
-and the recipe in the commit. Without --branch it goes on a new branch
+The result is committed with parents NEW_BASE, FT and OLD_BASE (those that are
+commits) and the recipe in the commit: the commit records the diff vector
+FT − OLD_BASE it used, so \`wgit apply <commit> --onto NEXT_BASE\` re-applies it
+to the next base release. Without --branch it goes on a new branch
 transfer/<FT>. Prints how close the two bases are: when they are far apart
 (low cosine, large relative distance) the transferred update helps less.`;
   static override args = {
@@ -77,7 +79,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
         return {
           value: report,
           message: flags.message ?? `transfer ${args.ft} from ${flags.from} onto ${flags.onto}`,
-          parents: [onto, ft],
+          parents: [onto, ft, from],
           recipe: {
             method: 'transfer',
             ft: recipeRef(ft),

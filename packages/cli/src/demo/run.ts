@@ -164,6 +164,8 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
 
   const scratch = join(dir, 'work');
   const open = (rev: string) => repo.openModel(rev);
+  // Models in recipes as the commands record them (method-commit.ts recipeRef).
+  const ref = (rev: string) => ({ rev, commit: commitOf[rev], path: null });
   const tr = await withModel(open('ft-invert'), (ft) =>
     withModel(open('base-v1'), (from) =>
       withModel(open('base-v2'), (onto) => transferModel({ ft, from, onto, outDir: join(scratch, 'transfer') })),
@@ -172,15 +174,9 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
   const trCommit = await repo.commit({
     path: join(scratch, 'transfer'),
     branch: 'transfer/ft-invert',
-    parents: [commitOf['base-v2'], commitOf['ft-invert']],
+    parents: [commitOf['base-v2'], commitOf['ft-invert'], commitOf['base-v1']],
     message: 'transfer ft-invert from base-v1 onto base-v2',
-    recipe: {
-      method: 'transfer',
-      ft: commitOf['ft-invert'],
-      from: commitOf['base-v1'],
-      onto: commitOf['base-v2'],
-      scale: 1,
-    },
+    recipe: { method: 'transfer', ft: ref('ft-invert'), from: ref('base-v1'), onto: ref('base-v2'), scale: 1 },
   });
   log(
     `5. wgit transfer ft-invert --from base-v1 --onto base-v2 → ${trCommit.commit.slice(0, 12)}` +
@@ -195,7 +191,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     branch: 'lines/ft-flip',
     parents: [commitOf['ft-flip'], commitOf['base-v1']],
     message: 'LiNeS of ft-flip over base-v1',
-    recipe: { method: 'lines', ft: commitOf['ft-flip'], base: commitOf['base-v1'], ...ln.lines },
+    recipe: { method: 'lines', ft: ref('ft-flip'), base: ref('base-v1'), ...ln.lines },
   });
   log(
     `6. wgit lines ft-flip --base base-v1 (α = ${ln.lines.alpha}, β = ${ln.lines.beta}) → ${lnCommit.commit.slice(0, 12)}`,
@@ -221,8 +217,8 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
       message: `merge (${mg.method}) of ft-flip, ft-rot onto base-v1`,
       recipe: {
         method: mg.method,
-        inputs: [commitOf['ft-flip'], commitOf['ft-rot']],
-        base: commitOf['base-v1'],
+        inputs: [ref('ft-flip'), ref('ft-rot')],
+        base: ref('base-v1'),
         params: report.params,
       },
     });

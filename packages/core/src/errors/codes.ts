@@ -324,6 +324,12 @@ export const ERROR_CODES = {
     commands: 'apply',
     fix: 'save the object first (wgit diff A B --save NAME) and name that branch',
   },
+  E_OBJECT_BASE_MISSING: {
+    meaning:
+      'an object commit does not name a base model in this repository, so the model it stands for cannot be made',
+    commands: 'checkout',
+    fix: 'apply it to a model yourself (wgit apply OBJECT --onto BASE), or check out its own tensors with --object',
+  },
   E_DTYPE_MISMATCH: {
     meaning: 'a tensor has different dtypes in the input models',
     commands: METHODS,

@@ -23,6 +23,8 @@ export interface DeltaIO {
   device?: Device;
   onProgress?: (e: { phase: string; done: number; total: number }) => void;
   maxShardBytes?: number;
+  /** Whose side files the output gets (default: the model the object is applied onto). */
+  sideFiles?: ModelSource;
 }
 
 /** What a change-to-a-model object does, tensor by tensor. */
@@ -153,7 +155,7 @@ export async function applyDelta(
   await writeTensors(
     io,
     specs,
-    onto,
+    io.sideFiles ?? onto,
     async (spec, [first, ...parts], out, pool, device) => {
       if (!delta.changes.has(spec.name) || delta.replaced.has(spec.name)) {
         out.set(first);

@@ -112,6 +112,37 @@ export function diffVectorView(delta: DiffVector): DeltaView {
 }
 
 /**
+ * B − A as a diff vector that is never stored: the same tensors as
+ * planDiffVector's, each Δ computed when it is applied (f32(B) − f32(A), the
+ * f32 subtraction computeDiffVector stores). A transfer commit stands for its
+ * FT − FROM this way.
+ */
+export function liveDiffView(a: ModelSource, b: ModelSource): DeltaView {
+  const { header } = planDiffVector(a, b);
+  const meta = header.meta as unknown as DiffVectorMeta;
+  const replaced = new Set(meta.replaced);
+  const changes = new Map<string, readonly number[]>();
+  for (const t of b.tensors) if (!replaced.has(t.name)) changes.set(t.name, t.shape);
+  return {
+    changes,
+    replaced,
+    removed: new Set(meta.removed),
+    source: b,
+    load: async (name, pool, parity) => [
+      await b.readTensor(name, pool.bytes(`b${parity}`, b.tensor(name).byteLength)),
+      await a.readTensor(name, pool.bytes(`a${parity}`, a.tensor(name).byteLength)),
+    ],
+    expand: async (name, [rb, ra], pool, device) => {
+      const vb = await convertIn(pool, 'vb', rb, b.tensor(name).dtype, device);
+      const va = await convertIn(pool, 'va', ra, a.tensor(name).dtype, device);
+      const d = pool.f32('d', vb.length);
+      await device.sub(vb, va, d);
+      return d;
+    },
+  };
+}
+
+/**
  * M + s·Δ in M's dtypes (f32 arithmetic, rounded once), as a model written
  * to `io` with M's side files: tensors Δ replaced take Δ's bytes, tensors Δ
  * removed are left out, tensors Δ does not name stay as they are. A float

@@ -18,6 +18,7 @@ export {
   type DiffVectorMeta,
   diffVector,
   diffVectorView,
+  liveDiffView,
   planDiffVector,
 } from './diff-vector.js';
 export type {
