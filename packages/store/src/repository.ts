@@ -5,7 +5,6 @@ import type { FolderChunks } from './backend/fs/chunks.js';
 import { FolderBackend, type FolderRefs } from './backend/fs/index.js';
 import { createRepositoryFolder, findRepositoryFolder, WGIT_SUBDIR } from './backend/fs/layout.js';
 import { checkoutSet } from './checkout.js';
-import { staleCheckoutTemps } from './checkout-temps.js';
 import { ChunkStore } from './chunkstore.js';
 import {
   chunkedBytes,
@@ -24,10 +23,11 @@ import { currentIdentity } from './identity.js';
 import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
 import { GROUPS_DIR, loadTensorSet, readAllRecords, readShardHeader, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
-import { createNamed, deleteNamed, listNamed } from './ops/branches.js';
+import { createNamed, deleteNamed, forceBranch, listNamed, resetBranch, switchBranch } from './ops/branches.js';
 import { type CommitInfo, type LogEntry, logEntry, logFrom, type ShowResult, showCommit } from './ops/history.js';
 import { landCommit, landingBranch, parentsFor } from './ops/land.js';
 import { type Reachable, reachable } from './ops/reachability.js';
+import { repoStatus, type StatusResult } from './ops/status.js';
 import { type ChunkRunner, startRunner } from './pool.js';
 import { resolveRevision } from './revparse.js';
 
@@ -45,11 +45,15 @@ export interface CommitOptions {
   object?: ObjectHeader;
   /** Overrides WGIT_AUTHOR_* for this commit. */
   author?: { name?: string; email?: string; date?: string | number };
+  /** Make no commit when the content equals the branch head's (the result says `unchanged`); the CLI's default. */
+  skipUnchanged?: boolean;
 }
 
 export interface CommitResult {
   commit: string;
   branch: string;
+  /** True when the content equalled the branch head's and no commit was made (`commit` is the head). */
+  unchanged?: boolean;
   tensors: number;
   rawBytes: number;
   storedBytes: number;
@@ -57,20 +61,7 @@ export interface CommitResult {
 }
 
 export type { CommitInfo, LogEntry, ShowResult, ShowTensor } from './ops/history.js';
-
-export interface StatusResult {
-  root: string;
-  branch: string;
-  head: string | null;
-  branches: number;
-  tags: number;
-  chunks: { count: number; rawBytes: number; storedBytes: number };
-  config: RepoConfig;
-  tempFiles: string[];
-  staleLocks: string[];
-  /** Temp folders (absolute paths) of checkouts whose process died; gc removes them. */
-  staleCheckouts: string[];
-}
+export type { StatusResult } from './ops/status.js';
 
 export interface InitOptions {
   chunkSize?: number;
@@ -239,10 +230,20 @@ export class Repository {
       // Every chunk the commit names is durable before the commit object exists, let alone the ref.
       await flushChunks(ctx);
       const message = opts.message ?? `Commit ${path.basename(path.resolve(opts.path))}`;
-      const commit = await landCommit(this, target, opts.expectedHead, all, parents, message, identity);
+      const landed = await landCommit(
+        this,
+        target,
+        opts.expectedHead,
+        all,
+        parents,
+        message,
+        identity,
+        opts.skipUnchanged === true,
+      );
       return {
-        commit,
+        commit: landed.commit,
         branch,
+        ...(landed.landed ? {} : { unchanged: true }),
         tensors: main.tensors,
         rawBytes: totals.reduce((a, t) => a + t.rawBytes, 0),
         storedBytes: totals.reduce((a, t) => a + t.storedBytes, 0),
@@ -307,7 +308,7 @@ export class Repository {
           const name = o.branch ?? branch;
           const target = await landingBranch(this.refs, name, o.expectedHead);
           const parents = await parentsFor(this, target.oldHead, o.parents);
-          const commit = await landCommit(
+          const { commit } = await landCommit(
             this,
             target,
             o.expectedHead,
@@ -334,33 +335,8 @@ export class Repository {
     return showCommit(this, await this.resolve(rev), opts.group);
   }
 
-  async status(): Promise<StatusResult> {
-    const branch = await this.currentBranch();
-    const head = await this.refs.readRef(`refs/heads/${branch}`);
-    let rawBytes = 0;
-    let storedBytes = 0;
-    const ids = await this.chunks.list();
-    for (const id of ids) {
-      try {
-        const h = await this.chunks.readHeader(id);
-        rawBytes += h.rawLength;
-        storedBytes += h.fileSize;
-      } catch {
-        // fsck reports damaged chunks; status only counts.
-      }
-    }
-    return {
-      root: this.root,
-      branch,
-      head,
-      branches: (await this.refs.listRefs('refs/heads/')).size,
-      tags: (await this.refs.listRefs('refs/tags/')).size,
-      chunks: { count: ids.length, rawBytes, storedBytes },
-      config: this.config,
-      tempFiles: await this.staleTemps(),
-      staleLocks: await this.staleLocks(),
-      staleCheckouts: (await staleCheckoutTemps(this.tmpDir)).map((t) => t.path),
-    };
+  status(): Promise<StatusResult> {
+    return repoStatus(this);
   }
 
   /** Temp files left by processes that are gone. */
@@ -381,6 +357,24 @@ export class Repository {
   async createBranch(name: string, rev = 'HEAD'): Promise<{ name: string; commit: string }> {
     checkRefName(name, 'branch');
     return createNamed(this.refs, 'branch', name, await this.resolve(rev), `branch: Created from ${rev}`);
+  }
+
+  /** `branch -f NAME REV` (ops/branches.ts). */
+  forceBranch(name: string, rev: string): Promise<{ name: string; commit: string; previous: string | null }> {
+    return forceBranch(this, name, rev);
+  }
+
+  /** `reset REV`: moves the current branch (ops/branches.ts). */
+  reset(rev: string): Promise<{ name: string; commit: string; previous: string | null }> {
+    return resetBranch(this, rev);
+  }
+
+  /** `switch [-c] NAME [START]` (ops/branches.ts). */
+  switchBranch(
+    name: string,
+    opts: { create?: boolean; start?: string } = {},
+  ): Promise<{ name: string; commit: string | null; created: boolean }> {
+    return switchBranch(this, name, opts);
   }
 
   async deleteBranch(name: string): Promise<{ name: string; commit: string }> {

@@ -165,7 +165,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
   const scratch = join(dir, 'work');
   const open = (rev: string) => repo.openModel(rev);
   // Models in recipes as the commands record them (method-commit.ts recipeRef).
-  const ref = (rev: string) => ({ rev, commit: commitOf[rev], path: null });
+  const ref = (rev: keyof typeof commitOf) => ({ rev, commit: commitOf[rev], path: null });
   const tr = await withModel(open('ft-invert'), (ft) =>
     withModel(open('base-v1'), (from) =>
       withModel(open('base-v2'), (onto) => transferModel({ ft, from, onto, outDir: join(scratch, 'transfer') })),

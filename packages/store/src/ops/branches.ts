@@ -51,3 +51,80 @@ export async function deleteNamed(
   await refs.compareAndSwapRef(full, old, null, { message: 'delete', identity: currentIdentity() });
   return { name, commit: old };
 }
+
+/**
+ * Points a branch at `commit` whatever it held (`branch -f`, `reset`): one
+ * compare-and-swap from the value read, so a writer that moved it in between
+ * makes this fail with E_BRANCH_MOVED rather than be lost. Creates the branch
+ * when `create` and it does not exist. Returns the previous commit.
+ */
+export async function moveBranch(
+  refs: RefBackend,
+  name: string,
+  commit: string,
+  logMessage: string,
+  create: boolean,
+): Promise<{ name: string; commit: string; previous: string | null }> {
+  checkRefName(name, 'branch');
+  const full = `${PREFIX.branch}${name}`;
+  const old = await refs.readRef(full);
+  if (old === null && !create) throw new WgitError('E_UNKNOWN_REVISION', `no branch ${name}`, { rev: name });
+  await refs.compareAndSwapRef(full, old, commit, { message: logMessage, identity: currentIdentity() });
+  return { name, commit, previous: old };
+}
+
+/** What moving branches and HEAD needs of a repository. */
+export interface BranchContext {
+  readonly refs: RefBackend & { writeHead(branch: string): Promise<void> };
+  resolve(rev: string): Promise<string>;
+  currentBranch(): Promise<string>;
+}
+
+/** `branch -f NAME REV`: creates NAME or moves it to REV; the current branch moves with reset instead. */
+export async function forceBranch(
+  ctx: BranchContext,
+  name: string,
+  rev: string,
+): Promise<{ name: string; commit: string; previous: string | null }> {
+  if (name === (await ctx.currentBranch()))
+    throw new WgitError(
+      'E_CURRENT_BRANCH',
+      `cannot force-move branch ${name}: HEAD points to it; use wgit reset ${rev} to move the current branch`,
+      { branch: name },
+    );
+  return moveBranch(ctx.refs, name, await ctx.resolve(rev), `branch: Reset to ${rev}`, true);
+}
+
+/** `reset REV`: moves the current branch to REV (compare-and-swap; the old head stays in the reflog). */
+export async function resetBranch(
+  ctx: BranchContext,
+  rev: string,
+): Promise<{ name: string; commit: string; previous: string | null }> {
+  const commit = await ctx.resolve(rev);
+  return moveBranch(ctx.refs, await ctx.currentBranch(), commit, `reset: moving to ${rev}`, true);
+}
+
+/**
+ * `switch NAME` points HEAD at an existing branch; with `create`, makes it
+ * first at `start` (default HEAD; E_BRANCH_EXISTS when it exists). There is
+ * no working folder, so nothing else changes.
+ */
+export async function switchBranch(
+  ctx: BranchContext,
+  name: string,
+  opts: { create?: boolean; start?: string },
+): Promise<{ name: string; commit: string | null; created: boolean }> {
+  checkRefName(name, 'branch');
+  let commit = await ctx.refs.readRef(`${PREFIX.branch}${name}`);
+  if (opts.create) {
+    const start = await ctx.resolve(opts.start ?? 'HEAD');
+    commit = (await createNamed(ctx.refs, 'branch', name, start, `branch: Created from ${opts.start ?? 'HEAD'}`))
+      .commit;
+  } else if (commit === null) {
+    throw new WgitError('E_UNKNOWN_REVISION', `no branch ${name}; wgit switch -c ${name} creates it`, { rev: name });
+  } else if (opts.start !== undefined) {
+    throw new WgitError('E_USAGE', `a start point is only for a new branch (wgit switch -c ${name} ${opts.start})`);
+  }
+  await ctx.refs.writeHead(`${PREFIX.branch}${name}`);
+  return { name, commit, created: opts.create === true };
+}

@@ -63,7 +63,10 @@ export async function parentsFor(
 /**
  * Writes the tree and commit object, then moves the branch by
  * compare-and-swap from `expectedHead` (else the head seen when the target
- * was checked). The chunks must be durable already.
+ * was checked). The chunks must be durable already. With `unlessUnchanged`,
+ * a commit whose only parent is the branch head and whose tree is the
+ * head's is not made: the head is returned with `landed: false` ("nothing to
+ * commit", as git says).
  */
 export async function landCommit(
   ctx: LandingContext,
@@ -73,8 +76,13 @@ export async function landCommit(
   parents: string[],
   message: string,
   identity: Identity,
-): Promise<string> {
+  unlessUnchanged = false,
+): Promise<{ commit: string; landed: boolean }> {
   const tree = await buildTree(ctx.git, entries);
+  const head = expectedHead !== undefined ? expectedHead : target.oldHead;
+  if (unlessUnchanged && head !== null && parents.length === 1 && parents[0] === head) {
+    if ((await ctx.git.readCommit(head)).tree === tree) return { commit: head, landed: false };
+  }
   const text = `${message.replace(/\s+$/, '')}\n`;
   const commit = await ctx.git.writeCommit({ tree, parents, message: text, author: identity, committer: identity });
   const kind = parents.length === 0 ? ' (initial)' : parents.length > 1 ? ' (merge)' : '';
@@ -82,5 +90,5 @@ export async function landCommit(
     message: `commit${kind}: ${text.split('\n')[0]}`,
     identity,
   });
-  return commit;
+  return { commit, landed: true };
 }

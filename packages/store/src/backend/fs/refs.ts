@@ -343,6 +343,13 @@ export class FolderRefs implements RefBackend {
     return readHeadTarget(this.ctx.gitdir);
   }
 
+  /** Points HEAD at a branch (`refs/heads/x`), replacing the file atomically; the branch need not exist yet. */
+  async writeHead(branch: string): Promise<void> {
+    if (!branch.startsWith('refs/heads/'))
+      throw new WgitError('E_INTERNAL', `HEAD must name a branch, got ${branch}`, { ref: branch });
+    await atomicWrite(this.ctx.tmpDir, path.join(this.ctx.gitdir, 'HEAD'), `ref: ${branch}\n`);
+  }
+
   /** E_BAD_REF_NAME when another ref's name is a folder of this one or the reverse; checked before a write starts. */
   checkNameFree(name: string): Promise<void> {
     return checkRefNameFree(this.ctx.gitdir, name);
