@@ -232,6 +232,25 @@ function checkTiling(tensors: TensorInfo[], dataLength: number, path: string): v
   }
 }
 
+/** What a file that is not safetensors looks like, from its first bytes, or null. */
+export function otherFormat(prefix: Uint8Array): string | null {
+  const [a, b, c, d] = prefix;
+  if (a === 0x80 && b >= 2 && b <= 5) return 'a Python pickle (a PyTorch checkpoint saved by torch.save)';
+  if (a === 0x50 && b === 0x4b && c === 3 && d === 4)
+    return 'a zip archive (the format torch.save writes PyTorch checkpoints in)';
+  if (a === 0x47 && b === 0x47 && c === 0x55 && d === 0x46) return 'a GGUF file (llama.cpp)';
+  if (a === 0x89 && b === 0x48 && c === 0x44 && d === 0x46) return 'an HDF5 file (a Keras .h5 model)';
+  if (prefix.length > 0 && prefix.every((x) => x === 9 || x === 10 || x === 13 || (x >= 0x20 && x < 0x7f)))
+    return a === 0x7b || a === 0x5b ? 'JSON text' : 'text';
+  return null;
+}
+
+/** How to turn a pickled PyTorch checkpoint into safetensors, for error messages. */
+export const PICKLE_HINT =
+  'wgit reads safetensors only (loading a pickle can run code); convert it with: python -c "import torch; ' +
+  "from safetensors.torch import save_file; save_file(torch.load('pytorch_model.bin', weights_only=True), " +
+  "'model.safetensors')\" (or save_pretrained(..., safe_serialization=True) in transformers)";
+
 /** Reads and validates only the header of a file: 8 bytes, then the declared JSON once it is known to fit. */
 export async function readSafetensorsHeaderFrom(reader: ByteReader, path: string): Promise<SafetensorsHeader> {
   const size = reader.size;
@@ -240,8 +259,17 @@ export async function readSafetensorsHeaderFrom(reader: ByteReader, path: string
   if (prefix.byteLength < 8) fail('E_SAFETENSORS_TRUNCATED', path, 'file shrank while its header was read');
   const declared = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   // Check the length against the limit and the file size before allocating anything for it.
-  if (declared > BigInt(MAX_HEADER_BYTES) || Number(declared) > size - 8)
+  if (declared > BigInt(MAX_HEADER_BYTES) || Number(declared) > size - 8) {
+    // A file not named .safetensors whose first bytes say what else it is gets that said.
+    const other = path.endsWith('.safetensors') ? null : otherFormat(prefix);
+    if (other)
+      throw new WgitError(
+        'E_NOT_A_MODEL',
+        `${path} is not a safetensors file: it looks like ${other}${other.includes('PyTorch') ? `; ${PICKLE_HINT}` : ''}`,
+        { path, format: other },
+      );
     return parseSafetensorsHeader(prefix, size, path);
+  }
   const n = Number(declared);
   const bytes = new Uint8Array(8 + n);
   bytes.set(prefix.subarray(0, 8));

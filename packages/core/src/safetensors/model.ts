@@ -5,6 +5,7 @@ import { type ErrorCode, WgitError } from '../errors.js';
 import { relPathProblem } from '../util/safe-path.js';
 import {
   openRegularFile,
+  PICKLE_HINT,
   quoteName,
   readFully,
   readSafetensorsHeader,
@@ -183,7 +184,17 @@ async function openFolder(root: string): Promise<LocalModel> {
   } else {
     shardNames = topLevel.filter((f) => f.endsWith('.safetensors')).sort();
     if (shardNames.length === 0) {
-      throw new WgitError('E_NOT_A_MODEL', `${root}: no .safetensors file in the folder`, { path: root });
+      const pickles = topLevel.filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
+      const other = topLevel.filter((f) => /\.(gguf|h5|msgpack|onnx)$/.test(f));
+      const why = pickles.length
+        ? `; ${pickles.slice(0, 3).join(', ')} ${pickles.length === 1 ? 'is a PyTorch checkpoint (a pickle)' : 'are PyTorch checkpoints (pickles)'}: ${PICKLE_HINT}`
+        : other.length
+          ? `; ${other.slice(0, 3).join(', ')} ${other.length === 1 ? 'is' : 'are'} in another format (GGUF, Keras, Flax or ONNX): export the weights as safetensors`
+          : '';
+      throw new WgitError('E_NOT_A_MODEL', `${root}: no .safetensors file in the folder${why}`, {
+        path: root,
+        ...(pickles.length ? { pickles } : {}),
+      });
     }
   }
 
