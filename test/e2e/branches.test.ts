@@ -106,4 +106,25 @@ describe('branches as git users expect', () => {
     assert.equal(git('rev-parse', 'made-by-f'), before);
     assert.equal(wgit('fsck').status, 0);
   });
+
+  it('gc keeps a deleted branch restorable for two weeks; --prune=now frees it', () => {
+    const ftCommit = git('rev-parse', 'ft');
+    const out0 = path.join(dir, 'ft-before');
+    assert.equal(wgit('checkout', 'ft', '--out', out0).status, 0);
+    for (const b of ['ft', 'ft-on-head']) assert.equal(wgit('branch', b, '--delete').status, 0);
+    const kept = wgit('gc');
+    assert.equal(kept.status, 0);
+    assert.equal(kept.json.chunksRemoved, 0);
+    assert.ok(kept.json.chunksYoung > 0, 'the deleted branch holds chunks nothing else does');
+    assert.equal(wgit('branch', 'ft', ftCommit).status, 0, 'restored from the id the delete printed');
+    const out1 = path.join(dir, 'ft-after');
+    assert.equal(wgit('checkout', 'ft', '--out', out1).status, 0);
+    const file = 'model-00001-of-00001.safetensors';
+    assert.ok(fs.readFileSync(path.join(out1, file)).equals(fs.readFileSync(path.join(out0, file))));
+    assert.equal(wgit('branch', 'ft', '--delete').status, 0);
+    assert.equal(wgit('gc', '--prune=bad').json.error.code, 'E_USAGE');
+    const freed = wgit('gc', '--prune=now');
+    assert.ok(freed.json.chunksRemoved > 0);
+    assert.equal(wgit('fsck').status, 0);
+  });
 });

@@ -393,6 +393,10 @@ describe('bad input changes nothing', () => {
     assert.match(r.json.error.message, /layers\.0\.bias/);
   });
   test(
+    'a linear merge of one model is refused as a copy',
+    refusal(() => ['merge', 'ft-flip', '--method', 'linear'], 'E_USAGE'),
+  );
+  test(
     'shape mismatch: branch unchanged',
     refusal(() => ['merge', 'ft-flip', odd, '--method', 'linear'], 'E_SHAPE_MISMATCH'),
   );

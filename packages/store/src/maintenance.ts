@@ -57,7 +57,7 @@ export interface FsckResult {
 }
 
 /** Unreferenced chunks younger than this many seconds are kept by gc (override with `graceSeconds`). */
-export const DEFAULT_GC_GRACE_SECONDS = 3600;
+export const DEFAULT_GC_GRACE_SECONDS = 14 * 24 * 3600;
 
 export interface GcResult {
   chunksRemoved: number;

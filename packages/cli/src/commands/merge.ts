@@ -192,6 +192,11 @@ again (wgit checkout REV --model N).`;
         `${method} needs at least ${Math.max(1, m.minInputs)} input model(s), got ${inputs.length}`,
       );
     }
+    if (m.name === 'linear' && inputs.length === 1)
+      throw new WgitError(
+        'E_USAGE',
+        `a linear merge of one model is a copy of ${inputs[0]}; give two or more models (wgit branch NAME ${inputs[0]} names it without copying)`,
+      );
     if (m.needsBase && !baseSpec)
       throw new WgitError('E_BASE_REQUIRED', `${method} needs --base (the model the inputs were fine-tuned from)`);
 
