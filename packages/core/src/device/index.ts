@@ -21,7 +21,9 @@ export {
   type DeviceKind,
   type DeviceOptions,
   getDevice,
+  probeGpu,
   referenceDevice,
+  softwareAllowed,
 } from './select.js';
 export { ARENA_ALIGN } from './wasm/arena.js';
 export type { KernelOptions } from './wasm/pool.js';

@@ -51,20 +51,43 @@ export function referenceDevice(): Device {
 let autoPick: Promise<AutoChoice> | undefined;
 let noticed = false;
 
-/** What `auto` takes here (probed once per process; WGIT_DEVICE=cpu skips the probe). */
+/**
+ * What `auto` takes here, probed once per process. WGIT_DEVICE=cpu skips the probe; so does a
+ * Linux machine with no GPU device node (unless software adapters are allowed), so Dawn is only
+ * loaded where a hardware adapter could answer.
+ */
 export function autoChoice(): Promise<AutoChoice> {
-  autoPick ??= (async () => {
-    if (process.env.WGIT_DEVICE === 'cpu') {
-      return { device: 'cpu', probe: { vulkanLoader: [], icds: [], detail: 'WGIT_DEVICE=cpu' } } as AutoChoice;
+  autoPick ??= (async (): Promise<AutoChoice> => {
+    const cpu = (detail: string, probe: GpuProbe, adapter?: string): AutoChoice => ({
+      device: 'cpu',
+      adapter,
+      probe,
+      notice: `wgit: computing on the CPU: ${detail}`,
+    });
+    if (process.env.WGIT_DEVICE === 'cpu') return { device: 'cpu', probe: { vulkanLoader: [], icds: [] } };
+    const m = await import('./webgpu/probe.js');
+    const nodes = m.gpuDeviceNodes();
+    if (nodes && nodes.length === 0 && !softwareAllowed()) {
+      const detail = 'no GPU device node (/dev/nvidia*, /dev/dri/renderD*, /dev/dxg)';
+      return cpu(detail, { vulkanLoader: m.findVulkanLoader(), icds: m.findIcds(), missing: 'no-adapter', detail });
     }
-    const { probeGpu, softwareAllowed } = await import('./webgpu/index.js');
-    const probe = await probeGpu();
+    const probe = await m.probeGpu();
     const a = probe.adapter;
     const adapter = a ? a.description || `${a.vendor} ${a.device}` : undefined;
     if (a && (!a.software || softwareAllowed())) return { device: 'gpu', adapter, probe };
-    return { device: 'cpu', adapter, probe, notice: `wgit: computing on the CPU: ${probe.detail ?? 'no GPU'}` };
+    return cpu(probe.detail ?? 'no GPU', probe, adapter);
   })();
   return autoPick;
+}
+
+/** Everything Dawn and the system say about GPUs here (`wgit doctor`); loads Dawn. Never throws. */
+export async function probeGpu(): Promise<GpuProbe> {
+  return (await import('./webgpu/probe.js')).probeGpu();
+}
+
+/** WGIT_GPU_ALLOW_SOFTWARE=1: `auto` may take a software adapter (tests on lavapipe). */
+export function softwareAllowed(env = process.env): boolean {
+  return env.WGIT_GPU_ALLOW_SOFTWARE === '1';
 }
 
 const gpuDevices = new Map<string, Promise<Device>>();

@@ -14,11 +14,6 @@ export interface WebGpuOptions {
   sliceElements?: number;
 }
 
-/** WGIT_GPU_ALLOW_SOFTWARE=1: let `auto` take a software adapter (tests on lavapipe). */
-export function softwareAllowed(env = process.env): boolean {
-  return env.WGIT_GPU_ALLOW_SOFTWARE === '1';
-}
-
 function unavailable(probe: GpuProbe): WgitError {
   return new WgitError('E_DEVICE_UNAVAILABLE', `no usable GPU: ${probe.detail ?? 'no adapter'}`, {
     device: 'gpu',

@@ -109,6 +109,24 @@ export function findIcds(env = process.env): { file: string; library: string }[]
   });
 }
 
+/**
+ * GPU device nodes (Linux): /dev/nvidia0…, /dev/dri/renderD…, /dev/dxg (WSL). With none, no
+ * hardware adapter can answer, so `auto` decides without loading Dawn. Undefined elsewhere.
+ */
+export function gpuDeviceNodes(): string[] | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const list = (dir: string, re: RegExp) => {
+    try {
+      return readdirSync(dir)
+        .filter((f) => re.test(f))
+        .map((f) => join(dir, f));
+    } catch {
+      return [];
+    }
+  };
+  return [...list('/dev', /^(nvidia\d+|dxg)$/), ...list('/dev/dri', /^renderD\d+$/)];
+}
+
 /** True for an adapter that computes on the CPU. */
 export function isSoftware(info: { architecture?: string; device?: string; description?: string }, fallback: boolean) {
   const text = `${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`.toLowerCase();
@@ -174,10 +192,15 @@ export async function probeGpu(): Promise<GpuProbe> {
     };
   }
   if (process.platform === 'linux' && icds.length === 0) {
+    const where = process.env.VK_DRIVER_FILES
+      ? 'VK_DRIVER_FILES'
+      : process.env.VK_ICD_FILENAMES
+        ? 'VK_ICD_FILENAMES'
+        : ICD_DIRS.join(', ');
     return {
       ...base,
       missing: 'no-icd',
-      detail: `no Vulkan ICD manifest (*.json) in ${ICD_DIRS.join(', ')}: the GPU driver's Vulkan part is not installed`,
+      detail: `no Vulkan ICD manifest (*.json) in ${where}: the GPU driver's Vulkan part is not installed`,
     };
   }
   return {
