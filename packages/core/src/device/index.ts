@@ -28,6 +28,6 @@ export {
 export { ARENA_ALIGN } from './wasm/arena.js';
 export type { KernelOptions } from './wasm/pool.js';
 export type { WasmMemory } from './wasm/wasm.js';
-export { type WebGpuOptions, WebGpuBackend, webgpuBackend } from './webgpu/index.js';
+export { WebGpuBackend, type WebGpuOptions, webgpuBackend } from './webgpu/index.js';
 export type { AdapterReport, GpuMissing, GpuProbe } from './webgpu/probe.js';
 export { residentMap } from './webgpu/resident.js';
