@@ -413,9 +413,15 @@ export const ERROR_CODES = {
     fix: BUG,
   },
   E_DEVICE_UNAVAILABLE: {
-    meaning: 'the requested compute device has no backend in this build (no GPU backend yet)',
+    meaning:
+      'the GPU device was asked for but none is usable: no webgpu module, no Vulkan loader, no Vulkan ICD, no adapter, or only a software one',
+    commands: `${KERNEL_USERS}, doctor`,
+    fix: 'run `wgit doctor` to see what is missing (install the GPU driver with its Vulkan ICD), or use the cpu (or auto) device',
+  },
+  E_DEVICE_ERROR: {
+    meaning: 'the GPU reported an error while computing: out of memory, a refused command, or a lost device',
     commands: KERNEL_USERS,
-    fix: 'use the cpu (or auto) device',
+    fix: 'retry with the cpu device; if it repeats, report it as a bug with the output of `wgit doctor --json`',
   },
 
   // Worker threads
