@@ -98,7 +98,7 @@ function recipeValue(v: unknown): string {
   if (Array.isArray(v) && v.every((x) => typeof x === 'object' && x !== null && 'rev' in x))
     return v.map(recipeValue).join(', ');
   if (typeof v === 'string') return printable(v);
-  return jsonText(v, undefined);
+  return jsonText(v, 0);
 }
 
 /** A recipe as `key: value` lines (models by revision and short commit id), indented under a heading. */

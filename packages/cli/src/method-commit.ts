@@ -162,6 +162,8 @@ export interface MethodCommitPlan<T> {
   deltaBase?: (models: ModelArg[]) => ModelArg;
   progress: (message: string) => void;
   progressDone: () => void;
+  /** What computes the result (device-flag.ts useDevice), recorded in the recipe. */
+  device?: import('./device-flag.js').DeviceUsed;
 }
 
 /** WGIT_SCRATCH_COMMIT=1: write the result to a scratch folder and commit that (the path before streaming). */
@@ -217,7 +219,7 @@ export async function runMethodCommit<T>(
           branch: target.branch,
           parents: commitParents(made.parents, target.head),
           expectedHead: target.head,
-          recipe: made.recipe,
+          recipe: plan.device ? { ...made.recipe, device: plan.device } : made.recipe,
         };
         if (streamed) result = await (sink as StoreSink).commit(opts);
         else

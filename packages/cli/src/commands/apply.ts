@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag } from '../numbers.js';
@@ -42,6 +43,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
   };
 
   static override flags = {
+    ...deviceFlags,
     onto: Flags.string({ description: 'the model to apply it to: revision or path', required: true }),
     scale: Flags.string({ description: 'S in BASE + S·Δ (default 1)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
@@ -50,6 +52,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
 
   async run(): Promise<ApplyResult> {
     const { args, flags } = await this.parse(Apply);
+    const device = await useDevice(flags.device);
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
     const { applyDelta } = await import('@wgit/core');
     const { Repository } = await import('@wgit/store');
@@ -57,6 +60,7 @@ it gives B back. The commit's parents are BASE and DELTA; BASE's side files are 
     const repo = await Repository.open(flags.repo);
     let applied = scale;
     const { value, models, result, parents } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.delta, flags.onto],
       kind: 'apply',

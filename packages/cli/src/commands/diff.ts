@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { DiffReport, TensorDiff } from '@wgit/core';
 import { WgitCommand } from '../base.js';
+import { type DeviceUsed, deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable, table } from '../format.js';
 import { closeAll, type ModelArg, openModelArg } from '../method-commit.js';
 import { integerFlag } from '../numbers.js';
@@ -56,6 +57,7 @@ reported without reading them; layer and model totals are over the tensors that 
   };
 
   static override flags = {
+    ...deviceFlags,
     top: Flags.string({ description: 'tensor rows to print, largest relative change first (default 20)' }),
     all: Flags.boolean({ description: 'print every tensor', default: false }),
     save: Flags.string({
@@ -68,6 +70,7 @@ reported without reading them; layer and model totals are over the tensors that 
 
   async run(): Promise<DiffResult> {
     const { args, flags } = await this.parse(Diff);
+    const device = await useDevice(flags.device);
     const top = flags.all ? Number.POSITIVE_INFINITY : (integerFlag(flags.top, 'top', { min: 0 }) ?? 20);
     const { diffModels, isWgitError } = await import('@wgit/core');
     const { Repository } = await import('@wgit/store');
@@ -75,7 +78,7 @@ reported without reading them; layer and model totals are over the tensors that 
     let b: ModelArg | null = null;
     try {
       let result: DiffResult;
-      if (flags.save !== undefined) result = await this.save(args.a, args.b, flags.save, flags.repo);
+      if (flags.save !== undefined) result = await this.save(args.a, args.b, flags.save, flags.repo, device);
       else {
         const repo = await Repository.open(flags.repo).catch((e) => {
           // Two files can be compared outside a repository.
@@ -113,7 +116,13 @@ reported without reading them; layer and model totals are over the tensors that 
   }
 
   /** The diff, and Δ = B − A committed as a diff vector on a new branch in the same pass over the models. */
-  private async save(specA: string, specB: string, branch: string, repoFlag: string | undefined): Promise<DiffResult> {
+  private async save(
+    specA: string,
+    specB: string,
+    branch: string,
+    repoFlag: string | undefined,
+    device: DeviceUsed,
+  ): Promise<DiffResult> {
     const { computeDiffVector, diffModels, planDiffVector, WgitError } = await import('@wgit/core');
     const { recipeRef, runMethodCommit } = await import('../method-commit.js');
     const { Repository } = await import('@wgit/store');
@@ -121,6 +130,7 @@ reported without reading them; layer and model totals are over the tensors that 
     if (await repo.refs.readRef(`refs/heads/${branch}`))
       throw new WgitError('E_BRANCH_EXISTS', `branch ${branch} already exists; --save names a new branch`, { branch });
     const { value, models, result } = await runMethodCommit({
+      device,
       repo: repoFlag,
       models: [specA, specB],
       kind: 'diff',

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag } from '../numbers.js';
@@ -35,6 +36,7 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
     '<%= config.bin %> lines ft-flip --base base-v1 --alpha 0.3 --branch main',
   ];
   static override flags = {
+    ...deviceFlags,
     base: Flags.string({ description: 'the base FT was fine-tuned from', required: true }),
     alpha: Flags.string({ description: 'scale of the shallowest block and of non-block tensors (default 0.5)' }),
     beta: Flags.string({ description: 'extra scale reached at the last block (default 1 − α)' }),
@@ -44,6 +46,7 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
 
   async run(): Promise<LinesResult> {
     const { args, flags } = await this.parse(Lines);
+    const device = await useDevice(flags.device);
     const alpha = decimalFlag(flags.alpha, 'alpha');
     const beta = decimalFlag(flags.beta, 'beta');
     const { linesEdit } = await import('@wgit/core');
@@ -53,6 +56,7 @@ Committed with parents FT and BASE; without --branch on a new branch lines/<FT>.
       result,
       parents,
     } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.ft, flags.base],
       kind: 'lines',

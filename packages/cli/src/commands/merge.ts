@@ -3,6 +3,7 @@ import { Args, Flags, type Interfaces } from '@oclif/core';
 import { type DType, METHODS, type MergeParams, type MergeReport, type ParamDecl, WgitError } from '@wgit/core';
 import type { CommitOptions } from '@wgit/store';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag, decimalListFlag, integerFlag } from '../numbers.js';
@@ -130,6 +131,7 @@ again (wgit checkout REV --model N).`;
     '<%= config.bin %> merge --config merge.yml',
   ];
   static override flags = {
+    ...deviceFlags,
     method: Flags.string({
       description: 'merge method',
       options: METHODS.map((m) => m.name),
@@ -144,6 +146,7 @@ again (wgit checkout REV --model N).`;
 
   async run(): Promise<MergeResult> {
     const { flags, argv } = await this.parse(Merge);
+    const device = await useDevice(flags.device);
     const revs = (argv as string[]).filter((a) => typeof a === 'string');
     const { mergeModels, getMethod } = await import('@wgit/core');
 
@@ -212,6 +215,7 @@ again (wgit checkout REV --model N).`;
       result,
       parents,
     } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: useBase ? [...inputs, baseSpec as string] : inputs,
       kind: 'merge',

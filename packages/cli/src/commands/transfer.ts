@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag } from '../numbers.js';
@@ -39,6 +40,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
     '<%= config.bin %> transfer ./my-ft --from v1 --onto v2 --scale 0.8 --branch main -m "instruct on v2"',
   ];
   static override flags = {
+    ...deviceFlags,
     from: Flags.string({ description: 'the base FT was fine-tuned from', required: true }),
     onto: Flags.string({ description: 'the new base release', required: true }),
     scale: Flags.string({ description: 'scale s of the update (default 1)' }),
@@ -51,6 +53,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
 
   async run(): Promise<TransferResult> {
     const { args, flags } = await this.parse(Transfer);
+    const device = await useDevice(flags.device);
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
     const { transferModel } = await import('@wgit/core');
     const {
@@ -59,6 +62,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
       result,
       parents,
     } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.ft, flags.from, flags.onto],
       kind: 'transfer',

@@ -20,6 +20,7 @@ export {
   type CpuBackend,
   type DeviceKind,
   type DeviceOptions,
+  deviceDefault,
   getDevice,
   probeGpu,
   referenceDevice,

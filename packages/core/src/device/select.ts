@@ -105,9 +105,23 @@ async function gpuDevice(opts: DeviceOptions, allowSoftware: boolean): Promise<D
   return d;
 }
 
+/**
+ * The process's choice for callers that ask for `auto`: WGIT_DEVICE (cpu,
+ * gpu or auto; the CLI's --device sets it), else auto.
+ */
+export function deviceDefault(env = process.env): DeviceKind {
+  const v = env.WGIT_DEVICE;
+  if (v === undefined || v === '') return 'auto';
+  if (v === 'cpu' || v === 'gpu' || v === 'auto') return v;
+  throw new WgitError('E_BAD_ENV', `WGIT_DEVICE must be cpu, gpu or auto, got ${JSON.stringify(v)}`, {
+    name: 'WGIT_DEVICE',
+  });
+}
+
 /** The device for these options; one per configuration, shared by every caller. */
 export async function getDevice(opts: DeviceOptions = {}): Promise<Device> {
-  const kind = opts.device ?? 'auto';
+  let kind = opts.device ?? 'auto';
+  if (kind === 'auto' && opts.backend === undefined) kind = deviceDefault();
   if (kind !== 'cpu' && kind !== 'auto' && kind !== 'gpu') {
     throw new WgitError('E_KERNEL_ARG', `device must be cpu, gpu or auto, got ${JSON.stringify(kind)}`, {
       device: kind,
