@@ -311,13 +311,19 @@ export const ERROR_CODES = {
   // Merging
   E_TENSOR_MISMATCH: {
     meaning: 'the input models do not hold the same tensors',
-    commands: METHODS,
+    commands: `${METHODS}, sparsify, rws extract`,
     fix: 'merge only models of one architecture (fine-tunes of one base); transfer has --copy-missing',
   },
   E_SHAPE_MISMATCH: {
     meaning: 'a tensor has different shapes (or lengths) in the input models',
-    commands: `${METHODS}, apply`,
+    commands: `${METHODS}, apply, sparsify, rws`,
     fix: 'merge only models of one architecture (fine-tunes of one base)',
+  },
+  E_NAN_DELTA: {
+    meaning:
+      'a delta between the input models holds NaN (for a signature: NaN or an infinity) at the tensor and index named',
+    commands: 'sparsify, rws extract',
+    fix: 'repair the model that holds the NaN (wgit diff shows which tensor changed), or leave that tensor out of the models',
   },
   E_NOT_AN_OBJECT: {
     meaning: 'a revision given as an object (a diff vector) holds something else',
@@ -332,7 +338,7 @@ export const ERROR_CODES = {
   },
   E_DTYPE_MISMATCH: {
     meaning: 'a tensor has different dtypes in the input models',
-    commands: METHODS,
+    commands: `${METHODS}, sparsify, rws extract`,
     fix: 'convert the inputs to one dtype first',
   },
   E_DTYPE_UNKNOWN: {

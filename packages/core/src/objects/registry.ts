@@ -8,8 +8,16 @@ import { checkpoint } from './checkpoint.js';
 import { diffVector } from './diff-vector.js';
 import type { ObjectHeader, ObjectKind } from './kind.js';
 import { rmmBasis } from './rmm-basis.js';
+import { rws } from './rws.js';
+import { sparseDelta } from './sparse-delta.js';
 
-export const OBJECT_KINDS: readonly ObjectKind[] = [checkpoint, rmmBasis, diffVector as unknown as ObjectKind];
+export const OBJECT_KINDS: readonly ObjectKind[] = [
+  checkpoint,
+  rmmBasis,
+  diffVector as unknown as ObjectKind,
+  sparseDelta as unknown as ObjectKind,
+  rws as unknown as ObjectKind,
+];
 
 export function listObjectKinds(): string[] {
   return OBJECT_KINDS.map((k) => k.name);
