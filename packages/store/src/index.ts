@@ -42,3 +42,4 @@ export {
   type StatusResult,
 } from './repository.js';
 export { parseRevision } from './revparse.js';
+export * as remotes from './remote/index.js';
