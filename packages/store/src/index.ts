@@ -30,6 +30,7 @@ export {
   walkCommits,
 } from './ops/reachability.js';
 export type { ChunkRef, Manifest, TensorRecord } from './records.js';
+export * as remotes from './remote/index.js';
 export {
   type CommitInfo,
   type CommitOptions,
@@ -42,4 +43,3 @@ export {
   type StatusResult,
 } from './repository.js';
 export { parseRevision } from './revparse.js';
-export * as remotes from './remote/index.js';
