@@ -1,3 +1,4 @@
+import './s3-warning.js';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -50,6 +51,7 @@ export class S3Store {
       forcePathStyle: cfg.pathStyle ?? Boolean(endpoint),
       maxAttempts: maxAttempts(),
       retryMode: 'standard',
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 60_000 },
     });
     this.url = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
   }
