@@ -81,7 +81,8 @@ export async function openRemote(
     ensureExists: async (config) => {
       if (await folderGitdir(dir)) return;
       await fsp.mkdir(dir, { recursive: true });
-      const entries = (await fsp.readdir(dir)).filter((e) => e !== '.wgit');
+      // `.wgit.<temp>` folders are inits that were interrupted (a killed first push): they do not count.
+      const entries = (await fsp.readdir(dir)).filter((e) => e !== '.wgit' && !e.startsWith('.wgit.'));
       if (entries.length > 0)
         throw new WgitError('E_REMOTE_URL', `${dir} is not a wgit repository and not empty; push to an empty folder`, {
           remote: cfg.name,
