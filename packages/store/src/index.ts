@@ -30,6 +30,7 @@ export {
   walkCommits,
 } from './ops/reachability.js';
 export type { ChunkRef, Manifest, TensorRecord } from './records.js';
+export * as remotes from './remote/index.js';
 export {
   type CommitInfo,
   type CommitOptions,

@@ -112,7 +112,7 @@ export class Repository {
   private async lookupName(name: string): Promise<string | null> {
     if (name === 'HEAD' || name === '@') return this.refs.readRef(await this.refs.readHead());
     if (/[\0\n]/.test(name) || name.includes('..')) return null;
-    for (const full of [`refs/heads/${name}`, `refs/tags/${name}`]) {
+    for (const full of [`refs/heads/${name}`, `refs/tags/${name}`, `refs/remotes/${name}`]) {
       const oid = await this.refs.readRef(full).catch(() => null);
       if (oid) return oid;
     }

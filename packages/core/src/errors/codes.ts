@@ -449,6 +449,55 @@ export const ERROR_CODES = {
     fix: 'evaluate only the demo’s own models',
   },
 
+  // Remotes
+  E_REMOTE_URL: {
+    meaning: 'a remote URL is malformed, of an unknown scheme, or carries credentials (user:password@, signed query)',
+    commands: 'remote add, clone, push, fetch, pull',
+    fix: 'give a folder, file:// or s3://bucket/prefix URL; keep credentials in the AWS environment or files, never in the URL',
+  },
+  E_REMOTE_EXISTS: {
+    meaning: 'a remote of that name is configured already',
+    commands: 'remote add',
+    fix: 'choose another name, or remove the remote first',
+  },
+  E_UNKNOWN_REMOTE: {
+    meaning: 'no remote of that name is configured',
+    commands: 'remote remove, remote show, push, fetch, pull',
+    fix: 'list the remotes with `wgit remote list`, or add one with `wgit remote add`',
+  },
+  E_REMOTE_REF_NOT_FOUND: {
+    meaning: 'the remote has no branch or tag of that name (or is empty)',
+    commands: 'clone, pull, push',
+    fix: 'check the name; `wgit remote show NAME` lists the remote’s branches',
+  },
+  E_NON_FAST_FORWARD: {
+    meaning: 'the update would drop commits: the target ref has commits the new value does not contain',
+    commands: 'push, pull',
+    fix: 'fetch and merge or rebuild on top of the remote’s branch, or give --force to overwrite it',
+  },
+  E_REMOTE_CORRUPT: {
+    meaning: 'an object, chunk or ref on the remote is missing, malformed or does not match its name',
+    commands: 'fetch, pull, clone, push',
+    fix: 'nothing entered the local repository; repair the remote (push the object again from a repository that has it)',
+  },
+  E_REMOTE_UNAVAILABLE: {
+    meaning:
+      'the remote could not be reached or kept failing (server errors, throttling, dropped connections) after retries',
+    commands: 'push, fetch, pull, clone, remote show',
+    fix: 're-run the command later; transfers resume where they stopped, and a remote ref never names a missing object',
+  },
+  E_REMOTE_DENIED: {
+    meaning:
+      'the remote refused the request: no credentials, wrong credentials, or no permission on the bucket or folder',
+    commands: 'push, fetch, pull, clone, remote show',
+    fix: 'check the AWS credential chain (AWS_PROFILE, AWS_ACCESS_KEY_ID …) and the bucket policy, or the folder’s permissions',
+  },
+  E_REMOTE_LOCKED: {
+    meaning: 'another pusher held the remote ref’s lock for longer than the wait',
+    commands: 'push',
+    fix: 're-run the push; a lock whose owner died expires by itself',
+  },
+
   // Anything else
   E_INTERNAL: {
     meaning: 'an unexpected failure inside wgit',

@@ -1,0 +1,204 @@
+import './s3-warning.js';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { WgitError } from '@wgit/core';
+import type { RemoteConfig } from './config.js';
+
+/** Objects larger than this go up as multipart uploads (lib-storage), in parts of MULTIPART_PART bytes. */
+export const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
+const MULTIPART_PART = 8 * 1024 * 1024;
+
+/** A precondition (If-None-Match / If-Match) failed: the object exists, or changed. */
+export class PreconditionFailed extends Error {}
+
+const statusOf = (e: unknown): number | undefined =>
+  (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+const nameOf = (e: unknown): string => String((e as Error)?.name ?? 'Error');
+
+/** The SDK's retries (standard mode: exponential backoff with jitter on 5xx, SlowDown, resets) then give up. */
+export function maxAttempts(): number {
+  const n = Number(process.env.WGIT_S3_MAX_ATTEMPTS ?? 6);
+  return Number.isInteger(n) && n >= 1 && n <= 20 ? n : 6;
+}
+
+/**
+ * One bucket and prefix of S3-compatible storage. Credentials come from the
+ * SDK's default chain (environment, shared files, SSO, instance roles) and
+ * never pass through wgit's messages: errors name the bucket, key, status
+ * and error name only.
+ */
+export class S3Store {
+  readonly client: S3Client;
+  readonly url: string;
+
+  constructor(
+    cfg: RemoteConfig,
+    readonly bucket: string,
+    readonly prefix: string,
+  ) {
+    const endpoint = cfg.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    this.client = new S3Client({
+      region: cfg.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      endpoint: endpoint || undefined,
+      forcePathStyle: cfg.pathStyle ?? Boolean(endpoint),
+      maxAttempts: maxAttempts(),
+      retryMode: 'standard',
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 60_000 },
+    });
+    this.url = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
+  }
+
+  key(rel: string): string {
+    return this.prefix ? `${this.prefix}/${rel}` : rel;
+  }
+
+  /** Maps an SDK failure to a wgit error that names the object and never a secret. */
+  fail(e: unknown, rel: string, what = 'request'): never {
+    if (e instanceof WgitError || e instanceof PreconditionFailed) throw e;
+    const status = statusOf(e);
+    const name = nameOf(e);
+    const where = `${this.url}/${rel}`;
+    if (
+      status === 401 ||
+      status === 403 ||
+      /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Credentials/i.test(name)
+    )
+      throw new WgitError('E_REMOTE_DENIED', `${where}: ${what} refused (${name}${status ? ` ${status}` : ''})`, {
+        url: this.url,
+        status,
+      });
+    throw new WgitError(
+      'E_REMOTE_UNAVAILABLE',
+      `${where}: ${what} failed after ${maxAttempts()} attempts (${name}${status ? ` ${status}` : ''})`,
+      { url: this.url, status },
+    );
+  }
+
+  private static missing(e: unknown): boolean {
+    const s = statusOf(e);
+    return s === 404 || /NoSuchKey|NotFound/.test(nameOf(e));
+  }
+
+  /** An object's bytes and ETag, or null when absent. `maxBytes` bounds what is read (larger: E_REMOTE_CORRUPT). */
+  async get(
+    rel: string,
+    maxBytes = 64 * 1024 * 1024,
+    range?: string,
+  ): Promise<{ bytes: Uint8Array; etag: string; size: number } | null> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), Range: range }));
+      const size = Number(r.ContentLength ?? 0);
+      if (!range && size > maxBytes) {
+        await r.Body?.transformToByteArray().catch(() => {});
+        throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger (${size} bytes) than it can be`, { key: rel });
+      }
+      const bytes = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
+      if (!range && bytes.length > maxBytes)
+        throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger than it can be`, { key: rel });
+      const total = r.ContentRange ? Number(/\/(\d+)$/.exec(r.ContentRange)?.[1] ?? bytes.length) : bytes.length;
+      return { bytes, etag: r.ETag ?? '', size: total };
+    } catch (e) {
+      if (S3Store.missing(e) || statusOf(e) === 416) return null;
+      this.fail(e, rel, 'GET');
+    }
+  }
+
+  async head(rel: string): Promise<{ size: number; mtimeMs: number; etag: string } | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+      return { size: Number(r.ContentLength ?? 0), mtimeMs: r.LastModified?.getTime() ?? 0, etag: r.ETag ?? '' };
+    } catch (e) {
+      if (S3Store.missing(e)) return null;
+      this.fail(e, rel, 'HEAD');
+    }
+  }
+
+  /**
+   * One PUT (or a multipart upload for large bodies: parts are invisible
+   * until the upload completes, so the key never shows partial bytes).
+   * `ifNoneMatch`/`ifMatch` are sent as conditional headers; a 412 is
+   * PreconditionFailed.
+   */
+  async put(
+    rel: string,
+    body: Uint8Array | string,
+    cond: { ifNoneMatch?: boolean; ifMatch?: string } = {},
+  ): Promise<string> {
+    try {
+      if (typeof body !== 'string' && body.length > MULTIPART_THRESHOLD && !cond.ifMatch) {
+        const up = new Upload({
+          client: this.client,
+          params: {
+            Bucket: this.bucket,
+            Key: this.key(rel),
+            Body: body,
+            IfNoneMatch: cond.ifNoneMatch ? '*' : undefined,
+          },
+          partSize: MULTIPART_PART,
+          queueSize: 4,
+          leavePartsOnError: false,
+        });
+        const r = await up.done();
+        return (r as { ETag?: string }).ETag ?? '';
+      }
+      const r = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(rel),
+          Body: body,
+          IfNoneMatch: cond.ifNoneMatch ? '*' : undefined,
+          IfMatch: cond.ifMatch,
+        }),
+      );
+      return r.ETag ?? '';
+    } catch (e) {
+      const s = statusOf(e);
+      if (s === 412 || /PreconditionFailed/.test(nameOf(e))) throw new PreconditionFailed(rel);
+      if ((s === 409 || /ConditionalRequestConflict/.test(nameOf(e))) && (cond.ifMatch || cond.ifNoneMatch))
+        throw new PreconditionFailed(rel);
+      this.fail(e, rel, 'PUT');
+    }
+  }
+
+  async delete(rel: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+    } catch (e) {
+      if (S3Store.missing(e)) return;
+      this.fail(e, rel, 'DELETE');
+    }
+  }
+
+  /** Every key under `relPrefix` (relative to the remote's prefix), with size and time, all pages. */
+  async list(relPrefix: string): Promise<{ rel: string; size: number; mtimeMs: number }[]> {
+    const out: { rel: string; size: number; mtimeMs: number }[] = [];
+    const full = this.key(relPrefix);
+    const cut = this.prefix ? this.prefix.length + 1 : 0;
+    let token: string | undefined;
+    do {
+      let r: ListObjectsV2CommandOutput;
+      try {
+        r = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }),
+        );
+      } catch (e) {
+        if (/NoSuchBucket/.test(nameOf(e)))
+          throw new WgitError('E_REMOTE_UNAVAILABLE', `bucket ${this.bucket} does not exist`, { url: this.url });
+        this.fail(e, relPrefix, 'LIST');
+      }
+      for (const c of r.Contents ?? [])
+        if (c.Key?.startsWith(full))
+          out.push({ rel: c.Key.slice(cut), size: Number(c.Size ?? 0), mtimeMs: c.LastModified?.getTime() ?? 0 });
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+}

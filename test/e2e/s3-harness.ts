@@ -1,0 +1,146 @@
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+// @ts-expect-error s3rver ships no types
+import S3rver from 's3rver';
+
+/** Credentials s3rver accepts; they only ever travel in the environment, as the AWS chain expects. */
+export const S3_ENV = {
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_REGION: 'us-east-1',
+  WGIT_S3_MAX_ATTEMPTS: '6',
+};
+
+/** A real S3-compatible server (s3rver) on loopback with one bucket, `wgit`. */
+export async function startS3(dir: string): Promise<{ url: string; close(): Promise<void> }> {
+  fs.mkdirSync(dir, { recursive: true });
+  const server = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory: dir,
+    configureBuckets: [{ name: 'wgit' }],
+  });
+  const addr = (await server.run()) as AddressInfo;
+  return { url: `http://127.0.0.1:${addr.port}`, close: () => server.close() };
+}
+
+export type FaultMode =
+  | { kind: 'none' }
+  /** Every `every`-th request answers with this status and S3 error code (500 InternalError, 503 SlowDown). */
+  | { kind: 'status'; every: number; status: number; code: string }
+  /** Every `every`-th PUT with a body is cut: the connection drops after part of the body reached the proxy. */
+  | { kind: 'drop'; every: number };
+
+/**
+ * Our proxy in front of the server: injects faults, and optionally honours
+ * conditional PUTs (If-None-Match: *, If-Match) that s3rver ignores, one
+ * request at a time per key, so the conditional compare-and-swap path runs
+ * against a server that implements it.
+ */
+export async function startProxy(
+  target: string,
+  opts: { conditional?: boolean } = {},
+): Promise<{ url: string; mode: FaultMode; requests: number; faults: number; close(): Promise<void> }> {
+  const t = new URL(target);
+  const state = { mode: { kind: 'none' } as FaultMode, requests: 0, faults: 0 };
+  const keyLocks = new Map<string, Promise<void>>();
+  const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
+    new Promise<void>((resolve) => {
+      const headers = { ...req.headers };
+      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+        r.on('end', resolve);
+      });
+      up.on('error', () => {
+        res.destroy();
+        resolve();
+      });
+      up.end(body);
+    });
+  const headEtag = (p: string) =>
+    new Promise<string | null>((resolve) => {
+      http
+        .request({ host: t.hostname, port: t.port, method: 'HEAD', path: p.split('?')[0] }, (r) => {
+          r.resume();
+          resolve(r.statusCode === 200 ? String(r.headers.etag ?? '') : null);
+        })
+        .on('error', () => resolve(null))
+        .end();
+    });
+  const server = http.createServer((req, res) => {
+    state.requests++;
+    const n = state.requests;
+    const chunks: Buffer[] = [];
+    const mode = state.mode;
+    const isPut = req.method === 'PUT' && Number(req.headers['content-length'] ?? 0) > 0;
+    if (mode.kind === 'drop' && isPut && n % mode.every === 0) {
+      let got = 0;
+      const cut = () => {
+        state.faults++;
+        req.socket.destroy();
+      };
+      req.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got > 16) cut();
+      });
+      req.on('end', cut);
+      return;
+    }
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', async () => {
+      const body = Buffer.concat(chunks);
+      if (mode.kind === 'status' && n % mode.every === 0) {
+        state.faults++;
+        res.writeHead(mode.status, { 'content-type': 'application/xml' });
+        res.end(`<?xml version="1.0"?><Error><Code>${mode.code}</Code><Message>injected</Message></Error>`);
+        return;
+      }
+      const ifNone = req.headers['if-none-match'];
+      const ifMatch = req.headers['if-match'];
+      if (opts.conditional && req.method === 'PUT' && (ifNone || ifMatch)) {
+        const key = (req.url ?? '').split('?')[0];
+        const prev = keyLocks.get(key) ?? Promise.resolve();
+        let done!: () => void;
+        const mine = new Promise<void>((r) => {
+          done = r;
+        });
+        keyLocks.set(
+          key,
+          prev.then(() => mine),
+        );
+        await prev;
+        try {
+          const etag = await headEtag(key);
+          if ((ifNone === '*' && etag !== null) || (ifMatch && ifMatch !== etag)) {
+            res.writeHead(412, { 'content-type': 'application/xml' });
+            res.end(
+              '<?xml version="1.0"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>',
+            );
+            return;
+          }
+          await forward(req, body, res);
+        } finally {
+          done();
+        }
+        return;
+      }
+      await forward(req, body, res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  }) as never;
+}
+
+export const tmpDirOf = (root: string, name: string) => path.join(root, name);
