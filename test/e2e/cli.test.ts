@@ -51,7 +51,7 @@ describe('wgit (help, version, errors)', () => {
   test('an unknown flag is a usage error without a stack trace', () => {
     const r = wgit('inspect', 'x', '--no-such-flag');
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /^wgit: error: Nonexistent flag: --no-such-flag.*\[E_USAGE\]\n$/);
+    assert.match(r.stderr, /^wgit: error: unknown flag --no-such-flag.*\[E_USAGE\]\n$/);
     assert.ok(!r.stderr.includes('    at '));
   });
 });

@@ -217,7 +217,7 @@ describe('concurrent writers sharing chunks (real processes)', () => {
     await verify(repo, landed);
   });
 
-  it(`two identical merges at once both land, on merge/a+b and the next free name (${MERGE_TRIALS} trials)`, async () => {
+  it(`two identical merges at once both land, on merge/linear/a+b and the next free name (${MERGE_TRIALS} trials)`, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-race-merge-'));
     dirs.push(dir);
     const repo = await Repository.init(path.join(dir, 'repo'), { chunkSize: CHUNK });
@@ -243,7 +243,7 @@ describe('concurrent writers sharing chunks (real processes)', () => {
       const [x, y] = await Promise.all([merge(), merge()]);
       assert.notEqual(x.branch, y.branch);
       for (const r of [x, y]) {
-        assert.match(r.branch, /^merge\/a\+b(-\d+)?$/);
+        assert.match(r.branch, /^merge\/linear\/a\+b(-\d+)?$/);
         assert.ok(!seen.has(r.branch), `branch ${r.branch} reused`);
         seen.add(r.branch);
         assert.equal(await repo.resolve(r.branch), r.commit);
@@ -251,7 +251,7 @@ describe('concurrent writers sharing chunks (real processes)', () => {
       // Same inputs, same recipe, same date: the same commit, landed twice.
       assert.equal(x.commit, y.commit);
     }
-    assert.ok(seen.has('merge/a+b') && seen.has('merge/a+b-2'));
+    assert.ok(seen.has('merge/linear/a+b') && seen.has('merge/linear/a+b-2'));
     const f = await repo.fsck();
     assert.deepEqual(f.problems, []);
   });

@@ -2,6 +2,7 @@ import { Command, Flags, type Interfaces, ux } from '@oclif/core';
 import { exitQuietlyOnClosedOutput } from './epipe.js';
 import { errorSummary } from './error-summary.js';
 import { escapeControls, jsonText } from './format.js';
+import { closest } from './suggest.js';
 
 export { errorSummary };
 
@@ -17,6 +18,7 @@ export abstract class WgitCommand extends Command {
   static override enableJsonFlag = true;
 
   static override baseFlags = {
+    help: Flags.help({ char: 'h', description: 'show this help', helpGroup: 'GLOBAL' }),
     repo: Flags.string({
       description: 'path of the wgit repository (default: search upward from the current folder)',
       helpGroup: 'GLOBAL',
@@ -37,6 +39,21 @@ export abstract class WgitCommand extends Command {
     if (!this.jsonEnabled() && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
   }
 
+  /** A usage error with a "did you mean" for a mistyped flag and where help is. */
+  private withHints(message: string): string {
+    const id = this.id?.replace(/:/g, ' ') ?? '';
+    const m = /^unknown flag (--?[\w-]+)/.exec(message);
+    if (m) {
+      const flags = Object.entries((this.constructor as typeof WgitCommand).flags ?? {}).flatMap(([name, f]) => [
+        `--${name}`,
+        ...((f as { char?: string }).char ? [`-${(f as { char?: string }).char}`] : []),
+      ]);
+      const guess = closest(m[1], [...flags, '--json', '--repo', '--help']);
+      if (guess) message = `${message}; did you mean ${guess}?`;
+    }
+    return id ? `${message} (wgit ${id} --help)` : message;
+  }
+
   /** JSON.stringify escapes only C0 controls; jsonText escapes the bidi and C1 controls too. */
   override logJson(json: unknown): void {
     ux.stdout(jsonText(json));
@@ -52,7 +69,10 @@ export abstract class WgitCommand extends Command {
   }
 
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
+    // `-h` prints the help, then oclif ends the command with exit status 0: not an error.
+    if ((err as { oclif?: { exit?: number } }).oclif?.exit === 0) return undefined;
     const summary = errorSummary(err);
+    if (summary.code === 'E_USAGE') summary.message = this.withHints(summary.message);
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(err));
     } else {

@@ -13,7 +13,14 @@ export function errorSummary(err: unknown): { code: string; message: string } {
       .split('\n')
       .map((l) => l.trim())
       .filter(Boolean);
-    return { code: 'E_USAGE', message: lines.join(' ').replace(/\s+/g, ' ') };
+    const text = lines
+      .join(' ')
+      .replace(/\s+/g, ' ')
+      .replace(/^The following errors? occurred: /, '')
+      .replace(/ ?See more help with --help$/, '')
+      .replace(/^Nonexistent flags?: /, 'unknown flag ')
+      .replace(/^Missing required flag /, 'missing required flag --');
+    return { code: 'E_USAGE', message: text };
   }
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
     // Node system errors (ENOENT, ENOSPC, EACCES …) keep their code.

@@ -29,11 +29,13 @@ export interface RwsPatchPlan {
   branch: string | undefined;
   progress: (m: string) => void;
   progressDone: () => void;
+  device: import('./device-flag.js').DeviceUsed;
 }
 
 export async function rwsPatch(plan: RwsPatchPlan): Promise<RwsPatchResult> {
   const { applyDelta, decodeRws, RWS_KIND, resolveObject, rwsView, WgitError } = await import('@wgit/core');
   const { value, models, result, parents } = await runMethodCommit({
+    device: plan.device,
     repo: plan.repo,
     models: [plan.sig, plan.rev],
     kind: `rws-${plan.verb}`,

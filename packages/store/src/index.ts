@@ -18,6 +18,15 @@ export {
 } from './commit-stream.js';
 export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
 export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
+export {
+  DEFAULT_AUTHOR,
+  parseUserSection,
+  readUserConfig,
+  USER_KEYS,
+  type UserConfig,
+  type UserKey,
+  writeUserConfig,
+} from './identity.js';
 export { DEFAULT_GC_GRACE_SECONDS, type FsckProblem, type FsckResult, type GcResult } from './maintenance.js';
 export { StoreModel } from './model.js';
 export { checkRefName, escapeName, unescapeName } from './names.js';

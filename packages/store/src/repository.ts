@@ -19,7 +19,7 @@ import { StoreSink } from './commit-stream.js';
 import { DEFAULT_CONFIG, type RepoConfig, validateConfig } from './config.js';
 import { limiter, mapFsError } from './fsutil.js';
 import { GitStore } from './gitstore.js';
-import { currentIdentity } from './identity.js';
+import { currentIdentity, readUserConfig, type UserConfig } from './identity.js';
 import { type FsckResult, fsckRepository, type GcResult, gcRepository } from './maintenance.js';
 import { GROUPS_DIR, loadTensorSet, readAllRecords, readShardHeader, StoreModel, type TensorSet } from './model.js';
 import { checkRefName, escapeName } from './names.js';
@@ -90,7 +90,11 @@ export class Repository {
     this.chunks = new ChunkStore(this.backend.chunks);
     this.refs = this.backend.refs;
     this.activity = new FolderActivity(gitdir, this.wgitDir, this.tmpDir);
+    this.user = readUserConfig(gitdir);
   }
+
+  /** The author configured for this repository (its git config, then the user's), read at open. */
+  readonly user: UserConfig;
 
   /** Creates `dir/.wgit` (E_REPO_EXISTS when there is one); an interrupted init leaves nothing behind. */
   static async init(dir: string, opts: InitOptions = {}): Promise<Repository> {
@@ -169,7 +173,7 @@ export class Repository {
   }
 
   async commit(opts: CommitOptions): Promise<CommitResult> {
-    const identity = currentIdentity(opts.author);
+    const identity = currentIdentity(opts.author, process.env, this.user);
     const branch = opts.branch ?? (await this.currentBranch());
     const target = await landingBranch(this.refs, branch, opts.expectedHead);
     const parents = await parentsFor(this, target.oldHead, opts.parents);
@@ -315,7 +319,7 @@ export class Repository {
             tree,
             parents,
             o.message,
-            currentIdentity(o.author),
+            currentIdentity(o.author, process.env, this.user),
           );
           return { commit, branch: name, ...totals };
         } catch (e) {

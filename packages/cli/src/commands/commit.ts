@@ -50,6 +50,10 @@ export default class Commit extends WgitCommand {
     });
     this.progressDone();
     const { parents } = await repo.readCommit(r.commit);
+    if (!this.jsonEnabled() && process.stderr.isTTY && !process.env.WGIT_AUTHOR_NAME && !repo.user.name)
+      process.stderr.write(
+        'wgit: note: no author configured (wgit config user.name "…" / user.email, or git\'s own); this commit is by wgit <wgit@localhost>\n',
+      );
     if (r.unchanged) {
       if (!this.jsonEnabled())
         this.log(

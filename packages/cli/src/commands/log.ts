@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import type { LogEntry } from '@wgit/store';
 import { WgitCommand } from '../base.js';
-import { escapeControls, recipeLines } from '../format.js';
+import { escapeControls, printable, recipeLines } from '../format.js';
+import { graphRows, topoOrder } from '../graph.js';
 
 /** What `log --stat` adds to a commit: how it differs from its first parent. */
 export interface LogStat {
@@ -19,14 +20,18 @@ export default class Log extends WgitCommand {
     '<%= config.bin %> log',
     '<%= config.bin %> log instruct -n 5',
     '<%= config.bin %> log --stat',
+    '<%= config.bin %> log --oneline --graph --all',
   ];
-  static override args = { rev: Args.string({ description: 'branch, tag or commit' }) };
+  static override args = { rev: Args.string({ description: 'branch, tag or commit (default HEAD)' }) };
   static override flags = {
     'max-count': Flags.string({ char: 'n', description: 'show at most N commits' }),
     stat: Flags.boolean({
       description: 'per commit, the tensors changed against its first parent and the relative change (wgit diff)',
       default: false,
     }),
+    oneline: Flags.boolean({ description: 'one line per commit: short id, branches and tags, subject' }),
+    graph: Flags.boolean({ description: 'draw the lines of descent beside one-line entries (implies --oneline)' }),
+    all: Flags.boolean({ description: 'every branch and tag, not only REV', exclusive: ['rev'] }),
   };
 
   async run(): Promise<{ commits: (LogEntry & { stat?: LogStat })[] }> {
@@ -35,7 +40,15 @@ export default class Log extends WgitCommand {
     const limit = integerFlag(flags['max-count'], 'max-count', { min: 1 });
     const { Repository } = await import('@wgit/store');
     const repo = await Repository.open(flags.repo);
-    const commits: (LogEntry & { stat?: LogStat })[] = await repo.log(args.rev, { limit });
+    let commits: (LogEntry & { stat?: LogStat })[];
+    if (flags.all) {
+      const tips = [...(await repo.branches()), ...(await repo.tags())].map((r) => r.commit);
+      const seen = new Map<string, LogEntry>();
+      for (const tip of new Set(tips)) for (const c of await repo.log(tip)) seen.set(c.commit, c);
+      commits = [...seen.values()].sort((a, b) => b.timestamp - a.timestamp);
+      if (limit !== undefined) commits = commits.slice(0, limit);
+    } else commits = await repo.log(args.rev, { limit });
+    if (flags.graph) commits = topoOrder(commits);
     if (flags.stat) {
       const { diffModels } = await import('@wgit/core');
       // Newest first: a commit's parent is usually the next entry, so the
@@ -77,7 +90,29 @@ export default class Log extends WgitCommand {
       }
       this.progressDone();
     }
-    if (!this.jsonEnabled()) {
+    if (!this.jsonEnabled() && (flags.oneline || flags.graph)) {
+      const decor = new Map<string, string[]>();
+      const head = await repo.currentBranch();
+      for (const b of await repo.branches())
+        decor.set(b.commit, [...(decor.get(b.commit) ?? []), b.name === head ? `HEAD -> ${b.name}` : b.name]);
+      for (const t of await repo.tags()) decor.set(t.commit, [...(decor.get(t.commit) ?? []), `tag: ${t.name}`]);
+      const rows = flags.graph ? graphRows(commits) : null;
+      commits.forEach((c, i) => {
+        const names = decor.get(c.commit);
+        const subject = escapeControls(c.message.split('\n')[0]);
+        const stat = c.stat
+          ? ` [${c.stat.changed}/${c.stat.tensors} tensors, ${c.stat.relChange === null ? '-' : c.stat.relChange.toExponential(2)}]`
+          : '';
+        const line = `${c.commit.slice(0, 12)}${names ? ` (${names.map(printable).join(', ')})` : ''} ${subject}${stat}`;
+        if (!rows) {
+          this.log(line);
+          return;
+        }
+        for (const b of rows[i].before) this.log(b);
+        this.log(`${rows[i].prefix} ${line}`);
+        for (const a of rows[i].after) this.log(a);
+      });
+    } else if (!this.jsonEnabled()) {
       for (const c of commits) {
         this.log(
           `commit ${c.commit}${c.parents.length > 1 ? `\nMerge: ${c.parents.map((p) => p.slice(0, 12)).join(' ')}` : ''}`,

@@ -132,6 +132,10 @@ again (wgit checkout REV --model N).`;
   ];
   static override flags = {
     ...deviceFlags,
+    'side-files-from': Flags.string({
+      description:
+        "take the result's side files (config, tokenizer …) from this model (default: --base, else the first input)",
+    }),
     method: Flags.string({
       description: 'merge method',
       options: METHODS.map((m) => m.name),
@@ -217,13 +221,18 @@ again (wgit checkout REV --model N).`;
     } = await runMethodCommit({
       device,
       repo: flags.repo,
-      models: useBase ? [...inputs, baseSpec as string] : inputs,
+      models: [
+        ...inputs,
+        ...(useBase ? [baseSpec as string] : []),
+        ...(flags['side-files-from'] ? [flags['side-files-from']] : []),
+      ],
       kind: 'merge',
       branch: flags.branch,
-      branchName: (ms) => ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80),
+      branchName: (ms) => `${m.name}/${ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80)}`,
       compute: async (ms, outDir, scratch, sink) => {
         const ins = ms.slice(0, inputs.length);
         const base = useBase ? ms[inputs.length] : null;
+        const sf = flags['side-files-from'] ? ms[ms.length - 1] : null;
         // With the store sink the merged model and any group it writes (rmm's basis) stream into the
         // commit; on the folder path they go to scratch folders, committed then.
         const report = await mergeModels({
@@ -235,6 +244,7 @@ again (wgit checkout REV --model N).`;
           sink,
           outDtype,
           groupDir: join(scratch, 'group'),
+          sideFiles: sf?.source,
           onProgress: (e) => this.progress(`${e.phase} ${e.done}/${e.total}`),
         });
         const recipe: Record<string, unknown> = {
@@ -246,10 +256,11 @@ again (wgit checkout REV --model N).`;
         };
         if (report.lines) recipe.lines = report.lines;
         if (flags.config) recipe.config = flags.config;
+        recipe.sideFilesFrom = recipeRef(sf ?? base ?? ins[0]);
         return {
           value: report,
           message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,
-          parents: ms,
+          parents: sf ? ms.slice(0, -1) : ms,
           recipe,
           groups: folderGroups(report.groups),
         };

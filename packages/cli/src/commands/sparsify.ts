@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { SparseTensorReport } from '@wgit/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag } from '../numbers.js';
@@ -42,6 +43,7 @@ Committed with parents FT and BASE; without --branch on a new branch sparsify/<F
     '<%= config.bin %> sparsify ft-sft --base base-v1 --density 0.1 --branch ft-sft-10pct',
   ];
   static override flags = {
+    ...deviceFlags,
     base: Flags.string({ description: 'the base FT was fine-tuned from (revision or path)', required: true }),
     exact: Flags.boolean({ description: 'keep every changed entry (lossless)', exclusive: ['density'] }),
     density: Flags.string({ description: 'keep this fraction of each tensor, largest |Δ| first (0 < D ≤ 1)' }),
@@ -51,11 +53,13 @@ Committed with parents FT and BASE; without --branch on a new branch sparsify/<F
 
   async run(): Promise<SparsifyResult> {
     const { args, flags } = await this.parse(Sparsify);
+    const device = await useDevice(flags.device);
     const { computeSparseDelta, planSparseDelta, WgitError } = await import('@wgit/core');
     if (!flags.exact && flags.density === undefined)
       throw new WgitError('E_USAGE', 'give --exact or --density D', { flag: 'density' });
     const params = flags.exact ? { exact: true } : { density: decimalFlag(flags.density, 'density') };
     const { value, result, parents } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.ft, flags.base],
       kind: 'sparsify',

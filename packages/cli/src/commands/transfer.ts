@@ -14,13 +14,28 @@ export interface TransferResult {
   onto: string;
   scale: number;
   /** cos(θ_onto − θ_from, Δ) and ‖θ_onto − θ_from‖ / ‖θ_from‖ over the whole model. */
-  closeness: { cosine: number; relDistance: number; deltaNorm: number; baseShiftNorm: number };
+  closeness: import('@wgit/core').TransferReport['closeness'];
   tensors: number;
   rawBytes: number;
   storedBytes: number;
   grown: { name: string; baseRows: number; rows: number }[];
   missing: { copied: string[]; dropped: string[] };
   warnings: string[];
+  /** Each side file of the result and the model (as typed) it was taken from. */
+  sideFiles: Record<string, string>;
+}
+
+/** The closeness figures in words: what each number is, and what the cosine does not say. */
+export function closenessLines(c: TransferResult['closeness']): string[] {
+  const f = (x: number) => x.toPrecision(3);
+  return [
+    `new release moved  ‖onto − from‖/‖from‖ = ${f(c.relDistance)}`,
+    `fine-tune moved    ‖ft − from‖/‖from‖   = ${f(c.updateRel)}`,
+    c.updateRel > 0
+      ? `the release moved ${f(c.shiftToUpdate)}× as far as the fine-tune did; the larger this is, the less the update can be expected to fit the new release as it is`
+      : 'the fine-tune equals its base: there is no update to transfer',
+    `cosine(onto − from, ft − from) = ${c.cosine.toFixed(4)}: near 0 means the two changes are close to orthogonal, as independent changes are; it does not say whether transfer will work`,
+  ];
 }
 
 export default class Transfer extends WgitCommand {
@@ -44,6 +59,10 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
     from: Flags.string({ description: 'the base FT was fine-tuned from', required: true }),
     onto: Flags.string({ description: 'the new base release', required: true }),
     scale: Flags.string({ description: 'scale s of the update (default 1)' }),
+    'side-files-from': Flags.string({
+      description:
+        "take every side file from this model (revision or path). Default: FT's tokenizer, chat template and generation files, the rest (config.json …) from NEW_BASE",
+    }),
     'copy-missing': Flags.boolean({
       description: 'copy tensors present in only one version from NEW_BASE instead of failing',
     }),
@@ -54,6 +73,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
   async run(): Promise<TransferResult> {
     const { args, flags } = await this.parse(Transfer);
     const device = await useDevice(flags.device);
+    let sideFiles: Record<string, string> = {};
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
     const { transferModel } = await import('@wgit/core');
     const {
@@ -64,13 +84,18 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
     } = await runMethodCommit({
       device,
       repo: flags.repo,
-      models: [args.ft, flags.from, flags.onto],
+      models: [args.ft, flags.from, flags.onto, ...(flags['side-files-from'] ? [flags['side-files-from']] : [])],
       kind: 'transfer',
       branch: flags.branch,
       branchName: ([ft]) => branchPiece(ft),
       deltaBase: ([, , onto]) => onto,
-      compute: async ([ft, from, onto], outDir, _scratch, sink) => {
+      compute: async ([ft, from, onto, sf], outDir, _scratch, sink) => {
+        const { mixSideFiles, transferSideFiles } = await import('@wgit/core');
+        const plan = sf ? mixSideFiles([sf.source], () => []) : transferSideFiles(onto.source, ft.source);
+        const who = sf ? [sf.spec] : [onto.spec, ft.spec];
+        sideFiles = Object.fromEntries([...plan.from].map(([rel, i]) => [rel, who[i]]));
         const report = await transferModel({
+          sideFiles: plan.source,
           ft: ft.source,
           from: from.source,
           onto: onto.source,
@@ -92,6 +117,7 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
             scale,
             copyMissing: flags['copy-missing'],
             closeness: report.closeness,
+            sideFiles,
           },
         };
       },
@@ -114,12 +140,17 @@ transfer/<FT>. Prints how close the two bases are: when they are far apart
       grown: report.grown,
       missing: report.missing,
       warnings: report.warnings,
+      sideFiles,
     };
     if (!this.jsonEnabled()) {
       const c = report.closeness;
-      this.log(
-        `bases: cosine(onto − from, update) = ${c.cosine.toFixed(4)}, relative distance = ${c.relDistance.toFixed(4)}`,
-      );
+      for (const line of closenessLines(c)) this.log(line);
+      const bySource = new Map<string, string[]>();
+      for (const [rel, who] of Object.entries(sideFiles)) bySource.set(who, [...(bySource.get(who) ?? []), rel]);
+      if (bySource.size > 0)
+        this.log(
+          `side files: ${[...bySource].map(([who, files]) => `${files.map(printable).join(', ')} from ${printable(who)}`).join('; ')}`,
+        );
       this.log(
         `transferred ${printable(args.ft)} onto ${printable(flags.onto)} → ${result.commit.slice(0, 12)} on ${printable(result.branch)}`,
       );

@@ -198,11 +198,16 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
   );
 
   const merges: { name: string; branch: string; method: string; params: Record<string, unknown>; commit?: string }[] = [
-    { name: 'merge task-arithmetic', branch: 'merge/ta', method: 'task-arithmetic', params: { lambda: 1 } },
-    { name: 'merge ties', branch: 'merge/ties', method: 'ties', params: { density: 0.5, lambda: 1.5 } },
+    {
+      name: 'merge task-arithmetic',
+      branch: 'merge/task-arithmetic/ft-flip+ft-rot',
+      method: 'task-arithmetic',
+      params: { lambda: 1 },
+    },
+    { name: 'merge ties', branch: 'merge/ties/ft-flip+ft-rot', method: 'ties', params: { density: 0.5, lambda: 1.5 } },
   ];
   for (const [k, mg] of merges.entries()) {
-    const outDir = join(scratch, mg.branch.replace('/', '-'));
+    const outDir = join(scratch, mg.branch.replace(/[/+]/g, '-'));
     const report = await withModel(open('ft-flip'), (a) =>
       withModel(open('ft-rot'), (b) =>
         withModel(open('base-v1'), (base) =>

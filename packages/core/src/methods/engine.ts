@@ -215,6 +215,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     base,
     outDir: opts.outDir,
     sink: opts.sink,
+    sideFiles: opts.sideFiles,
     outDtype: opts.outDtype,
     onProgress: opts.onProgress,
     maxShardBytes: opts.maxShardBytes,

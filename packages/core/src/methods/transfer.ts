@@ -14,6 +14,7 @@ import {
   convertOut,
   isKernelDType,
   runTensorPipeline,
+  type SideFileSource,
   type Sink,
 } from '../pipeline/index.js';
 import type { ModelSource, ModelTensor, TensorSpec } from '../safetensors/index.js';
@@ -40,6 +41,8 @@ export interface TransferOptions {
   maxShardBytes?: number;
   /** The device to compute on (default: getDevice({ device: 'auto' })). */
   device?: Device;
+  /** Where the output's side files come from (default: all of the new base's). */
+  sideFiles?: SideFileSource;
   /** false: the reference (plain TypeScript) device, as env WGIT_KERNELS=0 (default true: the WASM pool). */
   kernels?: boolean;
   /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
@@ -58,7 +61,18 @@ export interface TransferReport {
   method: 'transfer';
   params: { scale: number; copyMissing: boolean; outDtype: DType | null };
   /** Whole model (f64): how close the two bases are and how the update relates to their difference. */
-  closeness: { cosine: number; relDistance: number; deltaNorm: number; baseShiftNorm: number };
+  closeness: {
+    /** cos(onto − from, ft − from). */
+    cosine: number;
+    /** ‖onto − from‖ / ‖from‖: how far the new release moved. */
+    relDistance: number;
+    /** ‖ft − from‖ / ‖from‖: how far the fine-tune moved. */
+    updateRel: number;
+    /** relDistance / updateRel: the base's move in units of the fine-tune's (0 when the fine-tune did not move). */
+    shiftToUpdate: number;
+    deltaNorm: number;
+    baseShiftNorm: number;
+  };
   perTensor: TensorCloseness[];
   tensors: TensorNote[];
   /** Tensors whose rows grew in the fine-tune (vocabulary growth): rows past the bases' come from the fine-tune. */
@@ -351,6 +365,7 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
     label: 'transfer',
     inputs: views,
     carrier: onto,
+    sideFiles: opts.sideFiles,
     outDir: opts.outDir,
     sink: opts.sink,
     outDtype,
@@ -434,6 +449,8 @@ export async function transferModel(opts: TransferOptions): Promise<TransferRepo
     closeness: {
       cosine: shift2 > 0 && delta2 > 0 ? dot / Math.sqrt(shift2 * delta2) : 0,
       relDistance: old2 > 0 ? Math.sqrt(shift2 / old2) : 0,
+      updateRel: old2 > 0 ? Math.sqrt(delta2 / old2) : 0,
+      shiftToUpdate: delta2 > 0 ? Math.sqrt(shift2 / delta2) : 0,
       deltaNorm: Math.sqrt(delta2),
       baseShiftNorm: Math.sqrt(shift2),
     },

@@ -1,6 +1,6 @@
 import type { Device } from '../device/index.js';
 import type { DType } from '../dtypes.js';
-import type { GroupHeader, Sink } from '../pipeline/sink.js';
+import type { GroupHeader, SideFileSource, Sink } from '../pipeline/sink.js';
 import type { ModelSource } from '../safetensors/index.js';
 
 /**
@@ -197,6 +197,8 @@ export interface MethodRunOptions {
   maxShardBytes?: number;
   /** The device to compute on. */
   device?: Device;
+  /** Where the output's side files come from (default: the base's, else the first input's). */
+  sideFiles?: SideFileSource;
 }
 
 export interface TensorNote {

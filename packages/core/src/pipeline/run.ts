@@ -13,13 +13,22 @@ import type { MergeReport, ProgressEvent, ResolvedParams, TensorNote } from '../
 import type { ModelSource, TensorSpec } from '../safetensors/index.js';
 import { BufferPool, convertIn, convertOut } from './buffers.js';
 import { checkOutDtype } from './output.js';
-import { FolderSink, fillGroups, fillSink, type GroupPlan, type Sink } from './sink.js';
+import { FolderSink, fillGroups, fillSink, type GroupPlan, type SideFileSource, type Sink } from './sink.js';
 import { streamTensors, validateModels } from './sources.js';
 
 function elements(shape: number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/** True when every buffer holds the same bytes. */
+function allEqual(raw: Uint8Array[]): boolean {
+  const first = Buffer.from(raw[0].buffer, raw[0].byteOffset, raw[0].byteLength);
+  return raw.every(
+    (r, i) =>
+      i === 0 || (r.byteLength === first.byteLength && first.equals(Buffer.from(r.buffer, r.byteOffset, r.byteLength))),
+  );
 }
 
 export interface PipelineOptions {
@@ -60,6 +69,8 @@ export interface PipelineOptions {
   metadata?: Record<string, string>;
   /** The model whose side files and metadata the output takes (default: the base, else the first input). */
   carrier?: ModelSource;
+  /** Side files from elsewhere than the carrier (side-files.ts); the metadata still comes from the carrier. */
+  sideFiles?: SideFileSource;
   /** The device for conversions, buffers and the fast path (default: getDevice({ device: 'auto' })). */
   device?: Device;
   /**
@@ -174,6 +185,11 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
             action: 'copied',
             note: 'integer/bool tensor taken from the first model',
           });
+        } else if (!done && spec.dtype === info.dtype && allEqual(lt.raw)) {
+          // No model changes it (every input, and the base, hold these bytes): any merge gives it
+          // back, so it is written as it is — -0 stays -0, NaN payloads stay, and it deduplicates.
+          outBytes.set(lt.raw[0]);
+          notes.push({ name: lt.name, dtype: spec.dtype, shape: info.shape, action: 'unchanged' });
         } else {
           if (!done && !(opts.fast && (await opts.fast(lt.name, lt.raw, info.dtype, spec.dtype, outBytes, buffers)))) {
             if (!opts.compute)
@@ -202,7 +218,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
     await pendingWrite;
   };
   try {
-    await fillSink(sink, plan, carrier, async () => {
+    await fillSink(sink, plan, opts.sideFiles ?? carrier, async () => {
       t1 = performance.now();
       if (opts.firstPass) await opts.firstPass();
       t2 = performance.now();

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../../base.js';
+import { deviceFlags, useDevice } from '../../device-flag.js';
 import { formatBytes, printable } from '../../format.js';
 import { decimalFlag } from '../../numbers.js';
 import { type RwsPatchResult, rwsPatch } from '../../rws-patch.js';
@@ -19,6 +20,7 @@ MODEL and SIG; without --branch on a new branch rws-apply/<MODEL>.`;
     '<%= config.bin %> rws apply clean-v2 --sig fog-sig --scale 0.5 --branch clean-v2-fog',
   ];
   static override flags = {
+    ...deviceFlags,
     sig: Flags.string({ description: 'the signature (a commit made by wgit rws extract)', required: true }),
     scale: Flags.string({ description: 'A in MODEL + A·RWS (default 1)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
@@ -27,8 +29,10 @@ MODEL and SIG; without --branch on a new branch rws-apply/<MODEL>.`;
 
   async run(): Promise<RwsPatchResult> {
     const { args, flags } = await this.parse(RwsApply);
+    const device = await useDevice(flags.device);
     const scale = decimalFlag(flags.scale, 'scale') ?? 1;
     const out = await rwsPatch({
+      device,
       repo: flags.repo,
       rev: args.rev,
       sig: flags.sig,

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import type { RwsTensorReport } from '@wgit/core';
 import { WgitCommand } from '../../base.js';
+import { deviceFlags, useDevice } from '../../device-flag.js';
 import { formatBytes, printable } from '../../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../../method-commit.js';
 import { integerFlag } from '../../numbers.js';
@@ -40,6 +41,7 @@ rws/<ROBUST>. Patch a model with \`wgit rws apply\`, take it out with \`wgit rws
     '<%= config.bin %> rws extract ft-fog --clean ft-clean --init base --layers 6 --bits 4 --branch fog-sig',
   ];
   static override flags = {
+    ...deviceFlags,
     clean: Flags.string({ description: 'the clean model trained from the same init', required: true }),
     init: Flags.string({ description: 'the init both were trained from', required: true }),
     layers: Flags.string({ description: 'blocks kept, from the first (default: half, rounded up)' }),
@@ -50,9 +52,11 @@ rws/<ROBUST>. Patch a model with \`wgit rws apply\`, take it out with \`wgit rws
 
   async run(): Promise<RwsExtractResult> {
     const { args, flags } = await this.parse(RwsExtract);
+    const device = await useDevice(flags.device);
     const params = { layers: integerFlag(flags.layers, 'layers'), bits: integerFlag(flags.bits, 'bits') };
     const { computeRws, planRws } = await import('@wgit/core');
     const { value, result, parents } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.robust, flags.clean, flags.init],
       kind: 'rws',

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../../base.js';
+import { deviceFlags, useDevice } from '../../device-flag.js';
 import { formatBytes, printable } from '../../format.js';
 import { decimalFlag } from '../../numbers.js';
 import { type RwsPatchResult, rwsPatch } from '../../rws-patch.js';
@@ -15,6 +16,7 @@ SIG; without --branch on a new branch rws-remove/<MODEL>.`;
   };
   static override examples = ['<%= config.bin %> rws remove clean-v2-fog --sig fog-sig'];
   static override flags = {
+    ...deviceFlags,
     sig: Flags.string({ description: 'the signature (a commit made by wgit rws extract)', required: true }),
     scale: Flags.string({ description: 'A in MODEL − A·RWS: the scale it was applied with (default 1)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
@@ -23,8 +25,10 @@ SIG; without --branch on a new branch rws-remove/<MODEL>.`;
 
   async run(): Promise<RwsPatchResult> {
     const { args, flags } = await this.parse(RwsRemove);
+    const device = await useDevice(flags.device);
     const w = decimalFlag(flags.scale, 'scale') ?? 1;
     const out = await rwsPatch({
+      device,
       repo: flags.repo,
       rev: args.rev,
       sig: flags.sig,
