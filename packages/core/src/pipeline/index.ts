@@ -1,7 +1,7 @@
 export { BufferPool, convertIn, convertOut, isKernelDType, toF32Into } from './buffers.js';
 export { checkOutDtype, copySideFiles, discardOutDir, prepareOutDir } from './output.js';
-export { isTokenizerFile, mixSideFiles, type SideFilePlan, transferSideFiles } from './side-files.js';
 export { type PipelineOptions, type PipelineReport, type PipelineTensor, runTensorPipeline } from './run.js';
+export { isTokenizerFile, mixSideFiles, type SideFilePlan, transferSideFiles } from './side-files.js';
 export {
   FolderSink,
   type FolderSinkOptions,
