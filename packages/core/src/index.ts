@@ -2,6 +2,7 @@ export * from './device/index.js';
 export * from './diff/index.js';
 export * from './dtypes.js';
 export * from './errors.js';
+export * from './linalg/index.js';
 export * from './methods/index.js';
 export * from './objects/index.js';
 export * from './parse.js';

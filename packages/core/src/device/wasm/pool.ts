@@ -14,6 +14,8 @@ import { BLOCK, WasmRuntime } from './runtime.js';
 
 /** Below this many elements a call runs on the calling thread: a worker round trip costs more. */
 const DEFAULT_PARALLEL_MIN = 1 << 18;
+/** Multiply-adds from which a matmul splits its rows across the workers. */
+const MATMUL_PARALLEL_MIN = 1 << 20;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
@@ -282,6 +284,49 @@ class KernelPool extends WasmRuntime implements Backend {
         await this.parallel('axpy', out.length, (st, c) => [[pa + st * 4, pb + st * 4, po + st * 4, c, s]]);
       },
     );
+  }
+
+  // ------------------------------------------------------------ matmul
+
+  /**
+   * op(a)·op(b) by assembly/matmul.ts: transposes are strides; rows of the
+   * output split across the workers (multiples of 4) once m·k·n reaches
+   * MATMUL_PARALLEL_MIN, each worker with its own packing area.
+   */
+  async matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA = false,
+    transB = false,
+  ): Promise<void> {
+    this.live();
+    const [sai, sap] = transA ? [1, m] : [k, 1];
+    const [sbp, sbj] = transB ? [1, k] : [n, 1];
+    await this.withPlaced([a, b], out, async ([pa, pb], po) => {
+      const workers = this.workers;
+      const parts = workers && m >= 8 && m * k * n >= MATMUL_PARALLEL_MIN ? workers.threads : 1;
+      const step = Math.ceil(m / parts / 4) * 4;
+      const ranges: [number, number][] = [];
+      for (let i = 0; i < m; i += step) ranges.push([i, Math.min(m, i + step)]);
+      const packBytes = this.main.matmulPackBytes() as number;
+      const packs = ranges.map(() => this.arena.alloc(packBytes));
+      try {
+        const args = (r: number) => [pa, sai, sap, pb, sbp, sbj, po, n, ranges[r][0], ranges[r][1], k, n, packs[r]];
+        if (!workers || ranges.length === 1) {
+          this.callMain('matmulRows', args(0));
+          return;
+        }
+        const settled = await Promise.allSettled(ranges.map((_, r) => this.send(workers, r, 'matmulRows', args(r))));
+        const failed = settled.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      } finally {
+        for (const p of packs) this.arena.release(p);
+      }
+    });
   }
 
   // ------------------------------------------------------------ reductions

@@ -1,0 +1,131 @@
+// Randomized SVD: rank 64 of a 4096×4096 f32 matrix with a known decaying
+// spectrum, A = U·diag(σ)·Vᵀ (U, V: random-sign, column-permuted Hadamard
+// columns, so the optimal rank-64 error is known exactly), against
+// torch.svd_lowrank(q = 74, niter = 2) on the same matrix and thread count,
+// both measured in this run.
+//   pnpm bench svd           (WGIT_BENCH_SVD_N=2048 for a smaller matrix)
+// The torch baseline needs Debian's python3-torch and libjemalloc2 (see
+// docs/benchmarks.md); without them only wgit's figures are printed.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getDevice, randomizedSvd } from '../../packages/core/src/index.js';
+
+const N = Number(process.env.WGIT_BENCH_SVD_N ?? 4096);
+const L = 512; // components of the synthetic matrix
+const RANK = 64;
+const OVERSAMPLE = 10;
+const POWER = 2;
+const THREADS = Number(process.env.WGIT_THREADS ?? 2);
+const REPS = 3;
+
+/** Column `c` of the N×N Walsh–Hadamard matrix scaled to unit norm, at row `i`. */
+const hadamard = (i: number, c: number) => {
+  let x = i & c;
+  let parity = 0;
+  while (x) {
+    parity ^= 1;
+    x &= x - 1;
+  }
+  return parity ? -1 : 1;
+};
+
+function lcg(seed: number) {
+  let x = seed >>> 0;
+  return () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
+}
+
+/** N×L orthonormal columns: D·H·P with random signs D and a random choice of L Hadamard columns P. */
+function orthonormal(seed: number): Float32Array {
+  const r = lcg(seed);
+  const cols = [...Array(N).keys()];
+  for (let i = N - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [cols[i], cols[j]] = [cols[j], cols[i]];
+  }
+  const signs = Array.from({ length: N }, () => (r() < 0.5 ? -1 : 1));
+  const scale = 1 / Math.sqrt(N);
+  const out = new Float32Array(N * L);
+  for (let i = 0; i < N; i++) for (let c = 0; c < L; c++) out[i * L + c] = signs[i] * hadamard(i, cols[c]) * scale;
+  return out;
+}
+
+async function main() {
+  const device = await getDevice({ device: 'cpu', threads: THREADS });
+  const sigma = Array.from({ length: L }, (_, i) => Math.exp(-i / 32));
+  const optimal = Math.sqrt(sigma.slice(RANK).reduce((a, s) => a + s * s, 0) / sigma.reduce((a, s) => a + s * s, 0));
+  const us = orthonormal(1);
+  for (let i = 0; i < N; i++) for (let c = 0; c < L; c++) us[i * L + c] *= sigma[c];
+  const v = orthonormal(2);
+  const aBuf = device.alloc('F32', N * N);
+  const a = device.hostView(aBuf);
+  await device.matmul(us, v, a, N, L, N, false, true);
+
+  await randomizedSvd(device, a, N, N, { rank: RANK, oversample: OVERSAMPLE, powerIters: POWER });
+  let best = Number.POSITIVE_INFINITY;
+  let result = await randomizedSvd(device, a, N, N, { rank: RANK, oversample: OVERSAMPLE, powerIters: POWER });
+  for (let i = 0; i < REPS; i++) {
+    const t0 = performance.now();
+    result = await randomizedSvd(device, a, N, N, { rank: RANK, oversample: OVERSAMPLE, powerIters: POWER });
+    best = Math.min(best, performance.now() - t0);
+  }
+  // Error of the rank-64 truncation: ‖A − U_r·Σ_r·V_rᵀ‖ / ‖A‖ in f64.
+  const { k, u, s, v: vv } = result;
+  const ur = new Float32Array(N * RANK);
+  const vr = new Float32Array(N * RANK);
+  for (let i = 0; i < N; i++)
+    for (let t = 0; t < RANK; t++) {
+      ur[i * RANK + t] = u[i * k + t] * s[t];
+      vr[i * RANK + t] = vv[i * k + t];
+    }
+  const approx = new Float32Array(N * N);
+  await device.matmul(ur, vr, approx, N, RANK, N, false, true);
+  let e2 = 0;
+  let a2 = 0;
+  for (let i = 0; i < N * N; i++) {
+    e2 += (a[i] - approx[i]) ** 2;
+    a2 += a[i] * a[i];
+  }
+  const err = Math.sqrt(e2 / a2);
+  console.log(
+    `wgit randomized SVD ${N}×${N} rank ${RANK} (k = ${k}, ${POWER} power iterations, ${THREADS} threads): ` +
+      `${(best / 1000).toFixed(3)} s, error ${err.toExponential(4)} = ${(err / optimal).toFixed(5)}× optimal ${optimal.toExponential(4)}`,
+  );
+
+  const dir = mkdtempSync(join(tmpdir(), 'wgit-svd-bench-'));
+  try {
+    const file = join(dir, 'a.f32');
+    writeFileSync(file, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    const py = spawnSync(
+      '/usr/bin/python3',
+      [
+        join(import.meta.dirname, 'svd_torch.py'),
+        file,
+        ...[N, N, RANK, RANK + OVERSAMPLE, POWER, THREADS, REPS].map(String),
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, LD_PRELOAD: 'libjemalloc.so.2', MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' },
+      },
+    );
+    if (py.status !== 0) {
+      console.log(`torch baseline unavailable: ${(py.stderr || py.error?.message || '').trim().split('\n').pop()}`);
+      return;
+    }
+    const t = JSON.parse(py.stdout.trim().split('\n').pop() as string);
+    console.log(
+      `torch ${t.torch} svd_lowrank(q=${RANK + OVERSAMPLE}, niter=${POWER}), ${t.threads} threads, jemalloc: ` +
+        `${t.seconds.toFixed(3)} s, error ${t.error.toExponential(4)} = ${(t.error / optimal).toFixed(5)}× optimal`,
+    );
+    console.log(`time ratio wgit / torch: ${(best / 1000 / t.seconds).toFixed(2)}×`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    device.free(aBuf);
+  }
+}
+
+await main();
