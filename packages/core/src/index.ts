@@ -6,5 +6,6 @@ export * from './linalg/index.js';
 export * from './methods/index.js';
 export * from './objects/index.js';
 export * from './parse.js';
+export * from './peft/index.js';
 export * from './safetensors/index.js';
 export * from './util/safe-path.js';

@@ -7,9 +7,15 @@ import { WgitError } from '../errors.js';
 import { checkpoint } from './checkpoint.js';
 import { diffVector } from './diff-vector.js';
 import type { ObjectHeader, ObjectKind } from './kind.js';
+import { lowRank } from './low-rank.js';
 import { rmmBasis } from './rmm-basis.js';
 
-export const OBJECT_KINDS: readonly ObjectKind[] = [checkpoint, rmmBasis, diffVector as unknown as ObjectKind];
+export const OBJECT_KINDS: readonly ObjectKind[] = [
+  checkpoint,
+  rmmBasis,
+  diffVector as unknown as ObjectKind,
+  lowRank as unknown as ObjectKind,
+];
 
 export function listObjectKinds(): string[] {
   return OBJECT_KINDS.map((k) => k.name);

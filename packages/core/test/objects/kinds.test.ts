@@ -44,8 +44,8 @@ after(async () => {
 });
 
 describe('object kinds', () => {
-  it('the registry knows checkpoint, rmm-basis and diff-vector, and refuses a kind it does not know', () => {
-    assert.deepEqual(listObjectKinds(), ['checkpoint', 'rmm-basis', 'diff-vector']);
+  it('the registry knows checkpoint, rmm-basis, diff-vector and low-rank, and refuses a kind it does not know', () => {
+    assert.deepEqual(listObjectKinds(), ['checkpoint', 'rmm-basis', 'diff-vector', 'low-rank']);
     assert.equal(getObjectKind('rmm-basis'), rmmBasis);
     assert.throws(
       () => getObjectKind('hologram'),
