@@ -321,7 +321,7 @@ export const ERROR_CODES = {
   },
   E_NOT_AN_OBJECT: {
     meaning: 'a revision given as an object (a diff vector) holds something else',
-    commands: 'apply',
+    commands: 'apply, export-lora',
     fix: 'save the object first (wgit diff A B --save NAME) and name that branch',
   },
   E_DTYPE_MISMATCH: {

@@ -16,13 +16,7 @@ import { type DeltaIO, writeTensors } from '../objects/delta.js';
 import type { ObjectHeader } from '../objects/kind.js';
 import { factorNames, LOW_RANK_KIND, LOW_RANK_VERSION, type LowRankMeta } from '../objects/low-rank.js';
 import { convertIn } from '../pipeline/index.js';
-import {
-  type ModelSource,
-  type ModelTensor,
-  openModel,
-  SAFETENSORS_ERROR_CODES,
-  type TensorSpec,
-} from '../safetensors/index.js';
+import { type ModelSource, type ModelTensor, openModel, type TensorSpec } from '../safetensors/index.js';
 import {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,
@@ -60,10 +54,13 @@ export async function openLoraAdapter(dir: string): Promise<LoraAdapter> {
   });
   const config = parseLoraConfig(text);
   const file = join(dir, ADAPTER_WEIGHTS);
-  const source = await openModel(file).catch((e: unknown) => {
-    if (e instanceof WgitError && e.code in SAFETENSORS_ERROR_CODES) throw e;
+  let source: ModelSource;
+  try {
+    source = await openModel(file);
+  } catch (e) {
+    if (!(e instanceof WgitError) || e.code !== 'E_NOT_FOUND') throw e;
     throw badAdapter(`${dir} has no readable ${ADAPTER_WEIGHTS} (adapters saved as .bin are not read)`, { path: dir });
-  });
+  }
   const parts = new Map<string, { a?: ModelTensor; b?: ModelTensor }>();
   for (const t of source.tensors) {
     const key = parseLoraKey(t.name);
