@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { getDevice, referenceDevice } from '../src/device/index.js';
-import { householderQR, jacobiSVD, orthonormalize, randomizedSvd, rankForEnergy } from '../src/linalg/index.js';
+import { dareHash, getDevice, referenceDevice } from '../src/device/index.js';
+import {
+  gaussianFill,
+  householderQR,
+  jacobiSVD,
+  orthonormalize,
+  randomizedSvd,
+  rankForEnergy,
+} from '../src/linalg/index.js';
 
 /** Deterministic uniform numbers in [−1, 1) (an LCG, independent of the code under test). */
 function rand(seed: number): () => number {
@@ -237,5 +244,30 @@ describe('randomized SVD', () => {
     assert.equal(rankForEnergy(s, 14, 9 / 14), 1);
     assert.equal(rankForEnergy(s, 14, 0.9), 2);
     assert.equal(rankForEnergy(s, 14, 1), 3);
+  });
+});
+
+describe('seeded Gaussian test vectors', () => {
+  it('follow the Box–Muller definition over the DARE counter hash, with mean 0 and variance 1', () => {
+    const x = new Float32Array(200001);
+    gaussianFill(x, 5, 9);
+    for (const t of [0, 17, 99999]) {
+      const u1 = ((dareHash(5, 9, 2 * t) >>> 8) + 1) / 2 ** 24;
+      const u2 = (dareHash(5, 9, 2 * t + 1) >>> 8) / 2 ** 24;
+      const r = Math.sqrt(-2 * Math.log(u1));
+      assert.equal(x[2 * t], Math.fround(r * Math.cos(2 * Math.PI * u2)));
+      assert.equal(x[2 * t + 1], Math.fround(r * Math.sin(2 * Math.PI * u2)));
+    }
+    let s = 0;
+    let s2 = 0;
+    for (const v of x) {
+      s += v;
+      s2 += v * v;
+    }
+    assert.ok(Math.abs(s / x.length) < 0.01);
+    assert.ok(Math.abs(s2 / x.length - 1) < 0.01);
+    const y = new Float32Array(10);
+    gaussianFill(y, 5, 10);
+    assert.notEqual(y[0], x[0], 'another stream, other values');
   });
 });

@@ -14,8 +14,12 @@ import { BLOCK, WasmRuntime } from './runtime.js';
 
 /** Below this many elements a call runs on the calling thread: a worker round trip costs more. */
 const DEFAULT_PARALLEL_MIN = 1 << 18;
-/** Multiply-adds from which a matmul splits its rows across the workers. */
-const MATMUL_PARALLEL_MIN = 1 << 20;
+/**
+ * A matmul splits its rows across the workers from parallelMin × this many
+ * multiply-adds (2²⁶ by default): below that a worker round trip costs more
+ * than the product.
+ */
+const MATMUL_PARALLEL_FACTOR = 256;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
@@ -291,7 +295,7 @@ class KernelPool extends WasmRuntime implements Backend {
   /**
    * op(a)·op(b) by assembly/matmul.ts: transposes are strides; rows of the
    * output split across the workers (multiples of 4) once m·k·n reaches
-   * MATMUL_PARALLEL_MIN, each worker with its own packing area.
+   * parallelMin · MATMUL_PARALLEL_FACTOR, each worker with its own packing area.
    */
   async matmul(
     a: Float32Array,
@@ -308,7 +312,7 @@ class KernelPool extends WasmRuntime implements Backend {
     const [sbp, sbj] = transB ? [1, k] : [n, 1];
     await this.withPlaced([a, b], out, async ([pa, pb], po) => {
       const workers = this.workers;
-      const parts = workers && m >= 8 && m * k * n >= MATMUL_PARALLEL_MIN ? workers.threads : 1;
+      const parts = workers && m >= 8 && m * k * n >= this.parallelMin * MATMUL_PARALLEL_FACTOR ? workers.threads : 1;
       const step = Math.ceil(m / parts / 4) * 4;
       const ranges: [number, number][] = [];
       for (let i = 0; i < m; i += step) ranges.push([i, Math.min(m, i + step)]);
