@@ -2,15 +2,24 @@
 // spectrum, A = U·diag(σ)·Vᵀ (U, V: random-sign, column-permuted Hadamard
 // columns, so the optimal rank-64 error is known exactly), against
 // torch.svd_lowrank(q = 74, niter = 2) on the same matrix and thread count,
-// both measured in this run.
+// both measured in this run. Then object sizes: the matrix as the change of
+// a one-tensor model, stored as a low-rank basis of rank 16 and 64 and as a
+// dense f32 diff vector, with their relative errors.
 //   pnpm bench svd           (WGIT_BENCH_SVD_N=2048 for a smaller matrix)
 // The torch baseline needs Debian's python3-torch and libjemalloc2 (see
 // docs/benchmarks.md); without them only wgit's figures are printed.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getDevice, randomizedSvd } from '../../packages/core/src/index.js';
+import {
+  computeDiffVector,
+  computeLowRank,
+  getDevice,
+  openModel,
+  randomizedSvd,
+  writeSafetensors,
+} from '../../packages/core/src/index.js';
 
 const N = Number(process.env.WGIT_BENCH_SVD_N ?? 4096);
 const L = 512; // components of the synthetic matrix
@@ -123,9 +132,39 @@ async function main() {
     );
     console.log(`time ratio wgit / torch: ${(best / 1000 / t.seconds).toFixed(2)}×`);
   } finally {
+    await objectSizes(dir, a);
     rmSync(dir, { recursive: true, force: true });
     device.free(aBuf);
   }
+}
+
+const folderBytes = (d: string) => readdirSync(d).reduce((n, f) => n + statSync(join(d, f)).size, 0);
+
+/** Base = 0, FT = A: the change is A; stored as low-rank bases and as a diff vector. */
+async function objectSizes(dir: string, a: Float32Array): Promise<void> {
+  const base = join(dir, 'base');
+  const ft = join(dir, 'ft');
+  mkdirSync(base);
+  mkdirSync(ft);
+  const bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+  await writeSafetensors(join(base, 'model.safetensors'), [
+    { name: 'w', dtype: 'F32', shape: [N, N], data: bytes(new Float32Array(N * N)) },
+  ]);
+  await writeSafetensors(join(ft, 'model.safetensors'), [{ name: 'w', dtype: 'F32', shape: [N, N], data: bytes(a) }]);
+  const [mb, mf] = [await openModel(base), await openModel(ft)];
+  const dv = join(dir, 'dv');
+  await computeDiffVector(mb, mf, { outDir: dv });
+  console.log(`dense f32 diff vector: ${(folderBytes(dv) / 2 ** 20).toFixed(2)} MiB, error 0`);
+  for (const rank of [16, 64]) {
+    const out = join(dir, `lr${rank}`);
+    const { report } = await computeLowRank(mb, mf, { rank }, { outDir: out });
+    const size = folderBytes(out);
+    console.log(
+      `low-rank basis rank ${rank}: ${(size / 2 ** 20).toFixed(2)} MiB (${((100 * size) / folderBytes(dv)).toFixed(2)}% of the diff vector), ` +
+        `relative error ${report.error.toExponential(4)}`,
+    );
+  }
+  await Promise.all([mb.close(), mf.close()]);
 }
 
 await main();

@@ -860,4 +860,4 @@ export function dareDrop(x: usize, out: usize, n: i32, seed: u32, stream: u32, i
 
 // ---------------------------------------------------------------- matmul (matmul.ts)
 
-export { matmulPackBytes, matmulRows } from './matmul';
+export { matmulPackBytes, matmulRows, matmulShared } from './matmul';

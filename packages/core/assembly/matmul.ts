@@ -188,3 +188,32 @@ export function matmulRows(
     }
   }
 }
+
+/**
+ * Rows of op(A)·op(B) handed out `chunk` at a time from the shared i32
+ * counter at `counter` (atomically), until all m rows are taken: every
+ * thread of a call runs this with its own packing area, so a thread that
+ * gets less CPU time takes fewer chunks.
+ */
+export function matmulShared(
+  a: usize,
+  sai: i32,
+  sap: i32,
+  b: usize,
+  sbp: i32,
+  sbj: i32,
+  out: usize,
+  ldo: i32,
+  m: i32,
+  k: i32,
+  n: i32,
+  pack: usize,
+  counter: usize,
+  chunk: i32,
+): void {
+  while (true) {
+    const i0 = atomic.add<i32>(counter, chunk);
+    if (i0 >= m) break;
+    matmulRows(a, sai, sap, b, sbp, sbj, out, ldo, i0, min(m, i0 + chunk), k, n, pack);
+  }
+}

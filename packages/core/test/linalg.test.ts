@@ -118,6 +118,8 @@ describe('matmul kernel', () => {
       [64, 300, 100],
       [5, 600, 9],
       [130, 17, 520],
+      // Rows shared by the workers in chunks of 128 (the last one short).
+      [300, 40, 20],
     ])
       for (const [ta, tb] of [
         [false, false],

@@ -20,6 +20,8 @@ const DEFAULT_PARALLEL_MIN = 1 << 18;
  * than the product.
  */
 const MATMUL_PARALLEL_FACTOR = 256;
+/** Rows a worker takes at a time from a parallel matmul. */
+const MATMUL_CHUNK = 128;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
@@ -293,9 +295,10 @@ class KernelPool extends WasmRuntime implements Backend {
   // ------------------------------------------------------------ matmul
 
   /**
-   * op(a)·op(b) by assembly/matmul.ts: transposes are strides; rows of the
-   * output split across the workers (multiples of 4) once m·k·n reaches
-   * parallelMin · MATMUL_PARALLEL_FACTOR, each worker with its own packing area.
+   * op(a)·op(b) by assembly/matmul.ts: transposes are strides. Once m·k·n
+   * reaches parallelMin · MATMUL_PARALLEL_FACTOR, the workers take chunks of
+   * MATMUL_CHUNK output rows from a shared counter (a worker that gets less
+   * CPU takes fewer), each with its own packing area.
    */
   async matmul(
     a: Float32Array,
@@ -312,23 +315,31 @@ class KernelPool extends WasmRuntime implements Backend {
     const [sbp, sbj] = transB ? [1, k] : [n, 1];
     await this.withPlaced([a, b], out, async ([pa, pb], po) => {
       const workers = this.workers;
-      const parts = workers && m >= 8 && m * k * n >= this.parallelMin * MATMUL_PARALLEL_FACTOR ? workers.threads : 1;
-      const step = Math.ceil(m / parts / 4) * 4;
-      const ranges: [number, number][] = [];
-      for (let i = 0; i < m; i += step) ranges.push([i, Math.min(m, i + step)]);
       const packBytes = this.main.matmulPackBytes() as number;
-      const packs = ranges.map(() => this.arena.alloc(packBytes));
-      try {
-        const args = (r: number) => [pa, sai, sap, pb, sbp, sbj, po, n, ranges[r][0], ranges[r][1], k, n, packs[r]];
-        if (!workers || ranges.length === 1) {
-          this.callMain('matmulRows', args(0));
-          return;
+      if (!workers || m < 2 * MATMUL_CHUNK || m * k * n < this.parallelMin * MATMUL_PARALLEL_FACTOR) {
+        const pack = this.arena.alloc(packBytes);
+        try {
+          this.callMain('matmulRows', [pa, sai, sap, pb, sbp, sbj, po, n, 0, m, k, n, pack]);
+        } finally {
+          this.arena.release(pack);
         }
-        const settled = await Promise.allSettled(ranges.map((_, r) => this.send(workers, r, 'matmulRows', args(r))));
+        return;
+      }
+      // Every worker takes chunks of rows from one shared counter until none is left.
+      const counter = this.arena.alloc(64);
+      const packs = Array.from({ length: workers.threads }, () => this.arena.alloc(packBytes));
+      try {
+        new Int32Array(this.arena.buffer, counter, 1)[0] = 0;
+        const settled = await Promise.allSettled(
+          packs.map((pack, w) =>
+            this.send(workers, w, 'matmulShared', [pa, sai, sap, pb, sbp, sbj, po, n, m, k, n, pack, counter, MATMUL_CHUNK]),
+          ),
+        );
         const failed = settled.find((r) => r.status === 'rejected');
         if (failed) throw (failed as PromiseRejectedResult).reason;
       } finally {
         for (const p of packs) this.arena.release(p);
+        this.arena.release(counter);
       }
     });
   }
