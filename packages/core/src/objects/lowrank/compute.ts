@@ -139,12 +139,12 @@ interface Factors {
   rank: number;
 }
 
-/** Δ of one tensor in f32 (pool slot 'delta'), refusing NaN or infinity; returns it and ‖Δ‖². */
+/** Δ of one tensor in f32 (computed in place of FT's values), refusing NaN or infinity; returns it and ‖Δ‖². */
 async function deltaOf(name: string, base: ModelSource, ft: ModelSource, pool: BufferPool, device: Device) {
   const t = ft.tensor(name);
   const vf = await convertIn(pool, 'vf', await ft.readTensor(name, pool.bytes('rf', t.byteLength)), t.dtype, device);
   const vb = await convertIn(pool, 'vb', await base.readTensor(name, pool.bytes('rb', t.byteLength)), t.dtype, device);
-  const delta = pool.f32('delta', vf.length);
+  const delta = vf;
   await device.sub(vf, vb, delta);
   const norm2 = await device.sumSq(delta);
   if (!Number.isFinite(norm2))
@@ -190,6 +190,20 @@ async function factor(
   return { a: new Float32Array(rank * n), b: new Float32Array(m * rank), rank };
 }
 
+/** ‖Δ − B·A‖² in f64, B·A expanded in blocks of about 2²⁴ elements (the base's buffer holds them). */
+async function residual2(device: Device, pool: BufferPool, delta: Float32Array, f: Factors, m: number, n: number) {
+  const rows = Math.max(1, Math.floor(2 ** 24 / n));
+  let e2 = 0;
+  for (let r0 = 0; r0 < m; r0 += rows) {
+    const r1 = Math.min(m, r0 + rows);
+    const approx = pool.f32('vb', (r1 - r0) * n);
+    await device.matmul(f.b.subarray(r0 * f.rank, r1 * f.rank), f.a, approx, r1 - r0, f.rank, n);
+    await device.sub(delta.subarray(r0 * n, r1 * n), approx, approx);
+    e2 += await device.sumSq(approx);
+  }
+  return e2;
+}
+
 /** FT − BASE as a low-rank basis written to `io`; returns its header and the report (ranks and errors). */
 export async function computeLowRank(
   base: ModelSource,
@@ -215,10 +229,7 @@ export async function computeLowRank(
       if (meta.lowRank.includes(name)) {
         const [m, n] = ft.tensor(name).shape;
         const f = await factor(device, delta, m, n, norm2, params, i);
-        const approx = pool.f32('approx', m * n);
-        await device.matmul(f.b, f.a, approx, m, f.rank, n);
-        await device.sub(delta, approx, approx);
-        const e2 = await device.sumSq(approx);
+        const e2 = await residual2(device, pool, delta, f, m, n);
         err2 += e2;
         factors.set(name, f);
         tensors.push({ name, shape: [m, n], rank: f.rank, error: norm2 === 0 ? 0 : Math.sqrt(e2 / norm2) });
