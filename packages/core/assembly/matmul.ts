@@ -2,8 +2,9 @@
 // out rows [i0, i1) of op(A)·op(B), with op(A)[i, p] = a[i·sai + p·sap] and
 // op(B)[p, j] = b[p·sbp + j·sbj] (element strides, so transposes are only
 // strides). Blocks of B (KC × NC) and A (MC × KC) are packed into `pack`
-// (MATMUL_PACK_BYTES, one area per thread) as 8-column and 4-row panels, and
-// a 4×8 register tile accumulates KC products per element in f32 lanes.
+// (MATMUL_PACK_BYTES, one area per thread) as 8-column (a last 1–4 columns:
+// 4-column) and 4-row panels, and a 4×8 (4×4) register tile accumulates KC
+// products per element in f32 lanes.
 // Sums over p run block by block in index order within each lane.
 
 const MC: i32 = 64;
@@ -95,6 +96,57 @@ function tile(
     }
 }
 
+/** The 4×4 tile of a last panel of at most 4 columns (B panel 4 wide). */
+function tile4(
+  pa: usize,
+  pb: usize,
+  kc: i32,
+  out: usize,
+  ldo: i32,
+  row: i32,
+  col: i32,
+  mr: i32,
+  nr: i32,
+  acc: bool,
+  tmp: usize,
+): void {
+  let c0 = f32x4.splat(0);
+  let c1 = f32x4.splat(0);
+  let c2 = f32x4.splat(0);
+  let c3 = f32x4.splat(0);
+  for (let p: i32 = 0; p < kc; p++) {
+    const b0 = v128.load(pb);
+    c0 = fma(c0, v128.load32_splat(pa), b0);
+    c1 = fma(c1, v128.load32_splat(pa, 4), b0);
+    c2 = fma(c2, v128.load32_splat(pa, 8), b0);
+    c3 = fma(c3, v128.load32_splat(pa, 12), b0);
+    pa += 16;
+    pb += 16;
+  }
+  v128.store(tmp, c0);
+  v128.store(tmp, c1, 32);
+  v128.store(tmp, c2, 64);
+  v128.store(tmp, c3, 96);
+  for (let r: i32 = 0; r < mr; r++)
+    for (let c: i32 = 0; c < nr; c++) {
+      const o = out + ((<usize>(row + r) * <usize>ldo + <usize>(col + c)) << 2);
+      const v = load<f32>(tmp + (<usize>(r * 8 + c) << 2));
+      store<f32>(o, acc ? load<f32>(o) + v : v);
+    }
+}
+
+/** Packs columns [jc + jp, jc + jp + width) of B's rows [pc, pc + kc) as one panel, zero past nc. */
+function packBPanel(b: usize, sbp: i32, sbj: i32, panel: usize, pc: i32, jc: i32, kc: i32, nc: i32, jp: i32, width: i32): void {
+  for (let p: i32 = 0; p < kc; p++) {
+    const d = panel + (<usize>(p * width) << 2);
+    const src = b + (<usize>((pc + p) * sbp) << 2);
+    for (let jj: i32 = 0; jj < width; jj++) {
+      const j = jp + jj;
+      store<f32>(d + (<usize>jj << 2), j < nc ? load<f32>(src + (<usize>((jc + j) * sbj) << 2)) : 0);
+    }
+  }
+}
+
 /** Packs A rows [ic, ic + mc) × [pc, pc + kc) into 4-row panels, reading along rows (sap = 1 is contiguous). */
 function packARows(a: usize, sai: i32, sap: i32, pa: usize, ic: i32, pc: i32, mc: i32, mcp: i32, kc: i32): void {
   const step = <usize>sap << 2;
@@ -150,40 +202,28 @@ export function matmulRows(
   const tmp = pa + (<usize>(MC * KC) << 2);
   for (let jc: i32 = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
-    const ncp = (nc + 7) & ~7;
+    // 8-column panels; a last remainder of 1–4 columns gets a 4-wide panel.
+    const nfull = nc & ~7;
+    const narrow = nc - nfull > 0 && nc - nfull <= 4;
+    const ncp = narrow ? nfull + 4 : (nc + 7) & ~7;
     for (let pc: i32 = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      for (let jp: i32 = 0; jp < ncp; jp += 8) {
-        const panel = pb + (<usize>(jp * kc) << 2);
-        for (let p: i32 = 0; p < kc; p++) {
-          const d = panel + (<usize>(p * 8) << 2);
-          const src = b + (<usize>((pc + p) * sbp) << 2);
-          for (let jj: i32 = 0; jj < 8; jj++) {
-            const j = jp + jj;
-            store<f32>(d + (<usize>jj << 2), j < nc ? load<f32>(src + (<usize>((jc + j) * sbj) << 2)) : 0);
-          }
-        }
-      }
+      for (let jp: i32 = 0; jp < ncp; jp += 8)
+        packBPanel(b, sbp, sbj, pb + (<usize>(jp * kc) << 2), pc, jc, kc, nc, jp, narrow && jp == nfull ? 4 : 8);
       for (let ic: i32 = i0; ic < i1; ic += MC) {
         const mc = min(MC, i1 - ic);
         const mcp = (mc + 3) & ~3;
         if (sai == 1) packAColumns(a, sap, pa, ic, pc, mc, mcp, kc);
         else packARows(a, sai, sap, pa, ic, pc, mc, mcp, kc);
         for (let ip: i32 = 0; ip < mcp; ip += 4)
-          for (let jp: i32 = 0; jp < ncp; jp += 8)
-            tile(
-              pa + (<usize>(ip * kc) << 2),
-              pb + (<usize>(jp * kc) << 2),
-              kc,
-              out,
-              ldo,
-              ic + ip,
-              jc + jp,
-              min(4, mc - ip),
-              min(8, nc - jp),
-              pc > 0,
-              tmp,
-            );
+          for (let jp: i32 = 0; jp < ncp; jp += 8) {
+            const tpa = pa + (<usize>(ip * kc) << 2);
+            const tpb = pb + (<usize>(jp * kc) << 2);
+            const mr = min(4, mc - ip);
+            const nr = min(8, nc - jp);
+            if (narrow && jp == nfull) tile4(tpa, tpb, kc, out, ldo, ic + ip, jc + jp, mr, nr, pc > 0, tmp);
+            else tile(tpa, tpb, kc, out, ldo, ic + ip, jc + jp, mr, nr, pc > 0, tmp);
+          }
       }
     }
   }

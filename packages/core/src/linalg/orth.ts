@@ -2,7 +2,7 @@
  * Orthonormal bases of tall-skinny f32 matrices for the randomized SVD.
  * CholeskyQR2 first: R from the Cholesky factor of the Gram YᵀY (a device
  * matmul, factored in f64), Q = Y·R⁻¹ (a device matmul), done twice so Q is
- * orthonormal to f32 rounding when Y is well conditioned. When the Cholesky
+ * orthonormal to f32 rounding (once when the first Q already is). When the Cholesky
  * factor breaks down or the result is not orthonormal (Y near rank
  * deficient: a planted low-rank Δ, a fast-decaying spectrum), it falls back
  * to Householder QR in f64, which handles any Y.
@@ -12,6 +12,8 @@ import { householderQR, type QR } from './qr.js';
 
 /** Largest |QᵀQ − I| entry accepted from CholeskyQR2. */
 const ORTHO_TOL = 1e-4;
+/** … and from its first pass alone (Y well conditioned: the second pass is skipped). */
+const ONE_PASS_TOL = 2e-5;
 
 /** Upper Cholesky factor of the symmetric k×k `g` (f32 sums, factored in f64); null when it breaks down. */
 function cholesky(g: Float32Array, k: number): Float64Array | null {
@@ -64,19 +66,24 @@ export async function orthonormalize(device: Device, y: Float32Array, m: number,
   const g = new Float32Array(k * k);
   const q1 = new Float32Array(m * k);
   const q2 = new Float32Array(m * k);
+  const offIdentity = () => {
+    let worst = 0;
+    for (let i = 0; i < k; i++)
+      for (let j = 0; j < k; j++) worst = Math.max(worst, Math.abs(g[i * k + j] - (i === j ? 1 : 0)));
+    return worst;
+  };
   await device.matmul(y, y, g, k, m, k, true);
   const r1 = cholesky(g, k);
   if (r1) {
     await device.matmul(y, upperInverse(r1, k), q1, m, k, k);
+    // The Gram of Q₁ checks the first pass and starts the second.
     await device.matmul(q1, q1, g, k, m, k, true);
+    if (offIdentity() <= ONE_PASS_TOL) return { q: q1, r: r1 };
     const r2 = cholesky(g, k);
     if (r2) {
       await device.matmul(q1, upperInverse(r2, k), q2, m, k, k);
       await device.matmul(q2, q2, g, k, m, k, true);
-      let worst = 0;
-      for (let i = 0; i < k; i++)
-        for (let j = 0; j < k; j++) worst = Math.max(worst, Math.abs(g[i * k + j] - (i === j ? 1 : 0)));
-      if (worst <= ORTHO_TOL) return { q: q2, r: upperProduct(r2, r1, k) };
+      if (offIdentity() <= ORTHO_TOL) return { q: q2, r: upperProduct(r2, r1, k) };
     }
   }
   return householderQR(y, m, k);
