@@ -857,3 +857,7 @@ export function dareDrop(x: usize, out: usize, n: i32, seed: u32, stream: u32, i
     store<f32>(out + o, (h >>> 8) >= cut ? load<f32>(x + o) * scale : <f32>0);
   }
 }
+
+// ---------------------------------------------------------------- matmul (matmul.ts)
+
+export { matmulPackBytes, matmulRows, matmulShared } from './matmul';

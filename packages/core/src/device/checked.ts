@@ -265,6 +265,31 @@ class CheckedDevice implements Device {
     return this.inner.sub(a, b, out);
   }
 
+  async matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA = false,
+    transB = false,
+  ): Promise<void> {
+    for (const [v, what] of [
+      [m, 'm'],
+      [k, 'k'],
+      [n, 'n'],
+    ] as const)
+      if (!Number.isInteger(v) || v < 1) throw argError(`matmul ${what} must be a positive integer, got ${String(v)}`);
+    if (typeof transA !== 'boolean' || typeof transB !== 'boolean')
+      throw argError('matmul transA/transB must be booleans');
+    checkLength(checkF32(a, 'matmul a').length, m * k, 'matmul a');
+    checkLength(checkF32(b, 'matmul b').length, k * n, 'matmul b');
+    checkLength(checkF32(out, 'matmul output').length, m * n, 'matmul output');
+    this.aliasing([a, b], out, false);
+    return this.inner.matmul(a, b, out, m, k, n, transA, transB);
+  }
+
   async axpy(a: Float32Array, s: number, b: Float32Array, out: Float32Array): Promise<void> {
     checkF32(out, 'axpy output');
     checkLength(checkF32(a, 'axpy a').length, out.length, 'axpy a');

@@ -79,7 +79,7 @@ export interface DeviceBuffer<D extends BufferDType = BufferDType> {
  * The kernel set. Arguments are host arrays; a `view` of a buffer this device
  * allocated is passed without a copy, any other array is staged (correct,
  * slower). Outputs may be exactly one of the inputs (in place) where noted;
- * partial overlap is refused. Matmul, gather and scatter will join here.
+ * partial overlap is refused. Gather and scatter will join here.
  */
 export interface KernelSet {
   toF32(src: Uint8Array, dtype: KernelDType, dst: Float32Array): Promise<void>;
@@ -139,6 +139,25 @@ export interface KernelSet {
     thresholds: number[],
     out: Float32Array,
     tieQuotas?: number[],
+  ): Promise<void>;
+  /**
+   * out (m×n) = op(a)·op(b), f32, row-major: op(a) is a (m×k) or, with
+   * transA, the transpose of a stored as k×m; op(b) is b (k×n) or, with
+   * transB, the transpose of b stored as n×k. Each output element is a sum
+   * of k products accumulated in f32 or wider, in an order the backend picks
+   * (blocking, lanes): results agree across backends to rounding, not bit for
+   * bit. out must not overlap a or b. See docs/kernels.md and matmul() in
+   * reference.ts (the oracle: f64 sums in index order, rounded once).
+   */
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA?: boolean,
+    transB?: boolean,
   ): Promise<void>;
   /** DARE: drop with probability p (rng.ts), rescale survivors; x[0] is element `offset` of the tensor. */
   dareDrop(x: Float32Array, p: number, seed: number, stream: number, offset: number, out: Float32Array): Promise<void>;

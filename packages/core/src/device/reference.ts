@@ -207,6 +207,25 @@ export function diffStats(a: Uint8Array, b: Uint8Array, dtype: KernelDType): Dif
   return { sqDelta, sqA, sqB, dot, maxAbsDelta, identical };
 }
 
+/** out = op(a)·op(b) (KernelSet.matmul): f64 sums over p = 0..k−1 in order, rounded once to f32. */
+export function matmul(
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  transA: boolean,
+  transB: boolean,
+): void {
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[transA ? p * m + i : i * k + p] * b[transB ? j * k + p : p * n + j];
+      out[i * n + j] = s;
+    }
+}
+
 export function sub(a: Float32Array, b: Float32Array, out: Float32Array): void {
   for (let j = 0; j < out.length; j++) out[j] = a[j] - b[j];
 }
@@ -405,6 +424,9 @@ export const referenceBackend: Backend = {
   },
   async ties(taus, weights, thresholds, out, tieQuotas) {
     ties(taus, weights, thresholds, out, tieQuotas);
+  },
+  async matmul(a, b, out, m, k, n, transA, transB) {
+    matmul(a, b, out, m, k, n, transA ?? false, transB ?? false);
   },
   async dareDrop(x, p, seed, stream, offset, out) {
     dareDrop(x, p, seed, stream, offset, out);

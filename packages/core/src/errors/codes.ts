@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   },
   E_BAD_PARAM: {
     meaning: 'a merge method parameter or numeric flag is out of range or does not apply to the method',
-    commands: `${METHODS}, gc`,
+    commands: `${METHODS}, gc, lowrank, export-lora`,
     fix: 'correct the value named in the message; docs/methods/ lists each method’s parameters',
   },
   E_BAD_ENV: {
@@ -210,7 +210,7 @@ export const ERROR_CODES = {
   },
   E_OUTPUT_NOT_EMPTY: {
     meaning: 'the output folder exists and is not empty; wgit never mixes two models in one folder',
-    commands: `checkout, ${METHODS}, demo`,
+    commands: `checkout, ${METHODS}, demo, export-lora`,
     fix: 'choose a new or empty output folder',
   },
   E_UNSUPPORTED_FILE: {
@@ -316,7 +316,7 @@ export const ERROR_CODES = {
   },
   E_SHAPE_MISMATCH: {
     meaning: 'a tensor has different shapes (or lengths) in the input models',
-    commands: `${METHODS}, apply, sparsify, rws`,
+    commands: `${METHODS}, apply, sparsify, rws, lowrank`,
     fix: 'merge only models of one architecture (fine-tunes of one base)',
   },
   E_NAN_DELTA: {
@@ -327,7 +327,7 @@ export const ERROR_CODES = {
   },
   E_NOT_AN_OBJECT: {
     meaning: 'a revision given as an object (a diff vector) holds something else',
-    commands: 'apply',
+    commands: 'apply, export-lora',
     fix: 'save the object first (wgit diff A B --save NAME) and name that branch',
   },
   E_OBJECT_BASE_MISSING: {
@@ -338,8 +338,29 @@ export const ERROR_CODES = {
   },
   E_DTYPE_MISMATCH: {
     meaning: 'a tensor has different dtypes in the input models',
-    commands: `${METHODS}, sparsify, rws extract`,
+    commands: `${METHODS}, sparsify, rws extract, lowrank`,
     fix: 'convert the inputs to one dtype first',
+  },
+  // Low-rank bases and LoRA adapters (lowrank, export-lora, import-lora)
+  E_RANK_TOO_LARGE: {
+    meaning: 'the rank asked for is larger than a tensor’s smaller dimension',
+    commands: 'lowrank',
+    fix: 'give a --rank no larger than the smallest matrix the message names, or use --energy',
+  },
+  E_NOT_FINITE: {
+    meaning: 'a tensor’s difference (fine-tune − base) holds NaN or infinity',
+    commands: 'lowrank',
+    fix: 'check the model named in the message: one of its tensors holds NaN or infinite values',
+  },
+  E_BAD_ADAPTER: {
+    meaning: 'a LoRA adapter folder is not in PEFT’s layout: config missing or not LORA, keys or factor shapes wrong',
+    commands: 'import-lora',
+    fix: 'give a folder with adapter_config.json (peft_type LORA) and adapter_model.safetensors as PEFT saves them',
+  },
+  E_ADAPTER_MISMATCH: {
+    meaning: 'a LoRA adapter does not fit the base model: a module it changes is missing there or has another shape',
+    commands: 'import-lora',
+    fix: 'give the base model the adapter was trained on (its base_model_name_or_path)',
   },
   E_DTYPE_UNKNOWN: {
     meaning: 'a dtype name wgit does not know',

@@ -30,6 +30,24 @@ export type {
   ObjectSummary,
   ObjectValue,
 } from './kind.js';
+export {
+  applyLowRank,
+  factorNames,
+  LOW_RANK_KIND,
+  type LowRank,
+  type LowRankMeta,
+  lowRank,
+  lowRankView,
+  ranksOf,
+} from './low-rank.js';
+export {
+  computeLowRank,
+  type LowRankParams,
+  type LowRankReport,
+  type LowRankTensorReport,
+  lowRankParams,
+  planLowRank,
+} from './lowrank/compute.js';
 export { getObjectKind, listObjectKinds, OBJECT_KINDS, type ResolvedObject, resolveObject } from './registry.js';
 export { RMM_BASIS_KIND, type RmmBasis, rmmBasis } from './rmm-basis.js';
 export {

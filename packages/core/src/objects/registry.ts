@@ -7,6 +7,7 @@ import { WgitError } from '../errors.js';
 import { checkpoint } from './checkpoint.js';
 import { diffVector } from './diff-vector.js';
 import type { ObjectHeader, ObjectKind } from './kind.js';
+import { lowRank } from './low-rank.js';
 import { rmmBasis } from './rmm-basis.js';
 import { rws } from './rws.js';
 import { sparseDelta } from './sparse-delta.js';
@@ -17,6 +18,7 @@ export const OBJECT_KINDS: readonly ObjectKind[] = [
   diffVector as unknown as ObjectKind,
   sparseDelta as unknown as ObjectKind,
   rws as unknown as ObjectKind,
+  lowRank as unknown as ObjectKind,
 ];
 
 export function listObjectKinds(): string[] {

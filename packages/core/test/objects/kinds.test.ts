@@ -44,8 +44,8 @@ after(async () => {
 });
 
 describe('object kinds', () => {
-  it('the registry knows checkpoint, rmm-basis, diff-vector, sparse-delta and rws, and refuses a kind it does not know', () => {
-    assert.deepEqual(listObjectKinds(), ['checkpoint', 'rmm-basis', 'diff-vector', 'sparse-delta', 'rws']);
+  it('the registry knows checkpoint, rmm-basis, diff-vector, sparse-delta, rws and low-rank, and refuses a kind it does not know', () => {
+    assert.deepEqual(listObjectKinds(), ['checkpoint', 'rmm-basis', 'diff-vector', 'sparse-delta', 'rws', 'low-rank']);
     assert.equal(getObjectKind('rmm-basis'), rmmBasis);
     assert.throws(
       () => getObjectKind('hologram'),

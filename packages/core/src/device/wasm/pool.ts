@@ -14,6 +14,14 @@ import { BLOCK, WasmRuntime } from './runtime.js';
 
 /** Below this many elements a call runs on the calling thread: a worker round trip costs more. */
 const DEFAULT_PARALLEL_MIN = 1 << 18;
+/**
+ * A matmul splits its rows across the workers from parallelMin × this many
+ * multiply-adds (2²⁶ by default): below that a worker round trip costs more
+ * than the product.
+ */
+const MATMUL_PARALLEL_FACTOR = 256;
+/** Rows a worker takes at a time from a parallel matmul. */
+const MATMUL_CHUNK = 128;
 const KIND: Record<KernelDType, number> = { F32: 0, BF16: 1, F16: 2 };
 
 export interface KernelOptions {
@@ -282,6 +290,58 @@ class KernelPool extends WasmRuntime implements Backend {
         await this.parallel('axpy', out.length, (st, c) => [[pa + st * 4, pb + st * 4, po + st * 4, c, s]]);
       },
     );
+  }
+
+  // ------------------------------------------------------------ matmul
+
+  /**
+   * op(a)·op(b) by assembly/matmul.ts: transposes are strides. Once m·k·n
+   * reaches parallelMin · MATMUL_PARALLEL_FACTOR, the workers take chunks of
+   * MATMUL_CHUNK output rows from a shared counter (a worker that gets less
+   * CPU takes fewer), each with its own packing area.
+   */
+  async matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA = false,
+    transB = false,
+  ): Promise<void> {
+    this.live();
+    const [sai, sap] = transA ? [1, m] : [k, 1];
+    const [sbp, sbj] = transB ? [1, k] : [n, 1];
+    await this.withPlaced([a, b], out, async ([pa, pb], po) => {
+      const workers = this.workers;
+      const packBytes = this.main.matmulPackBytes() as number;
+      if (!workers || m < 2 * MATMUL_CHUNK || m * k * n < this.parallelMin * MATMUL_PARALLEL_FACTOR) {
+        const pack = this.arena.alloc(packBytes);
+        try {
+          this.callMain('matmulRows', [pa, sai, sap, pb, sbp, sbj, po, n, 0, m, k, n, pack]);
+        } finally {
+          this.arena.release(pack);
+        }
+        return;
+      }
+      // Every worker takes chunks of rows from one shared counter until none is left.
+      const counter = this.arena.alloc(64);
+      const packs = Array.from({ length: workers.threads }, () => this.arena.alloc(packBytes));
+      try {
+        new Int32Array(this.arena.buffer, counter, 1)[0] = 0;
+        const settled = await Promise.allSettled(
+          packs.map((pack, w) =>
+            this.send(workers, w, 'matmulShared', [pa, sai, sap, pb, sbp, sbj, po, n, m, k, n, pack, counter, MATMUL_CHUNK]),
+          ),
+        );
+        const failed = settled.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      } finally {
+        for (const p of packs) this.arena.release(p);
+        this.arena.release(counter);
+      }
+    });
   }
 
   // ------------------------------------------------------------ reductions
