@@ -6,7 +6,7 @@ export * from './linalg/index.js';
 export * from './methods/index.js';
 export * from './objects/index.js';
 export * from './parse.js';
-export { isTokenizerFile, mixSideFiles, type SideFilePlan, transferSideFiles } from './pipeline/side-files.js';
 export * from './peft/index.js';
+export { isTokenizerFile, mixSideFiles, type SideFilePlan, transferSideFiles } from './pipeline/side-files.js';
 export * from './safetensors/index.js';
 export * from './util/safe-path.js';

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable } from '../format.js';
 import { recipeRef, runMethodCommit } from '../method-commit.js';
 
@@ -35,6 +36,7 @@ with BASE as parent; --merge also commits BASE + adapter on another branch.`;
   };
 
   static override flags = {
+    ...deviceFlags,
     base: Flags.string({ description: 'the base model: revision or path', required: true }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
     branch: Flags.string({ description: 'branch for the basis (default: a new branch lora/<DIR>)' }),
@@ -43,6 +45,7 @@ with BASE as parent; --merge also commits BASE + adapter on another branch.`;
 
   async run(): Promise<ImportLoraResult> {
     const { args, flags } = await this.parse(ImportLora);
+    const device = await useDevice(flags.device);
     const { applyDelta, importLora, lowRank, lowRankView, openLoraAdapter, planLoraImport } = await import(
       '@wgit/core'
     );
@@ -50,6 +53,7 @@ with BASE as parent; --merge also commits BASE + adapter on another branch.`;
     const adapter = await openLoraAdapter(dir);
     try {
       const made = await runMethodCommit({
+        device,
         repo: flags.repo,
         models: [flags.base],
         kind: 'lora',
@@ -94,6 +98,7 @@ with BASE as parent; --merge also commits BASE + adapter on another branch.`;
       };
       if (flags.merge !== undefined) {
         const merged = await runMethodCommit({
+          device,
           repo: flags.repo,
           models: [made.result.commit, flags.base],
           kind: 'apply',

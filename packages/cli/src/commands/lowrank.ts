@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable } from '../format.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag, integerFlag } from '../numbers.js';
@@ -43,6 +44,7 @@ holds the parameters and the relative error ‖Δ − B·A‖/‖Δ‖ of every 
   };
 
   static override flags = {
+    ...deviceFlags,
     base: Flags.string({ description: 'the model FT was tuned from: revision or path', required: true }),
     rank: Flags.string({ description: 'rank of every factored tensor', exclusive: ['energy'] }),
     energy: Flags.string({ description: 'fraction of ‖Δ‖² each tensor keeps, in (0, 1]', exclusive: ['rank'] }),
@@ -60,6 +62,7 @@ holds the parameters and the relative error ‖Δ − B·A‖/‖Δ‖ of every 
 
   async run(): Promise<LowRankResult> {
     const { args, flags } = await this.parse(LowRank);
+    const device = await useDevice(flags.device);
     const { computeLowRank, planLowRank, WgitError } = await import('@wgit/core');
     const params = {
       rank: integerFlag(flags.rank, 'rank', { min: 1 }) ?? null,
@@ -72,6 +75,7 @@ holds the parameters and the relative error ‖Δ − B·A‖/‖Δ‖ of every 
     if (params.rank === null && params.energy === null)
       throw new WgitError('E_USAGE', 'give --rank R or --energy E', { flag: 'rank' });
     const { value, models, result, parents } = await runMethodCommit({
+      device,
       repo: flags.repo,
       models: [args.ft, flags.base],
       kind: 'lowrank',

@@ -24,6 +24,7 @@ import {
   type TransferSums,
 } from '../device.js';
 import { dareCut, dareKeys, dareScale } from '../rng.js';
+import { gpuMatmul } from './matmul.js';
 import { bytesOf, type GpuRuntime, SLICE_MAX, sliced, uniforms } from './runtime.js';
 import { WG } from './shaders/common.js';
 import { type MapOp, mapShader } from './shaders/map.js';
@@ -227,6 +228,20 @@ export class WebGpuBackend implements Backend {
       identical += partials[o + 9];
     }
     return { sqDelta, sqA, sqB, dot, maxAbsDelta, identical };
+  }
+
+  /** Tiled f32 matmul (matmul.ts); blocks sized to the binding limit. */
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA = false,
+    transB = false,
+  ): Promise<void> {
+    return gpuMatmul(this.rt, a, b, out, m, k, n, transA, transB);
   }
 
   async dot(a: Float32Array, b: Float32Array): Promise<number> {
