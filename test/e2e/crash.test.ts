@@ -128,8 +128,17 @@ describe('crash safety: commits killed with SIGKILL at random points', () => {
         assert.ok(Buffer.from(await m.readTensor(t.name)).equals(Buffer.from(t.data)), `trial ${trial}: ${t.name}`);
     }
     assert.ok(killed >= TRIALS / 2, `only ${killed} of ${TRIALS} children were killed mid-commit`);
+    // Every child is dead, so everything in the temp folder is a killed writer's leftover: its
+    // activity marker and any half-written temp file. A child killed before its commit landed
+    // still has its marker there.
+    const leftovers = fs.readdirSync(repo.tmpDir);
+    assert.ok(
+      leftovers.length >= killed - movedBeforeKill,
+      `${leftovers.length} leftovers for ${killed - movedBeforeKill} commits killed before landing`,
+    );
     const gc = await repo.gc();
-    assert.ok(gc.tempFilesRemoved >= 0);
+    assert.equal(gc.tempFilesRemoved, leftovers.length, `leftovers: ${leftovers.join(', ')}`);
+    assert.deepEqual(fs.readdirSync(repo.tmpDir), []);
     const final = await repo.fsck();
     assert.deepEqual(final.problems, []);
     assert.deepEqual(final.warnings, []);

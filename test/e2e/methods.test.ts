@@ -10,10 +10,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { evaluateModel, type Scores } from '../../packages/cli/src/demo/evaluate.js';
-import { buildLineage, type Lineage } from '../../packages/cli/src/demo/lineage.js';
+import { evaluateModel, taskSplits } from '../../packages/cli/src/demo/evaluate.js';
+import {
+  buildLineage,
+  DEFAULT_DIMS,
+  type Lineage,
+  saveMlp,
+  trainLineage,
+} from '../../packages/cli/src/demo/lineage.js';
 import { type ModelSource, openModel, toF32, writeSafetensors } from '../../packages/core/src/index.js';
 import { Repository } from '../../packages/store/src/index.js';
+import { type TaskScores as Scores, scoreTensors, TASK_NAMES } from './digits-oracle.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'packages/cli/bin/run.js');
@@ -48,7 +55,19 @@ async function withRepoModel<T>(rev: string, fn: (m: ModelSource) => Promise<T>,
   }
 }
 
-const scoreOf = (rev: string) => withRepoModel(rev, evaluateModel);
+/** Accuracies from the scorer written in the test (digits-oracle.ts), not the demo's evaluator. */
+async function scoreSource(m: ModelSource): Promise<Scores> {
+  const t = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
+  for (const info of m.tensors) {
+    assert.equal(info.dtype, 'F32', info.name);
+    const b = await m.readTensor(info.name);
+    t.set(info.name, new Float32Array(b.slice().buffer));
+    shapes.set(info.name, info.shape);
+  }
+  return scoreTensors(t, shapes);
+}
+const scoreOf = (rev: string) => withRepoModel(rev, scoreSource);
 
 async function tensorsOf(m: ModelSource): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
@@ -138,6 +157,19 @@ after(() => {
 });
 
 describe('lineage as committed', () => {
+  test("the demo's evaluator agrees with the scorer written here", async () => {
+    for (const name of ['base-v1', 'ft-rot']) {
+      const theirs = await withRepoModel(commits[name], evaluateModel);
+      for (const t of TASK_NAMES) {
+        // f32 against f64 sums may flip an argmax at a near tie: one image in 539 at most
+        assert.ok(
+          Math.abs(theirs[t] - scores[name][t]) <= 1 / 539 + 1e-12,
+          `${name} ${t}: ${theirs[t]} vs ${scores[name][t]}`,
+        );
+      }
+    }
+  });
+
   test('the bases do poorly on the transformed tasks, each fine-tune does well on its own', () => {
     for (const b of ['base-v1', 'base-v2']) {
       assert.ok(scores[b].clean > 0.9, `${b} clean ${scores[b].clean}`);
@@ -208,49 +240,56 @@ describe('LiNeS (Wang et al. 2025)', () => {
 });
 
 describe('merging (Ilharco et al. 2023, Yadav et al. 2023)', () => {
-  const bestSingle = () => Math.max(avg(scores['ft-flip'], 'flip', 'rot'), avg(scores['ft-rot'], 'flip', 'rot'));
-
-  test('task arithmetic of two fine-tunes beats each one on the average of both tasks', async () => {
-    const r = wgit([
-      'merge',
-      'ft-flip',
-      'ft-rot',
-      '--method',
-      'task-arithmetic',
-      '--base',
-      commits['base-v1'],
-      '--lambda',
-      '1',
-    ]).json;
-    assert.deepEqual(r.parents, [commits['ft-flip'], commits['ft-rot'], commits['base-v1']]);
-    const s = await scoreOf(r.commit);
-    assert.ok(
-      avg(s, 'flip', 'rot') > bestSingle() + 0.03,
-      `merged ${avg(s, 'flip', 'rot')} vs best single ${bestSingle()}`,
-    );
+  // Three lineages (seeds 1, 2, 3, as docs/results.md): a claim about merging holds on the
+  // mean over seeds, not on one seed picked for it. Seeds 2 and 3 commit the three models
+  // a merge needs on branches of their own.
+  const SEEDS = [1, 2, 3];
+  const revs: Record<number, { base: string; flip: string; rot: string }> = {};
+  const single: Record<number, number> = {};
+  before(async () => {
+    revs[1] = { base: commits['base-v1'], flip: commits['ft-flip'], rot: commits['ft-rot'] };
+    const splits = taskSplits();
+    for (const seed of SEEDS.slice(1)) {
+      const models = trainLineage(seed, DEFAULT_DIMS, splits);
+      const c: Record<string, string> = {};
+      for (const name of ['base-v1', 'ft-flip', 'ft-rot'] as const) {
+        const dir = path.join(tmp, `seed${seed}`, name);
+        await saveMlp(models[name], dir, { seed });
+        c[name] = wgit(['commit', dir, '-m', `${name} seed ${seed}`, '--branch', `seed${seed}/${name}`]).json.commit;
+      }
+      revs[seed] = { base: c['base-v1'], flip: c['ft-flip'], rot: c['ft-rot'] };
+    }
+    for (const seed of SEEDS) {
+      const [flip, rot] = [await scoreOf(revs[seed].flip), await scoreOf(revs[seed].rot)];
+      single[seed] = Math.max(avg(flip, 'flip', 'rot'), avg(rot, 'flip', 'rot'));
+    }
   });
 
-  test('so does TIES', async () => {
-    const r = wgit([
-      'merge',
-      'ft-flip',
-      'ft-rot',
-      '--method',
-      'ties',
-      '--base',
-      'main~1',
-      '--density',
-      '0.5',
-      '--lambda',
-      '1.5',
-    ]).json;
-    const info = await (await Repository.open(repoDir)).readCommit(r.commit);
-    assert.equal(info.recipe?.method, 'ties');
-    const s = await scoreOf(r.commit);
-    assert.ok(
-      avg(s, 'flip', 'rot') > bestSingle() + 0.03,
-      `merged ${avg(s, 'flip', 'rot')} vs best single ${bestSingle()}`,
-    );
+  /** Per seed, the merged model's mean of flip and rot minus the better single fine-tune's. */
+  async function margins(method: string, extra: string[]): Promise<number[]> {
+    const out: number[] = [];
+    for (const seed of SEEDS) {
+      const r = revs[seed];
+      const m = wgit(['merge', r.flip, r.rot, '--method', method, '--base', r.base, ...extra]).json;
+      assert.deepEqual(m.parents, [r.flip, r.rot, r.base]);
+      assert.equal((await (await Repository.open(repoDir)).readCommit(m.commit)).recipe?.method, method);
+      out.push(avg(await scoreOf(m.commit), 'flip', 'rot') - single[seed]);
+    }
+    process.stderr.write(`# ${method} ${extra.join(' ')}: margins ${out.map((x) => x.toFixed(3)).join(' ')}\n`);
+    return out;
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+  test('task arithmetic of two fine-tunes beats each one on the average of both tasks (mean of 3 seeds)', async () => {
+    const m = await margins('task-arithmetic', ['--lambda', '1']);
+    assert.ok(mean(m) > 0.03, `mean margin ${mean(m)} (${m})`);
+  });
+
+  // TIES's λ = 1.5 is one value for every seed, picked on seed 1; at λ = 1 TIES trails the better
+  // single fine-tune on every seed here (docs/results.md), which this test does not hide.
+  test('so does TIES at λ = 1.5 (mean of 3 seeds)', async () => {
+    const m = await margins('ties', ['--density', '0.5', '--lambda', '1.5']);
+    assert.ok(mean(m) > 0.03, `mean margin ${mean(m)} (${m})`);
   });
 
   test('re-running a recipe gives the same bytes; another seed does not', async () => {

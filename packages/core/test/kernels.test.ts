@@ -5,13 +5,13 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   type DeviceBuffer,
-  dareHash,
   getDevice,
   isWgitError,
   type KernelDType,
   type Device as Kernels,
   reference,
 } from '@wgit/core';
+import { dareKeeps, tiesMerged } from './oracles.js';
 
 // The kernels need packages/core/wasm/kernels.wasm; `pnpm test` builds it,
 // this keeps `node scripts/test.mjs kernels` working on a fresh checkout.
@@ -443,6 +443,111 @@ describe('TIES', () => {
     }
   });
 
+  // Every branch of the definition, worked by hand with values exact in binary:
+  // kept above, at and below the threshold; zeros, −0 and NaN never kept; the
+  // election at s > 0, s < 0 and s = 0 (+); a negative weight's vote; a zero
+  // Σw among the agreeing inputs; no agreeing input; tie quotas −1, 0 and 2.
+  const branchCases: {
+    what: string;
+    taus: number[][];
+    w: number[];
+    thr: number[];
+    quotas?: number[];
+    want: number[];
+  }[] = [
+    {
+      what: 'trim and election, weights 1 1 2, thresholds ½ ½ ¼',
+      taus: [
+        [0.75, 1, 1, 0.25, Number.NaN],
+        [0.5, -1, -1, -0.25, 0.5],
+        [0.125, -0.5, 0, 0.125, -0.25],
+      ],
+      w: [1, 1, 2],
+      thr: [0.5, 0.5, 0.25],
+      // j0: 0.75 (above), 0.5 (at), 0.125 dropped → s > 0 → (0.75 + 0.5) / 2
+      // j1: 1, −1, −0.5·2 → s = −1 → inputs 2, 3: (−1 − 1) / (1 + 2)
+      // j2: 1, −1, 0 → s = 0 → + → input 1: 1 / 1
+      // j3: everything below its threshold → none agrees → +0
+      // j4: NaN never kept; 0.5, −0.25·2 → s = 0 → + → input 2: 0.5 / 1
+      want: [0.625, Math.fround(-2 / 3), 1, 0, 0.5],
+    },
+    {
+      what: 'zeros and −0 are never kept, even at threshold 0',
+      taus: [
+        [0, -0, 0.25],
+        [-0, 0.5, 0],
+      ],
+      w: [1, 1],
+      thr: [0, 0],
+      want: [0, 0.5, 0.25],
+    },
+    {
+      what: 'a negative weight flips the vote; a zero Σw leaves the sum',
+      taus: [
+        [0.5, 0.5, -0.25],
+        [0.5, -1, 0.5],
+      ],
+      w: [1, -1],
+      thr: [0, 0],
+      // j0: 0.5, −0.5 → s = 0 → + → input 1: 0.5 / 1
+      // j1: 0.5, 1 → both agree, Σw = 0 → 1.5; j2: −0.25, −0.5 → both, Σw = 0 → −0.75
+      want: [0.5, 1.5, -0.75],
+    },
+    {
+      what: 'tie quota 2: the first two entries at the threshold, by index',
+      taus: [[0.5, 0.75, -0.5, 0.5, 0.5]],
+      w: [1],
+      thr: [0.5],
+      quotas: [2],
+      want: [0.5, 0.75, -0.5, 0, 0],
+    },
+    {
+      what: 'tie quota 0: none at the threshold',
+      taus: [[0.5, 0.75, -0.5, 0.5, 0.5]],
+      w: [1],
+      thr: [0.5],
+      quotas: [0],
+      want: [0, 0.75, 0, 0, 0],
+    },
+    {
+      what: 'tie quota −1: every entry at the threshold',
+      taus: [[0.5, 0.75, -0.5, 0.5, 0.5]],
+      w: [1],
+      thr: [0.5],
+      quotas: [-1],
+      want: [0.5, 0.75, -0.5, 0.5, 0.5],
+    },
+  ];
+  test('every branch, worked by hand, on the reference and the kernels', async () => {
+    for (const c of branchCases) {
+      const taus = c.taus.map((t) => Float32Array.from(t));
+      const want = Float32Array.from(c.want);
+      const ref = new Float32Array(want.length);
+      reference.ties(taus, c.w, c.thr, ref, c.quotas);
+      assertSameF32(ref, want, `reference: ${c.what}`);
+      for (const k of [single, threaded]) {
+        const out = new Float32Array(want.length);
+        await k.ties(taus, c.w, c.thr, out, c.quotas);
+        assertSameF32(out, want, `kernels: ${c.what}`);
+      }
+    }
+  });
+
+  test('the reference equals a plain loop on random data (threshold trim, election, disjoint mean)', () => {
+    for (const n of [1, 5, 5000]) {
+      for (const count of [1, 3, 8]) {
+        const taus = Array.from({ length: count }, (_, i) => data(n, 700 + i + n));
+        for (const t of taus) for (let j = 0; j < n; j += 5) t[j] = 0;
+        const ws = Array.from({ length: count }, (_, i) => (i % 3 === 2 ? -0.5 : 1 + i / 4));
+        const thr = Array.from({ length: count }, (_, i) => (i === 0 ? 0 : 2 ** -(i + 8)));
+        const kept = taus.map((t, i) => Array.from(t, (v) => v !== 0 && Math.abs(v) >= Math.fround(thr[i])));
+        const exp = new Float32Array(n);
+        reference.ties(taus, ws, thr, exp);
+        assertSameF32(exp, tiesMerged(taus, kept, ws), `n=${n} k=${count}`);
+      }
+    }
+  });
+
   test('random inputs match the reference; in place into an input', async () => {
     for (const s of setups) {
       for (const n of LENGTHS) {
@@ -555,7 +660,7 @@ describe('DARE', () => {
     const got = new Float32Array(3000);
     await threaded.dareDrop(y, 0.3, 11, 12, offset, got);
     for (let j = 0; j < 3000; j++) {
-      const keep = dareHash(11, 12, offset + j) >>> 8 >= Math.ceil(0.3 * 2 ** 24);
+      const keep = dareKeeps(11, 12, offset + j, 0.3);
       assert.equal(got[j], keep ? Math.fround(y[j] * Math.fround(1 / 0.7)) : 0, `index ${offset + j}`);
     }
   });

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dareCut, dareHash, streamId } from '../../src/device/rng.js';
 import { isWgitError, type MergeParams, mergeModels, openModel } from '../../src/index.js';
+import { dareKeeps, dareStream } from '../oracles.js';
 import { decode, randomValues, readAll, rng, type T, tmpDir, writeModel } from './helpers.js';
 
 const fr = Math.fround;
@@ -72,9 +72,8 @@ describe('DARE rescale', () => {
           const b = base.find((t) => t.name === name)?.values as Float32Array;
           const out = decode(tensors.get(name)?.bytes as Uint8Array, 'F32');
           const got = Float32Array.from(out, (v, j) => v - fr(b[j]));
-          // the mask: keep ⇔ hash ≥ cut (docs/kernels.md); the scale: Σ|τ| / Σ|kept τ|
-          const cut = dareCut(1 - density);
-          const keep = Array.from(tau, (_v, j) => dareHash(seed, streamId(name, 0), j) >>> 8 >= cut);
+          // the mask written here from docs/kernels.md; the scale: Σ|τ| / Σ|kept τ|
+          const keep = Array.from(tau, (_v, j) => dareKeeps(seed, dareStream(name, 0), j, 1 - density));
           const keptL1 = l1(tau.filter((_v, j) => keep[j]));
           const c = l1(tau) / keptL1;
           for (let j = 0; j < tau.length; j++) {
@@ -95,11 +94,15 @@ describe('DARE rescale', () => {
     const b = base.find((t) => t.name === 'a')?.values as Float32Array;
     const out = decode(tensors.get('a')?.bytes as Uint8Array, 'F32');
     const s = fr(1 / density);
-    const cut = dareCut(1 - density);
+    let kept = 0;
     for (let j = 0; j < tau.length; j++) {
-      const keep = dareHash(seed, streamId('a', 0), j) >>> 8 >= cut;
+      const keep = dareKeeps(seed, dareStream('a', 0), j, 1 - density);
+      if (keep) kept++;
       assert.equal(out[j], fr(fr(b[j]) + (keep ? fr(tau[j] * s) : 0)), `a[${j}]`);
     }
+    // about density of the entries survive (6 standard deviations of a binomial proportion)
+    const sd = Math.sqrt((density * (1 - density)) / tau.length);
+    assert.ok(Math.abs(kept / tau.length - density) < 6 * sd, `kept ${kept} of ${tau.length}`);
   });
 
   it('every path gives the same bytes with rescale l1', async () => {

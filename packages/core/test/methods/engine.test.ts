@@ -2,15 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  isWgitError,
-  kthLargestAbs,
-  linesEdit,
-  type MergeParams,
-  mergeModels,
-  mergeTensor,
-  openModel,
-} from '../../src/index.js';
+import { isWgitError, linesEdit, type MergeParams, mergeModels, openModel } from '../../src/index.js';
+import { kthLargestBySort, tiesMerged, topKMask, topKMaskAcross } from '../oracles.js';
 import { bf16Round, decode, llamaToy, perturb, readAll, rng, type T, tmpDir, writeModel } from './helpers.js';
 
 const code = (e: unknown) => (isWgitError(e) ? e.code : String(e));
@@ -31,7 +24,9 @@ before(async () => {
   dir = tmpDir();
   const r = rng(1);
   base = llamaToy(r);
-  fts = [0, 1, 2].map(() => perturb(base, r, 0.01));
+  // Each fine-tune holds its own integers (100, 101, 102; the base 7), so "copied from the first
+  // input" can be told apart from any other input, the base or a merge of them.
+  fts = [0, 1, 2].map((i) => perturb(base, r, 0.01).map((t) => (t.dtype === 'I64' ? { ...t, values: [100 + i] } : t)));
   paths = {
     base: await writeModel(path.join(dir, 'base'), base, {
       'config.json': '{"base":true}',
@@ -65,6 +60,19 @@ function values(ts: T[], name: string): Float32Array {
   return Float32Array.from(t.values, bf16Round);
 }
 
+/** τ = f32(x − base) of one tensor, as stored (bf16). */
+function tauOf(ft: T[], name: string): Float32Array {
+  const x = values(ft, name);
+  const b = values(base, name);
+  return Float32Array.from(x, (v, j) => Math.fround(v - b[j]));
+}
+
+/** base + λ·merged in f32, rounded to bf16 as stored. */
+function expectedTies(b: Float32Array, merged: Float32Array, lambda: number): Float32Array {
+  const lam = Math.fround(lambda);
+  return Float32Array.from(b, (bj, j) => bf16Round(Math.fround(bj + Math.fround(lam * merged[j]))));
+}
+
 describe('mergeModels', () => {
   it('linear: each tensor is the bf16-rounded weighted mean; ints copied; side files from the first model', async () => {
     const { report, o, tensors } = await merge('linear', { weights: [1, 2, 1] }, paths.ft, false);
@@ -72,7 +80,7 @@ describe('mergeModels', () => {
       const got = tensors.get(t.name);
       assert.ok(got);
       if (t.dtype === 'I64') {
-        assert.deepEqual(got.bytes, new Uint8Array(new BigInt64Array([8n]).buffer));
+        assert.deepEqual(got.bytes, new Uint8Array(new BigInt64Array([100n]).buffer));
         continue;
       }
       const xs = fts.map((f) => values(f, t.name));
@@ -94,18 +102,18 @@ describe('mergeModels', () => {
     for (const [name, t] of orig) assert.deepEqual(tensors.get(name)?.bytes, t.bytes, name);
   });
 
-  it('ties through the engine equals the per-tensor function; base side files copied', async () => {
+  it('ties through the engine equals a plain top-k loop; ints from the first input; base side files copied', async () => {
     const { o, tensors, report } = await merge('ties', { density: 0.4, lambda: 0.9 });
     for (const t of base) {
-      if (t.dtype === 'I64') continue;
-      const ref = mergeTensor(
-        'ties',
-        { density: 0.4, lambda: 0.9 },
-        fts.map((f) => values(f, t.name)),
-        values(base, t.name),
-        { name: t.name },
-      );
-      assert.deepEqual(decode(tensors.get(t.name)?.bytes as Uint8Array, 'BF16'), ref.map(bf16Round), t.name);
+      if (t.dtype === 'I64') {
+        assert.deepEqual(tensors.get(t.name)?.bytes, new Uint8Array(new BigInt64Array([100n]).buffer));
+        continue;
+      }
+      const b = values(base, t.name);
+      const taus = fts.map((f) => tauOf(f, t.name));
+      const kept = taus.map((x) => topKMask(x, Math.floor(0.4 * x.length)));
+      const want = expectedTies(b, tiesMerged(taus, kept, [1, 1, 1]), 0.9);
+      assert.deepEqual(decode(tensors.get(t.name)?.bytes as Uint8Array, 'BF16'), want, t.name);
     }
     assert.equal(fs.readFileSync(path.join(o, 'tokenizer', 'vocab.txt'), 'utf8'), 'a b c');
     assert.equal(report.params.trim, 'tensor');
@@ -124,29 +132,35 @@ describe('mergeModels', () => {
   it('model-wide trim uses one threshold per input over all tensors', async () => {
     const { report, tensors } = await merge('ties', { density: 0.3, trim: 'model' });
     const floats = base.filter((t) => t.dtype !== 'I64');
-    const expected = fts.map((f) => {
-      const taus = floats.map((t) => {
-        const x = values(f, t.name);
-        const b = values(base, t.name);
-        return x.map((v, j) => Math.fround(v - b[j]));
-      });
-      const n = taus.reduce((s, t) => s + t.length, 0);
-      return kthLargestAbs(taus, Math.floor(0.3 * n));
-    });
-    assert.deepEqual(report.thresholds, expected);
-    for (const t of floats) {
-      const ref = mergeTensor(
-        'ties',
-        { density: 0.3 },
-        fts.map((f) => values(f, t.name)),
-        values(base, t.name),
-        {
-          name: t.name,
-          thresholds: expected,
-        },
+    const taus = fts.map((f) => floats.map((t) => tauOf(f, t.name)));
+    const n = taus[0].reduce((s, t) => s + t.length, 0);
+    const k = Math.floor(0.3 * n);
+    // the thresholds by sorting every |τ| of an input
+    assert.deepEqual(
+      report.thresholds,
+      taus.map((ts) => kthLargestBySort(ts, k)),
+    );
+    // the kept entries: the top k of the whole model, not of each tensor
+    const kept = taus.map((ts) => topKMaskAcross(ts, k));
+    for (const [x, t] of floats.entries()) {
+      const merged = tiesMerged(
+        taus.map((ts) => ts[x]),
+        kept.map((m) => m[x]),
+        [1, 1, 1],
       );
-      assert.deepEqual(decode(tensors.get(t.name)?.bytes as Uint8Array, 'BF16'), ref.map(bf16Round), t.name);
+      const want = expectedTies(values(base, t.name), merged, 1);
+      assert.deepEqual(decode(tensors.get(t.name)?.bytes as Uint8Array, 'BF16'), want, t.name);
     }
+    // and that differs from trimming each tensor on its own (else the test could not tell them apart)
+    const perTensor = await merge('ties', { density: 0.3, trim: 'tensor' });
+    assert.ok(
+      floats.some(
+        (t) =>
+          !Buffer.from(perTensor.tensors.get(t.name)?.bytes as Uint8Array).equals(
+            tensors.get(t.name)?.bytes as Uint8Array,
+          ),
+      ),
+    );
   });
 
   it('LiNeS post-step: α = 1/T for task arithmetic, depth-scaled update', async () => {

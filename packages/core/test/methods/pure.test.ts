@@ -15,6 +15,7 @@ import {
   reconstruct,
   symmetricEigen,
 } from '../../src/index.js';
+import { dareKeeps, dareStream } from '../oracles.js';
 import { randomValues, rng } from './helpers.js';
 
 function code(e: unknown): string {
@@ -30,25 +31,9 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what = '
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 
-// Independent DARE mask, written from the definition in docs/kernels.md
-function fmix(h: number): number {
-  h = (h ^ (h >>> 16)) >>> 0;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h = (h ^ (h >>> 13)) >>> 0;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
-function stream(name: string, input: number): number {
-  let h = 0x811c9dc5;
-  for (const b of Buffer.from(name, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return fmix((h ^ Math.imul(input + 1, 0x9e3779b1)) >>> 0);
-}
-function keep(seed: number, s: number, index: number, p: number): boolean {
-  const k1 = fmix(fmix((seed ^ 0x243f6a88) >>> 0) ^ s ^ 0x85a308d3);
-  const k2 = fmix((k1 ^ 0 ^ 0x13198a2e) >>> 0);
-  const h = fmix((fmix((index ^ k2) >>> 0) ^ k1) >>> 0);
-  return (h >>> 8) / 2 ** 24 >= p;
-}
+// The DARE mask, written from the definition in docs/kernels.md (../oracles.ts)
+const stream = dareStream;
+const keep = dareKeeps;
 
 describe('TIES', () => {
   // Hand-computed: base 1, τ below, density 0.5 → k = 3 per model.
