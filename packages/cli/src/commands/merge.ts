@@ -1,10 +1,21 @@
 import { join } from 'node:path';
 import { Args, Flags, type Interfaces } from '@oclif/core';
-import { type DType, METHODS, type MergeParams, type MergeReport, type ParamDecl, WgitError } from '@wgit/core';
+import {
+  type DType,
+  isPerTensorText,
+  METHODS,
+  type MergeParams,
+  type MergeReport,
+  type ParamDecl,
+  parsePerTensorList,
+  parsePerTensorText,
+  WgitError,
+} from '@wgit/core';
 import type { CommitOptions } from '@wgit/store';
 import { WgitCommand } from '../base.js';
 import { deviceFlags, useDevice } from '../device-flag.js';
 import { printable } from '../format.js';
+import { dryRunPlan, renderPlan } from '../merge-plan.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag, decimalListFlag, integerFlag } from '../numbers.js';
 import { readSmallFile } from '../small-file.js';
@@ -98,7 +109,25 @@ function paramsFromFlags(flags: Record<string, unknown>, nInputs: number): Merge
     if (raw === undefined) continue;
     if (d.type === 'boolean' || d.type === 'enum') params[d.name] = raw;
     else if (d.type === 'integer') params[d.name] = integerFlag(raw as string, flag);
-    else if (d.scope === 'global') params[d.name] = decimalFlag(raw as string, flag);
+    else if (d.perTensor && [raw].flat().some((x) => isPerTensorText(x as string))) {
+      // gradients and filter rules: `[1,0.7,0.1]`, `self_attn=0.3;mlp=[0,1];*=0.5`
+      if (d.scope === 'global') params[d.name] = parsePerTensorText(raw as string, `--${flag}`);
+      else {
+        const list = parsePerTensorList(raw as string | string[], `--${flag}`);
+        if (list.length !== nInputs && !(d.broadcast && list.length === 1))
+          throw new WgitError('E_BAD_PARAM', `--${flag} has ${list.length} value(s) for ${nInputs} input model(s)`, {
+            param: d.name,
+          });
+        // one gradient for every input is a rule without filter (a bare list of numbers is one per input)
+        const one = list[0];
+        params[d.name] =
+          d.broadcast && list.length === 1
+            ? Array.isArray(one) && typeof one[0] === 'number'
+              ? [{ value: one }]
+              : one
+            : list;
+      }
+    } else if (d.scope === 'global') params[d.name] = decimalFlag(raw as string, flag);
     else {
       const list = decimalListFlag(raw as string | string[], flag) as number[];
       if (!d.broadcast && list.length !== nInputs) {
@@ -129,6 +158,8 @@ again (wgit checkout REV --model N).`;
     '<%= config.bin %> merge ft-flip ft-rot --method ties --base base-v1 --density 0.5 --lambda 1',
     '<%= config.bin %> merge ft-a ft-b ft-c --method rmm --base base-v1 --rank 1',
     '<%= config.bin %> merge --config merge.yml',
+    '<%= config.bin %> merge --config merge.yml --dry-run',
+    "<%= config.bin %> merge ft-a ft-b --method ties --base base-v1 --density '[1,0.7,0.1]' --weights '1,mlp=0.5;0'",
   ];
   static override flags = {
     ...deviceFlags,
@@ -142,9 +173,12 @@ again (wgit checkout REV --model N).`;
     'out-dtype': Flags.string({ description: 'dtype of the merged float tensors (F32, F16, BF16)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
     branch: Flags.string({ description: 'branch to commit on (default: a new branch merge/<inputs>)' }),
+    'dry-run': Flags.boolean({
+      description: 'print the resolved plan (per tensor group: method, parameters, inputs) without computing',
+    }),
   };
 
-  async run(): Promise<MergeResult> {
+  async run(): Promise<MergeResult | import('../merge-plan.js').DryRunResult> {
     const { flags, argv } = await this.parse(Merge);
     const device = await useDevice(flags.device);
     const revs = (argv as string[]).filter((a) => typeof a === 'string');
@@ -207,6 +241,19 @@ again (wgit checkout REV --model N).`;
     if (baseSpec && !m.needsBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
     // parameter errors surface before any model is opened
     m.resolve(params, inputs.length);
+    if (flags['dry-run']) {
+      const plan = await dryRunPlan({
+        repo: flags.repo,
+        method,
+        params,
+        inputs,
+        base: m.needsBase ? (baseSpec ?? null) : null,
+        warnings,
+        outDtype: outDtype ?? null,
+      });
+      if (!this.jsonEnabled()) renderPlan(plan, (line) => this.log(line));
+      return plan;
+    }
 
     const useBase = Boolean(baseSpec && m.needsBase);
     const {
@@ -220,7 +267,14 @@ again (wgit checkout REV --model N).`;
       models: useBase ? [...inputs, baseSpec as string] : inputs,
       kind: 'merge',
       branch: flags.branch,
-      branchName: (ms) => ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80),
+      // cut to 80 characters, never ending in '.' or '-' (not a valid branch name)
+      branchName: (ms) =>
+        ms
+          .slice(0, inputs.length)
+          .map(branchPiece)
+          .join('+')
+          .slice(0, 80)
+          .replace(/[.+-]+$/, ''),
       compute: async (ms, outDir, scratch, sink) => {
         const ins = ms.slice(0, inputs.length);
         const base = useBase ? ms[inputs.length] : null;

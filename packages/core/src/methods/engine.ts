@@ -149,10 +149,12 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   let thresholds: number[] | undefined;
   let tieQuotas: Map<string, number[]> | undefined;
   const perTensorFns = new Map<string, ReturnType<typeof method.build>>();
+  // gradients are interpolated over the layers of the inputs
+  const layers = countBlocks(opts.inputs[0].tensors.map((t) => t.name));
   const fnFor = (name: string) => {
     let f = perTensorFns.get(name);
     if (!f) {
-      f = method.build(tensorParams(resolved, name));
+      f = method.build(tensorParams(resolved, name, layers));
       perTensorFns.set(name, f);
     }
     return f;
@@ -204,7 +206,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     fast: async (name, raw, dtype, outDtype, outBytes, pool) => {
       if (!isKernelDType(dtype) || !isKernelDType(outDtype) || raw[0].byteLength / dtypeSize(dtype) < minElements)
         return false;
-      const fast: FastTensor = { device, method, params: tensorParams(resolved, name), ctx: ctxFor(name) };
+      const fast: FastTensor = { device, method, params: tensorParams(resolved, name, layers), ctx: ctxFor(name) };
       if (lines) fast.linesScale = fr(linesScale(name, lines.blocks, lines.alpha, lines.beta));
       const done = await fastMergeTensor(fast, raw, dtype, outDtype, outBytes, pool);
       if (done) fastTensors++;

@@ -46,11 +46,16 @@ export {
   linesScale,
 } from './lines.js';
 export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
+export { isPerTensorText, parsePerTensorList, parsePerTensorText } from './param-text.js';
 export {
   DEFAULT_DENSITY,
   defineMethod,
   densityParam,
   dropParam,
+  filterMatches,
+  gradientAt,
+  gradientPosition,
+  isGradient,
   lambdaParam,
   linesParam,
   type MethodSpec,
@@ -65,6 +70,7 @@ export {
   valueFor,
   weightsParam,
 } from './params.js';
+export { type MergePlan, type MergePlanOptions, mergePlan, type PlanGroup } from './plan.js';
 export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
   basisTensor,

@@ -44,7 +44,11 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** A parameter value: a number or mergekit's list of {filter, value} entries. */
+/**
+ * A parameter value: a number, a gradient (mergekit's list of numbers,
+ * interpolated over the layers), or mergekit's list of {filter, value}
+ * entries whose values are numbers or gradients.
+ */
 function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, perTensor = true): PerTensor<number> {
   const num = (x: unknown, w: string): number => {
     if (typeof x !== 'number' || !Number.isFinite(x))
@@ -52,17 +56,21 @@ function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, 
     if (x < min || x > max) throw invalid(`${w} must be within [${min}, ${max}], got ${x}`, { key: w });
     return x;
   };
+  const scalar = (x: unknown, w: string): number | number[] => {
+    if (!Array.isArray(x)) return num(x, w);
+    if (x.length === 0) throw invalid(`${w} is an empty gradient`, { key: w });
+    return x.map((e, i) => num(e, `${w}[${i}]`));
+  };
   if (!Array.isArray(v)) return num(v, where);
   if (!perTensor) throw invalid(`${where} must be a number`, { key: where });
   if (v.length === 0) throw invalid(`${where} is an empty list`, { key: where });
-  if (v.every((e) => typeof e === 'number'))
-    throw unsupported(`${where}: a gradient (list of numbers)`, { key: where });
+  if (v.every((e) => typeof e === 'number' || typeof e === 'string')) return scalar(v, where);
   return v.map((e, i): TensorRule<number> => {
     if (!isObject(e)) throw invalid(`${where}[${i}] must be {filter, value}`, { key: where });
     for (const k of Object.keys(e))
       if (k !== 'filter' && k !== 'value') throw unsupported(`key ${JSON.stringify(k)} in ${where}[${i}]`, { key: k });
     if (!('value' in e)) throw invalid(`${where}[${i}] has no value`, { key: where });
-    const rule: TensorRule<number> = { value: num(e.value, `${where}[${i}].value`) };
+    const rule: TensorRule<number> = { value: scalar(e.value, `${where}[${i}].value`) };
     if (e.filter !== undefined && e.filter !== null) {
       if (typeof e.filter !== 'string' || e.filter === '')
         throw invalid(`${where}[${i}].filter must be a non-empty string`, { key: where });
@@ -138,9 +146,10 @@ function chainValue(
   const rules: TensorRule<number>[] = [];
   for (const v of [own, global]) {
     if (v === undefined) continue;
-    if (!Array.isArray(v)) {
+    // a number or a gradient applies to every tensor
+    if (!Array.isArray(v) || v.every((x) => typeof x === 'number')) {
       if (rules.length === 0) return v;
-      rules.push({ value: v as number });
+      rules.push({ value: v as number | number[] });
       return rules;
     }
     for (const r of v as TensorRule<number>[]) {

@@ -4,15 +4,23 @@ import type { GroupHeader, Sink } from '../pipeline/sink.js';
 import type { ModelSource } from '../safetensors/index.js';
 
 /**
+ * mergekit's gradient: anchor values spread evenly over the layers; a tensor
+ * of layer i of L takes the piecewise-linear interpolation at t = i/(L−1)
+ * (t = 1 when L = 1), a tensor outside the layers the value at t = 0.
+ */
+export type Gradient = number[];
+
+/**
  * A parameter value that may differ per tensor, in mergekit's list form:
  * the first rule whose `filter` is a substring of the tensor name wins; a rule
- * without a filter matches every tensor (so it belongs last).
+ * without a filter, or with the filter `"*"`, matches every tensor (so it
+ * belongs last). A value is a number or a gradient.
  */
 export interface TensorRule<T> {
   filter?: string;
-  value: T;
+  value: T | T[];
 }
-export type PerTensor<T> = T | TensorRule<T>[];
+export type PerTensor<T> = T | T[] | TensorRule<T>[];
 
 /** Parameters as a caller (CLI, mergekit recipe) passes them; every field optional. */
 export interface MergeParams {
@@ -126,6 +134,8 @@ export type MethodParamDef = ParamDecl;
 export interface TensorContext {
   /** Tensor name (drives per-tensor parameters and the DARE stream id). */
   name: string;
+  /** Number of layers of the model, for gradients (mergeTensor; the engine counts them itself). */
+  layers?: number;
   /**
    * Per input: keep entries with |τ| ≥ threshold. Set by the engine for model-wide
    * trimming; when absent, magnitude sparsification computes a per-tensor threshold.

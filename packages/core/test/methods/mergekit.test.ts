@@ -114,9 +114,9 @@ parameters:
         /epsilon/,
       ],
       [
-        'merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {weight: [0, 0.5, 1]}}]',
-        'E_MERGEKIT_UNSUPPORTED',
-        /gradient/,
+        'merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {weight: [0, x, 1]}}]',
+        'E_MERGEKIT_INVALID',
+        /weight\[1\]/,
       ],
       ['merge_method: ties\nbase_model: a\nmodels: [{model: b}]\ndtype: float64', 'E_MERGEKIT_UNSUPPORTED', /float64/],
       [
