@@ -3,7 +3,7 @@
  * headers only — per group of tensors, the method, the parameters after
  * filters and gradients, and the inputs. Nothing is computed or committed.
  */
-import type { DType, MergeParams, MergePlan } from '@wgit/core';
+import type { DType, MergeParams, MergePlan, RecipeSlice } from '@wgit/core';
 import { printable } from './format.js';
 import { closeAll, type ModelArg, openModelArg } from './method-commit.js';
 
@@ -30,11 +30,12 @@ export interface DryRunOptions {
   base: string | null;
   warnings: string[];
   outDtype: DType | null;
+  slices?: RecipeSlice[];
 }
 
 /** Opens the models (headers), checks they line up, and resolves the plan. */
 export async function dryRunPlan(o: DryRunOptions): Promise<DryRunResult> {
-  const { mergePlan, validateModels } = await import('@wgit/core');
+  const { mergePlan, slicedInputs, validateModels } = await import('@wgit/core');
   const { Repository } = await import('@wgit/store');
   // a repository when there is one; paths work without
   const repo = await Repository.open(o.repo ?? process.cwd()).catch((e) => {
@@ -44,13 +45,22 @@ export async function dryRunPlan(o: DryRunOptions): Promise<DryRunResult> {
   const opened: ModelArg[] = [];
   try {
     for (const spec of [...o.inputs, ...(o.base ? [o.base] : [])]) opened.push(await openModelArg(spec, repo));
-    validateModels(opened.map((a) => a.source));
+    const sliced = o.slices
+      ? slicedInputs(
+          opened.map((a) => a.source),
+          o.slices,
+        )
+      : null;
+    const sources = sliced ? sliced.inputs : opened.map((a) => a.source);
+    validateModels(sources);
     const plan = mergePlan({
       method: o.method,
       params: o.params,
-      tensors: opened[0].source.tensors,
-      inputs: o.inputs,
+      tensors: sources[0].tensors,
+      // with slices, each input is the slices' sources at one position
+      inputs: sliced ? sources.map((_, i) => `slices source ${i}`) : o.inputs,
       base: o.base,
+      positions: sliced?.positions,
     });
     return {
       dryRun: true,
@@ -59,7 +69,7 @@ export async function dryRunPlan(o: DryRunOptions): Promise<DryRunResult> {
       base: o.base,
       outDtype: o.outDtype,
       params: plan.params as unknown as Record<string, unknown>,
-      layers: plan.layers,
+      layers: sliced ? sliced.layers : plan.layers,
       groups: plan.groups,
       copied: plan.copied,
       warnings: o.warnings,

@@ -9,6 +9,7 @@ import {
   type ParamDecl,
   parsePerTensorList,
   parsePerTensorText,
+  type RecipeSlice,
   WgitError,
 } from '@wgit/core';
 import type { CommitOptions } from '@wgit/store';
@@ -182,12 +183,13 @@ again (wgit checkout REV --model N).`;
     const { flags, argv } = await this.parse(Merge);
     const device = await useDevice(flags.device);
     const revs = (argv as string[]).filter((a) => typeof a === 'string');
-    const { mergeModels, getMethod } = await import('@wgit/core');
+    const { mergeModels, getMethod, slicedInputs } = await import('@wgit/core');
 
     let method = flags.method;
     let baseSpec = flags.base;
     let inputs = revs;
     let params: MergeParams = {};
+    let slices: RecipeSlice[] | undefined;
     let outDtype = flags['out-dtype'] as DType | undefined;
     const warnings: string[] = [];
     if (flags.config) {
@@ -216,6 +218,7 @@ again (wgit checkout REV --model N).`;
       }
       method = recipe.method;
       inputs = recipe.models;
+      slices = recipe.slices;
       baseSpec ??= recipe.base ?? undefined;
       params = { ...recipe.params };
       outDtype ??= recipe.outDtype ?? undefined;
@@ -223,13 +226,14 @@ again (wgit checkout REV --model N).`;
     }
     if (!method) throw new WgitError('E_USAGE', 'give --method (or a --config file)');
     const m = getMethod(method);
-    if (inputs.length < Math.max(1, m.minInputs)) {
-      throw new WgitError(
-        'E_USAGE',
-        `${method} needs at least ${Math.max(1, m.minInputs)} input model(s), got ${inputs.length}`,
-      );
+    // with slices, the merge's inputs are the sources of each slice
+    const nIn = slices ? slices[0].sources.length : inputs.length;
+    if (nIn < Math.max(1, m.minInputs)) {
+      throw new WgitError('E_USAGE', `${method} needs at least ${Math.max(1, m.minInputs)} input model(s), got ${nIn}`);
     }
-    if (m.name === 'linear' && inputs.length === 1)
+    if (m.maxInputs !== undefined && nIn > m.maxInputs)
+      throw new WgitError('E_USAGE', `${method} merges at most ${m.maxInputs} input model(s), got ${nIn}`);
+    if (m.name === 'linear' && inputs.length === 1 && !slices)
       throw new WgitError(
         'E_USAGE',
         `a linear merge of one model is a copy of ${inputs[0]}; give two or more models (wgit branch NAME ${inputs[0]} names it without copying)`,
@@ -237,17 +241,19 @@ again (wgit checkout REV --model N).`;
     if (m.needsBase && !baseSpec)
       throw new WgitError('E_BASE_REQUIRED', `${method} needs --base (the model the inputs were fine-tuned from)`);
 
-    Object.assign(params, paramsFromFlags(flags as Record<string, unknown>, inputs.length));
-    if (baseSpec && !m.needsBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
+    Object.assign(params, paramsFromFlags(flags as Record<string, unknown>, nIn));
+    const takesBase = m.needsBase || m.optionalBase === true;
+    if (baseSpec && !takesBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
     // parameter errors surface before any model is opened
-    m.resolve(params, inputs.length);
+    m.resolve(params, nIn);
     if (flags['dry-run']) {
       const plan = await dryRunPlan({
         repo: flags.repo,
         method,
         params,
         inputs,
-        base: m.needsBase ? (baseSpec ?? null) : null,
+        base: takesBase ? (baseSpec ?? null) : null,
+        slices,
         warnings,
         outDtype: outDtype ?? null,
       });
@@ -255,7 +261,7 @@ again (wgit checkout REV --model N).`;
       return plan;
     }
 
-    const useBase = Boolean(baseSpec && m.needsBase);
+    const useBase = Boolean(baseSpec && takesBase);
     const {
       value: report,
       models,
@@ -280,8 +286,15 @@ again (wgit checkout REV --model N).`;
         const base = useBase ? ms[inputs.length] : null;
         // With the store sink the merged model and any group it writes (rmm's basis) stream into the
         // commit; on the folder path they go to scratch folders, committed then.
+        const sliced = slices
+          ? slicedInputs(
+              ins.map((a) => a.source),
+              slices,
+            )
+          : null;
         const report = await mergeModels({
-          inputs: ins.map((a) => a.source),
+          inputs: sliced ? sliced.inputs : ins.map((a) => a.source),
+          positions: sliced?.positions,
           base: base?.source,
           method,
           params,
@@ -300,6 +313,7 @@ again (wgit checkout REV --model N).`;
         };
         if (report.lines) recipe.lines = report.lines;
         if (flags.config) recipe.config = flags.config;
+        if (slices) recipe.slices = slices;
         return {
           value: report,
           message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,

@@ -510,10 +510,14 @@ function tensorValue(v: unknown, name: string, t: number): unknown {
 /**
  * The numbers for one tensor. `layers` is the number of layers the model's
  * tensors are spread over (gradients are interpolated by layer); 0 evaluates
- * every gradient at its first anchor.
+ * every gradient at its first anchor; `t` overrides the position (slices).
  */
-export function tensorParams(r: ResolvedParams, name: string, layers = 0): TensorParams {
-  const t = gradientPosition(name, layers);
+export function tensorParams(
+  r: ResolvedParams,
+  name: string,
+  layers = 0,
+  t = gradientPosition(name, layers),
+): TensorParams {
   const tp: TensorParams = {
     weights: r.weights.map((w) => valueFor(w, name, 1, t)),
     lambda: valueFor(r.lambda, name, 1, t),

@@ -40,6 +40,8 @@ export interface MergePlanOptions {
   /** Labels of the inputs in order (revisions, paths). */
   inputs: string[];
   base?: string | null;
+  /** Gradient position per tensor (a sliced merge); default: by layer. */
+  positions?: ReadonlyMap<string, number>;
 }
 
 /** Groups the tensors by the numbers they would be merged with; nothing is read but names and dtypes. */
@@ -58,7 +60,7 @@ export function mergePlan(opts: MergePlanOptions): MergePlan {
       copied.push(t.name);
       continue;
     }
-    const tp = tensorParams(resolved, t.name, layers);
+    const tp = tensorParams(resolved, t.name, layers, opts.positions?.get(t.name));
     const { extra, ...fixed } = tp;
     const all: Record<string, unknown> = { ...fixed, ...(extra ?? {}) };
     // only what the method takes
