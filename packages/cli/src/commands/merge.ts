@@ -1,10 +1,22 @@
 import { join } from 'node:path';
 import { Args, Flags, type Interfaces } from '@oclif/core';
-import { type DType, METHODS, type MergeParams, type MergeReport, type ParamDecl, WgitError } from '@wgit/core';
+import {
+  type DType,
+  isPerTensorText,
+  METHODS,
+  type MergeParams,
+  type MergeReport,
+  type ParamDecl,
+  parsePerTensorList,
+  parsePerTensorText,
+  type RecipeSlice,
+  WgitError,
+} from '@wgit/core';
 import type { CommitOptions } from '@wgit/store';
 import { WgitCommand } from '../base.js';
 import { deviceFlags, useDevice } from '../device-flag.js';
 import { printable } from '../format.js';
+import { dryRunPlan, renderPlan } from '../merge-plan.js';
 import { branchPiece, recipeRef, runMethodCommit } from '../method-commit.js';
 import { decimalFlag, decimalListFlag, integerFlag } from '../numbers.js';
 import { readSmallFile } from '../small-file.js';
@@ -98,7 +110,25 @@ function paramsFromFlags(flags: Record<string, unknown>, nInputs: number): Merge
     if (raw === undefined) continue;
     if (d.type === 'boolean' || d.type === 'enum') params[d.name] = raw;
     else if (d.type === 'integer') params[d.name] = integerFlag(raw as string, flag);
-    else if (d.scope === 'global') params[d.name] = decimalFlag(raw as string, flag);
+    else if (d.perTensor && [raw].flat().some((x) => isPerTensorText(x as string))) {
+      // gradients and filter rules: `[1,0.7,0.1]`, `self_attn=0.3;mlp=[0,1];*=0.5`
+      if (d.scope === 'global') params[d.name] = parsePerTensorText(raw as string, `--${flag}`);
+      else {
+        const list = parsePerTensorList(raw as string | string[], `--${flag}`);
+        if (list.length !== nInputs && !(d.broadcast && list.length === 1))
+          throw new WgitError('E_BAD_PARAM', `--${flag} has ${list.length} value(s) for ${nInputs} input model(s)`, {
+            param: d.name,
+          });
+        // one gradient for every input is a rule without filter (a bare list of numbers is one per input)
+        const one = list[0];
+        params[d.name] =
+          d.broadcast && list.length === 1
+            ? Array.isArray(one) && typeof one[0] === 'number'
+              ? [{ value: one }]
+              : one
+            : list;
+      }
+    } else if (d.scope === 'global') params[d.name] = decimalFlag(raw as string, flag);
     else {
       const list = decimalListFlag(raw as string | string[], flag) as number[];
       if (!d.broadcast && list.length !== nInputs) {
@@ -129,6 +159,8 @@ again (wgit checkout REV --model N).`;
     '<%= config.bin %> merge ft-flip ft-rot --method ties --base base-v1 --density 0.5 --lambda 1',
     '<%= config.bin %> merge ft-a ft-b ft-c --method rmm --base base-v1 --rank 1',
     '<%= config.bin %> merge --config merge.yml',
+    '<%= config.bin %> merge --config merge.yml --dry-run',
+    "<%= config.bin %> merge ft-a ft-b --method ties --base base-v1 --density '[1,0.7,0.1]' --weights '1,mlp=0.5;0'",
   ];
   static override flags = {
     ...deviceFlags,
@@ -146,18 +178,22 @@ again (wgit checkout REV --model N).`;
     'out-dtype': Flags.string({ description: 'dtype of the merged float tensors (F32, F16, BF16)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
     branch: Flags.string({ description: 'branch to commit on (default: a new branch merge/<inputs>)' }),
+    'dry-run': Flags.boolean({
+      description: 'print the resolved plan (per tensor group: method, parameters, inputs) without computing',
+    }),
   };
 
-  async run(): Promise<MergeResult> {
+  async run(): Promise<MergeResult | import('../merge-plan.js').DryRunResult> {
     const { flags, argv } = await this.parse(Merge);
     const device = await useDevice(flags.device);
     const revs = (argv as string[]).filter((a) => typeof a === 'string');
-    const { mergeModels, getMethod } = await import('@wgit/core');
+    const { mergeModels, getMethod, slicedInputs } = await import('@wgit/core');
 
     let method = flags.method;
     let baseSpec = flags.base;
     let inputs = revs;
     let params: MergeParams = {};
+    let slices: RecipeSlice[] | undefined;
     let outDtype = flags['out-dtype'] as DType | undefined;
     const warnings: string[] = [];
     if (flags.config) {
@@ -186,6 +222,7 @@ again (wgit checkout REV --model N).`;
       }
       method = recipe.method;
       inputs = recipe.models;
+      slices = recipe.slices;
       baseSpec ??= recipe.base ?? undefined;
       params = { ...recipe.params };
       outDtype ??= recipe.outDtype ?? undefined;
@@ -193,13 +230,14 @@ again (wgit checkout REV --model N).`;
     }
     if (!method) throw new WgitError('E_USAGE', 'give --method (or a --config file)');
     const m = getMethod(method);
-    if (inputs.length < Math.max(1, m.minInputs)) {
-      throw new WgitError(
-        'E_USAGE',
-        `${method} needs at least ${Math.max(1, m.minInputs)} input model(s), got ${inputs.length}`,
-      );
+    // with slices, the merge's inputs are the sources of each slice
+    const nIn = slices ? slices[0].sources.length : inputs.length;
+    if (nIn < Math.max(1, m.minInputs)) {
+      throw new WgitError('E_USAGE', `${method} needs at least ${Math.max(1, m.minInputs)} input model(s), got ${nIn}`);
     }
-    if (m.name === 'linear' && inputs.length === 1)
+    if (m.maxInputs !== undefined && nIn > m.maxInputs)
+      throw new WgitError('E_USAGE', `${method} merges at most ${m.maxInputs} input model(s), got ${nIn}`);
+    if (m.name === 'linear' && inputs.length === 1 && !slices)
       throw new WgitError(
         'E_USAGE',
         `a linear merge of one model is a copy of ${inputs[0]}; give two or more models (wgit branch NAME ${inputs[0]} names it without copying)`,
@@ -207,12 +245,27 @@ again (wgit checkout REV --model N).`;
     if (m.needsBase && !baseSpec)
       throw new WgitError('E_BASE_REQUIRED', `${method} needs --base (the model the inputs were fine-tuned from)`);
 
-    Object.assign(params, paramsFromFlags(flags as Record<string, unknown>, inputs.length));
-    if (baseSpec && !m.needsBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
+    Object.assign(params, paramsFromFlags(flags as Record<string, unknown>, nIn));
+    const takesBase = m.needsBase || m.optionalBase === true;
+    if (baseSpec && !takesBase) warnings.push(`${method} does not use a base; --base ${baseSpec} ignored`);
     // parameter errors surface before any model is opened
-    m.resolve(params, inputs.length);
+    m.resolve(params, nIn);
+    if (flags['dry-run']) {
+      const plan = await dryRunPlan({
+        repo: flags.repo,
+        method,
+        params,
+        inputs,
+        base: takesBase ? (baseSpec ?? null) : null,
+        slices,
+        warnings,
+        outDtype: outDtype ?? null,
+      });
+      if (!this.jsonEnabled()) renderPlan(plan, (line) => this.log(line));
+      return plan;
+    }
 
-    const useBase = Boolean(baseSpec && m.needsBase);
+    const useBase = Boolean(baseSpec && takesBase);
     const {
       value: report,
       models,
@@ -228,15 +281,29 @@ again (wgit checkout REV --model N).`;
       ],
       kind: 'merge',
       branch: flags.branch,
-      branchName: (ms) => `${m.name}/${ms.slice(0, inputs.length).map(branchPiece).join('+').slice(0, 80)}`,
+      // cut to 80 characters, never ending in '.' or '-' (not a valid branch name)
+      branchName: (ms) =>
+        `${m.name}/${ms
+          .slice(0, inputs.length)
+          .map(branchPiece)
+          .join('+')
+          .slice(0, 80)
+          .replace(/[.+-]+$/, '')}`,
       compute: async (ms, outDir, scratch, sink) => {
         const ins = ms.slice(0, inputs.length);
         const base = useBase ? ms[inputs.length] : null;
         const sf = flags['side-files-from'] ? ms[ms.length - 1] : null;
         // With the store sink the merged model and any group it writes (rmm's basis) stream into the
         // commit; on the folder path they go to scratch folders, committed then.
+        const sliced = slices
+          ? slicedInputs(
+              ins.map((a) => a.source),
+              slices,
+            )
+          : null;
         const report = await mergeModels({
-          inputs: ins.map((a) => a.source),
+          inputs: sliced ? sliced.inputs : ins.map((a) => a.source),
+          positions: sliced?.positions,
           base: base?.source,
           method,
           params,
@@ -257,6 +324,7 @@ again (wgit checkout REV --model N).`;
         if (report.lines) recipe.lines = report.lines;
         if (flags.config) recipe.config = flags.config;
         recipe.sideFilesFrom = recipeRef(sf ?? base ?? ins[0]);
+        if (slices) recipe.slices = slices;
         return {
           value: report,
           message: flags.message ?? `merge (${method}) of ${inputs.join(', ')}${base ? ` onto ${base.spec}` : ''}`,

@@ -117,6 +117,8 @@ export interface MergeModelsOptions extends MethodRunOptions {
   kernels?: boolean;
   /** Tensors with fewer elements take the plain TypeScript path (default 65,536): kernel calls have a fixed cost. */
   kernelMinElements?: number;
+  /** Gradient position t per tensor name (a sliced merge: per slice); default: by layer over the inputs' layers. */
+  positions?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -127,6 +129,11 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   const method = getMethod(opts.method);
   if (opts.inputs.length < method.minInputs) {
     throw new WgitError('E_BAD_PARAM', `${method.name} needs at least ${method.minInputs} input model(s)`, {
+      method: method.name,
+    });
+  }
+  if (method.maxInputs !== undefined && opts.inputs.length > method.maxInputs) {
+    throw new WgitError('E_BAD_PARAM', `${method.name} merges at most ${method.maxInputs} input model(s)`, {
       method: method.name,
     });
   }
@@ -142,17 +149,19 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   const resolved = method.resolve(opts.params ?? {}, opts.inputs.length);
   if (resolved.lines && !method.needsBase)
     throw new WgitError('E_BAD_PARAM', `LiNeS needs a base model; ${method.name} has none`, { param: 'lines' });
-  const base = method.needsBase ? opts.base : undefined;
+  const base = method.needsBase || method.optionalBase ? opts.base : undefined;
   const models = base ? [...opts.inputs, base] : [...opts.inputs];
   validateModels(models);
 
   let thresholds: number[] | undefined;
   let tieQuotas: Map<string, number[]> | undefined;
   const perTensorFns = new Map<string, ReturnType<typeof method.build>>();
+  // gradients are interpolated over the layers of the inputs
+  const layers = countBlocks(opts.inputs[0].tensors.map((t) => t.name));
   const fnFor = (name: string) => {
     let f = perTensorFns.get(name);
     if (!f) {
-      f = method.build(tensorParams(resolved, name));
+      f = method.build(tensorParams(resolved, name, layers, opts.positions?.get(name)));
       perTensorFns.set(name, f);
     }
     return f;
@@ -204,7 +213,12 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     fast: async (name, raw, dtype, outDtype, outBytes, pool) => {
       if (!isKernelDType(dtype) || !isKernelDType(outDtype) || raw[0].byteLength / dtypeSize(dtype) < minElements)
         return false;
-      const fast: FastTensor = { device, method, params: tensorParams(resolved, name), ctx: ctxFor(name) };
+      const fast: FastTensor = {
+        device,
+        method,
+        params: tensorParams(resolved, name, layers, opts.positions?.get(name)),
+        ctx: ctxFor(name),
+      };
       if (lines) fast.linesScale = fr(linesScale(name, lines.blocks, lines.alpha, lines.beta));
       const done = await fastMergeTensor(fast, raw, dtype, outDtype, outBytes, pool);
       if (done) fastTensors++;

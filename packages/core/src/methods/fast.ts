@@ -46,6 +46,7 @@ export async function fastMergeTensor(
 ): Promise<boolean> {
   const { device: k, method, params: p } = f;
   const n = p.weights.length;
+  if (method.fast) return f.linesScale === undefined && method.fast(f, raw, dtype, outDtype, outBytes, pool);
   if (n > MAX_KERNEL_INPUTS) return false;
   if (method.name === 'linear') {
     if (f.linesScale !== undefined) return false;

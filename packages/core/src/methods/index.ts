@@ -33,6 +33,7 @@ export {
 export { dareLinear, dareTies } from './dare.js';
 export { type Eigen, symmetricEigen } from './eigen.js';
 export { type MergeModelsOptions, mergeModels, modelWideThresholds, modelWideTrim } from './engine.js';
+export { defineGramMethod, gramOf, taskGram } from './gram.js';
 export { linear, linearCoefficients } from './linear.js';
 export {
   BLOCK_PATTERN,
@@ -46,11 +47,19 @@ export {
   linesScale,
 } from './lines.js';
 export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
+export type { RecipeSlice } from './mergekit-slices.js';
+export { modelStock, modelStockT } from './model-stock.js';
+export { nuslerp, nuslerpCoefficients, nuslerpT } from './nuslerp.js';
+export { isPerTensorText, parsePerTensorList, parsePerTensorText } from './param-text.js';
 export {
   DEFAULT_DENSITY,
   defineMethod,
   densityParam,
   dropParam,
+  filterMatches,
+  gradientAt,
+  gradientPosition,
+  isGradient,
   lambdaParam,
   linesParam,
   type MethodSpec,
@@ -65,6 +74,8 @@ export {
   valueFor,
   weightsParam,
 } from './params.js';
+export { passthrough } from './passthrough.js';
+export { type MergePlan, type MergePlanOptions, mergePlan, type PlanGroup } from './plan.js';
 export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
   basisTensor,
@@ -82,6 +93,8 @@ export {
   rmm,
 } from './rmm.js';
 export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
+export { SLERP_DOT_THRESHOLD, slerp, slerpCoefficients } from './slerp.js';
+export { renumber, type SliceDef, type SlicedInputs, type SliceSource, slicedInputs } from './slices.js';
 export {
   combine,
   dareInPlace,

@@ -9,6 +9,7 @@ import { parseDocument, visit } from 'yaml';
 import type { DType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import { isDecimalText } from '../parse.js';
+import { parseSlices, type RecipeSlice } from './mergekit-slices.js';
 import { MERGEKIT_DEFAULT_DENSITY } from './params.js';
 import { METHODS } from './registry.js';
 import type { MergeMethod, MergeParams, ParamDecl, PerTensor, TensorRule } from './types.js';
@@ -26,6 +27,12 @@ export interface MergekitRecipe {
   params: MergeParams;
   outDtype: DType | null;
   warnings: string[];
+  /**
+   * mergekit's `slices`: per output slice, a model per input position (an
+   * index into `models`) and its layer range [a, b). The merge then runs on
+   * the sliced models (slicedInputs); `models` lists each model once.
+   */
+  slices?: RecipeSlice[];
 }
 
 const DTYPE_MAP: Record<string, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
@@ -44,7 +51,11 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** A parameter value: a number or mergekit's list of {filter, value} entries. */
+/**
+ * A parameter value: a number, a gradient (mergekit's list of numbers,
+ * interpolated over the layers), or mergekit's list of {filter, value}
+ * entries whose values are numbers or gradients.
+ */
 function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, perTensor = true): PerTensor<number> {
   const num = (x: unknown, w: string): number => {
     if (typeof x !== 'number' || !Number.isFinite(x))
@@ -52,17 +63,21 @@ function paramValue(v: unknown, where: string, min = -Infinity, max = Infinity, 
     if (x < min || x > max) throw invalid(`${w} must be within [${min}, ${max}], got ${x}`, { key: w });
     return x;
   };
+  const scalar = (x: unknown, w: string): number | number[] => {
+    if (!Array.isArray(x)) return num(x, w);
+    if (x.length === 0) throw invalid(`${w} is an empty gradient`, { key: w });
+    return x.map((e, i) => num(e, `${w}[${i}]`));
+  };
   if (!Array.isArray(v)) return num(v, where);
   if (!perTensor) throw invalid(`${where} must be a number`, { key: where });
   if (v.length === 0) throw invalid(`${where} is an empty list`, { key: where });
-  if (v.every((e) => typeof e === 'number'))
-    throw unsupported(`${where}: a gradient (list of numbers)`, { key: where });
+  if (v.every((e) => typeof e === 'number' || typeof e === 'string')) return scalar(v, where);
   return v.map((e, i): TensorRule<number> => {
     if (!isObject(e)) throw invalid(`${where}[${i}] must be {filter, value}`, { key: where });
     for (const k of Object.keys(e))
       if (k !== 'filter' && k !== 'value') throw unsupported(`key ${JSON.stringify(k)} in ${where}[${i}]`, { key: k });
     if (!('value' in e)) throw invalid(`${where}[${i}] has no value`, { key: where });
-    const rule: TensorRule<number> = { value: num(e.value, `${where}[${i}].value`) };
+    const rule: TensorRule<number> = { value: scalar(e.value, `${where}[${i}].value`) };
     if (e.filter !== undefined && e.filter !== null) {
       if (typeof e.filter !== 'string' || e.filter === '')
         throw invalid(`${where}[${i}].filter must be a non-empty string`, { key: where });
@@ -104,7 +119,7 @@ export function parseMergekitYaml(text: string, source = 'config'): MergekitReci
   return normalizeMergekit(doc, source);
 }
 
-const TOP_KEYS = new Set(['merge_method', 'models', 'base_model', 'parameters', 'dtype', 'out_dtype']);
+const TOP_KEYS = new Set(['merge_method', 'models', 'slices', 'base_model', 'parameters', 'dtype', 'out_dtype']);
 
 /**
  * Per-model keys mergekit requires for every method mapped here (its methods
@@ -138,9 +153,10 @@ function chainValue(
   const rules: TensorRule<number>[] = [];
   for (const v of [own, global]) {
     if (v === undefined) continue;
-    if (!Array.isArray(v)) {
+    // a number or a gradient applies to every tensor
+    if (!Array.isArray(v) || v.every((x) => typeof x === 'number')) {
       if (rules.length === 0) return v;
-      rules.push({ value: v as number });
+      rules.push({ value: v as number | number[] });
       return rules;
     }
     for (const r of v as TensorRule<number>[]) {
@@ -234,10 +250,13 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
 
   let base: string | null = null;
   if (doc.base_model !== undefined && doc.base_model !== null) base = modelRef(doc.base_model, 'base_model');
-  if (m.needsBase && base === null) throw invalid(`${doc.merge_method} needs base_model`, { key: 'base_model' });
-  // a method without a base (linear) merges base_model as one more input, as mergekit does
-  const extraInput = !m.needsBase ? base : null;
-  if (!m.needsBase) base = null;
+  if ((m.needsBase || m.mergekitBaseIsInput) && base === null)
+    throw invalid(`${doc.merge_method} needs base_model`, { key: 'base_model' });
+  // a method without a base (linear) merges base_model as one more input, as mergekit does;
+  // slerp's base_model is its first input (t = 0)
+  const baseInput = m.mergekitBaseIsInput ? base : null;
+  const extraInput = !m.needsBase && !m.optionalBase ? base : null;
+  if (!m.needsBase && !m.optionalBase) base = null;
 
   // mergekit's `dtype` is the dtype it computes in and `out_dtype` the one it
   // writes, which is the compute dtype when out_dtype is not given. wgit
@@ -256,6 +275,11 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
     if (!isObject(doc.parameters)) throw invalid('parameters must be a mapping', { key: 'parameters' });
     for (const [k, v] of Object.entries(doc.parameters)) {
       const d = declFor(m, k);
+      if (!d && m.mergekitFixed && Object.hasOwn(m.mergekitFixed, k)) {
+        if (v !== m.mergekitFixed[k])
+          throw unsupported(`parameter ${k}: ${JSON.stringify(v)} with ${doc.merge_method}`, { key: k });
+        continue;
+      }
       if (!d) {
         const only = MERGEKIT_ONLY[k];
         if (only) {
@@ -275,8 +299,8 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
     if (d.scope === 'global' && d.mergekit?.default !== undefined && params[d.name] === undefined)
       params[d.name] = d.mergekit.default;
 
-  if (!Array.isArray(doc.models) || doc.models.length === 0)
-    throw invalid('models must be a non-empty list', { key: 'models' });
+  if (doc.slices !== undefined && doc.models !== undefined)
+    throw invalid('give models or slices, not both', { key: 'slices' });
   const perModel = m.params.filter((d) => d.scope === 'per-model' && d.mergekit);
   const models: string[] = [];
   const lists = new Map<ParamDecl, unknown[]>(perModel.map((d) => [d, []]));
@@ -296,6 +320,20 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
       lists.get(d)?.push(v);
     }
   };
+  if (doc.slices !== undefined) {
+    if (m.needsBase || m.optionalBase)
+      throw unsupported(`slices with ${doc.merge_method} (a method with a base_model)`, { key: 'slices' });
+    const { models: refs, slices } = parseSlices(doc.slices, baseInput);
+    if (baseInput !== null && !refs.includes(baseInput))
+      throw invalid(`base_model ${baseInput} is not among the slices' sources`, { key: 'base_model' });
+    const width = slices[0].sources.length;
+    for (let i = 0; i < width; i++)
+      addInput(`slices source ${i}`, new Map(), `slices source ${i}`, (key) => `give parameters.${key}`);
+    for (const [d, list] of lists) params[d.name] = list;
+    return { method, mergekitMethod: doc.merge_method, models: refs, base: null, params, outDtype, warnings, slices };
+  }
+  if (!Array.isArray(doc.models) || doc.models.length === 0)
+    throw invalid('models must be a non-empty list', { key: 'models' });
   doc.models.forEach((entry: unknown, i: number) => {
     if (!isObject(entry)) throw invalid(`models[${i}] must be a mapping with a model key`, { key: 'models' });
     for (const k of Object.keys(entry))
@@ -316,7 +354,7 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
         given.set(d, declValue(d, v, `models[${i}].parameters.${k}`));
       }
     }
-    if (base !== null && ref === base) {
+    if (base !== null && ref === base && baseInput === null) {
       // its task vector is zero; mergekit leaves the base out of the merge too
       warnings.push(`models[${i}] is the base model and is left out of the merge`);
       return;
@@ -337,6 +375,16 @@ export function normalizeMergekit(doc: unknown, source = 'config'): MergekitReci
       (key) =>
         `${doc.merge_method} merges it as one more input: list it under models with a ${key}, or give parameters.${key}`,
     );
+  }
+  if (baseInput !== null && !models.includes(baseInput)) {
+    warnings.push(`base_model ${baseInput} is not under models: merged as the first input, as mergekit does`);
+    addInput(baseInput, new Map(), `base_model ${baseInput}`, (key) => `list it under models with a ${key}`);
+  }
+  if (baseInput !== null) {
+    // the base goes first (t = 0)
+    const at = models.indexOf(baseInput);
+    models.unshift(...models.splice(at, 1));
+    for (const list of lists.values()) list.unshift(...list.splice(at, 1));
   }
   if (models.length === 0) throw invalid('no models left to merge besides the base model', { key: 'models' });
   for (const [d, list] of lists) params[d.name] = list;

@@ -8,7 +8,9 @@
  * mapping (mergekit.ts) and the `wgit merge` flags (the CLI's merge command).
  */
 import { WgitError } from '../errors.js';
+import { blockIndex } from './lines.js';
 import type {
+  Gradient,
   MergeMethod,
   MergeParams,
   ParamDecl,
@@ -35,7 +37,32 @@ function checkNumber(v: unknown, what: string, min = -Infinity, max = Infinity, 
   return v;
 }
 
-/** Validates a per-tensor value (a number, or a list of {filter, value} rules). */
+/** A list of numbers: a gradient (mergekit's anchors), as opposed to a list of {filter, value} rules. */
+export function isGradient(v: unknown): v is Gradient {
+  return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
+}
+
+/** A list of {filter, value} rules. */
+export function isRuleList(v: unknown): v is TensorRule<number>[] {
+  return Array.isArray(v) && v.length > 0 && isRuleObject(v[0]);
+}
+
+function checkScalarOrGradient(
+  v: unknown,
+  what: string,
+  min: number,
+  max: number,
+  maxExclusive: boolean,
+): number | Gradient {
+  if (!Array.isArray(v)) return checkNumber(v, what, min, max, maxExclusive);
+  if (!isGradient(v)) throw bad(`${what} must be a number or a gradient (a list of numbers)`, { param: what });
+  return v.map((x, i) => checkNumber(x, `${what}[${i}]`, min, max, maxExclusive));
+}
+
+/**
+ * Validates a per-tensor value: a number, a gradient (a list of numbers), or
+ * a list of {filter, value} rules whose values are numbers or gradients.
+ */
 export function checkPerTensor(
   v: unknown,
   what: string,
@@ -43,29 +70,66 @@ export function checkPerTensor(
   max = Infinity,
   maxExclusive = false,
 ): PerTensor<number> {
-  if (!Array.isArray(v)) return checkNumber(v, what, min, max, maxExclusive);
+  if (!Array.isArray(v) || isGradient(v)) return checkScalarOrGradient(v, what, min, max, maxExclusive);
   if (v.length === 0) throw bad(`${what}: an empty rule list`, { param: what });
   return v.map((r, i) => {
-    if (typeof r !== 'object' || r === null) throw bad(`${what}[${i}] must be {filter, value}`, { param: what });
+    if (typeof r !== 'object' || r === null || Array.isArray(r))
+      throw bad(`${what}[${i}] must be {filter, value}`, { param: what });
     const rule = r as Record<string, unknown>;
     for (const k of Object.keys(rule))
       if (k !== 'filter' && k !== 'value') throw bad(`${what}[${i}]: unknown key ${k}`, { param: what });
     if (rule.filter !== undefined && (typeof rule.filter !== 'string' || rule.filter === ''))
       throw bad(`${what}[${i}].filter must be a non-empty string`, { param: what });
-    const out: TensorRule<number> = { value: checkNumber(rule.value, `${what}[${i}].value`, min, max, maxExclusive) };
+    const out: TensorRule<number> = {
+      value: checkScalarOrGradient(rule.value, `${what}[${i}].value`, min, max, maxExclusive),
+    };
     if (rule.filter !== undefined) out.filter = rule.filter as string;
     return out;
   });
 }
 
 /**
- * The value of a per-tensor parameter for one tensor: mergekit's rule — the
- * first rule whose filter is a substring of the name, or the first without a
- * filter; `fallback` when none matches.
+ * A gradient's value at t ∈ [0, 1], as mergekit evaluates it: the anchors
+ * sit at k/(n−1); between two, linear interpolation (1 − f)·a + f·b in f64.
  */
-export function valueFor(v: PerTensor<number>, name: string, fallback: number): number {
-  if (!Array.isArray(v)) return v;
-  for (const r of v) if (r.filter === undefined || name.includes(r.filter)) return r.value;
+export function gradientAt(g: readonly number[], t: number): number {
+  if (g.length === 1) return g[0];
+  const scaled = t * (g.length - 1);
+  const i0 = Math.min(g.length - 1, Math.max(0, Math.floor(scaled)));
+  const i1 = Math.min(g.length - 1, i0 + 1);
+  const frac = scaled - i0;
+  return (1 - frac) * g[i0] + frac * g[i1];
+}
+
+/**
+ * Where a tensor sits for gradients, t ∈ [0, 1]: layer i of `layers` gets
+ * i/(layers − 1), the only layer of a one-layer model 1, a tensor outside the
+ * layers (embeddings, final norm, head) 0 — mergekit's rule.
+ */
+export function gradientPosition(name: string, layers: number): number {
+  const b = blockIndex(name);
+  if (b === null || layers <= 0) return 0;
+  return layers > 1 ? b / (layers - 1) : 1;
+}
+
+/** Whether a rule's filter matches a tensor name: a substring, or `"*"` / no filter for every tensor. */
+export function filterMatches(filter: string | undefined, name: string): boolean {
+  return filter === undefined || filter === '*' || name.includes(filter);
+}
+
+/**
+ * The value of a per-tensor parameter for one tensor at gradient position
+ * `t`: mergekit's rule — the first rule whose filter is a substring of the
+ * name (or `"*"`, or none); a gradient is interpolated at t; `fallback` when
+ * no rule matches.
+ */
+export function valueFor(v: PerTensor<number>, name: string, fallback: number, t = 0): number {
+  if (typeof v === 'number') return v;
+  if (isGradient(v)) return gradientAt(v, t);
+  for (const r of v as TensorRule<number>[]) {
+    if (!filterMatches(r.filter, name)) continue;
+    return typeof r.value === 'number' ? r.value : gradientAt(r.value, t);
+  }
   return fallback;
 }
 
@@ -169,7 +233,9 @@ export function trimParam(o: Overrides = {}): ParamDecl {
     help: 'top-k per tensor (mergekit) or over the whole model (paper; one extra pass)',
     check: (r) => {
       if (r.trim === 'model' && r.density.some((d) => Array.isArray(d)))
-        throw bad('per-tensor density rules cannot be combined with model-wide trimming', { param: 'trim' });
+        throw bad('per-tensor density (rules or gradients) cannot be combined with model-wide trimming', {
+          param: 'trim',
+        });
     },
     cli: { flag: 'trim', description: 'TIES trimming scope' },
     ...o,
@@ -271,6 +337,9 @@ const FIXED = new Set(Object.keys(neutral(0)));
 /** Parameter name → the methods that declare it (filled by defineMethod). */
 const owners = new Map<string, Set<string>>();
 
+/** Names declared with scope 'per-model' (their resolved value is a list, one per input). */
+const perModelNames = new Set<string>();
+
 /** The methods (made with defineMethod) that declare a parameter of this name. */
 export function paramOwners(name: string): string[] {
   return [...(owners.get(name) ?? [])].sort();
@@ -348,7 +417,7 @@ function checkValue(d: ParamDecl, v: unknown, n: number): unknown {
 function withFallback(d: ParamDecl, v: unknown, n: number): unknown {
   const def = defaultOf(d, n);
   const close = (x: unknown, dv: unknown) =>
-    Array.isArray(x) && typeof dv === 'number' && !(x as TensorRule<number>[]).some((r) => r.filter === undefined)
+    isRuleList(x) && typeof dv === 'number' && !x.some((r) => r.filter === undefined || r.filter === '*')
       ? [...x, { value: dv }]
       : x;
   if (d.scope === 'per-model' && Array.isArray(v) && Array.isArray(def) && !isRuleObject(v[0]))
@@ -419,6 +488,7 @@ export function defineMethod(spec: MethodSpec): MergeMethod {
     const s = owners.get(d.name) ?? new Set<string>();
     s.add(spec.name);
     owners.set(d.name, s);
+    if (d.scope === 'per-model') perModelNames.add(d.name);
   }
   const { checkInputs, ...rest } = spec;
   const method: MergeMethod = {
@@ -431,23 +501,35 @@ export function defineMethod(spec: MethodSpec): MergeMethod {
   return method;
 }
 
-function tensorValue(v: unknown, name: string): unknown {
-  return Array.isArray(v) && isRuleObject(v[0]) ? valueFor(v as TensorRule<number>[], name, Number.NaN) : v;
+/** A per-tensor value (number, gradient, rule list) for one tensor; anything else as it is. */
+function tensorValue(v: unknown, name: string, t: number): unknown {
+  if (isGradient(v) || isRuleList(v)) return valueFor(v as PerTensor<number>, name, Number.NaN, t);
+  return v;
 }
 
-/** The numbers for one tensor. */
-export function tensorParams(r: ResolvedParams, name: string): TensorParams {
+/**
+ * The numbers for one tensor. `layers` is the number of layers the model's
+ * tensors are spread over (gradients are interpolated by layer); 0 evaluates
+ * every gradient at its first anchor; `t` overrides the position (slices).
+ */
+export function tensorParams(
+  r: ResolvedParams,
+  name: string,
+  layers = 0,
+  t = gradientPosition(name, layers),
+): TensorParams {
   const tp: TensorParams = {
-    weights: r.weights.map((w) => valueFor(w, name, 1)),
-    lambda: valueFor(r.lambda, name, 1),
-    density: r.density.map((d) => valueFor(d, name, DEFAULT_DENSITY)),
+    weights: r.weights.map((w) => valueFor(w, name, 1, t)),
+    lambda: valueFor(r.lambda, name, 1, t),
+    density: r.density.map((d) => valueFor(d, name, DEFAULT_DENSITY, t)),
     seed: r.seed,
     normalize: r.normalize,
   };
   for (const [k, v] of Object.entries(r)) {
     if (FIXED.has(k)) continue;
     tp.extra ??= {};
-    tp.extra[k] = Array.isArray(v) && !isRuleObject(v[0]) ? v.map((x) => tensorValue(x, name)) : tensorValue(v, name);
+    tp.extra[k] =
+      perModelNames.has(k) && Array.isArray(v) ? v.map((x) => tensorValue(x, name, t)) : tensorValue(v, name, t);
   }
   return tp;
 }

@@ -7,12 +7,27 @@
 import { WgitError } from '../errors.js';
 import { dareLinear, dareTies } from './dare.js';
 import { linear } from './linear.js';
+import { modelStock } from './model-stock.js';
+import { nuslerp } from './nuslerp.js';
+import { passthrough } from './passthrough.js';
 import { rmm } from './rmm.js';
+import { slerp } from './slerp.js';
 import { taskArithmetic } from './task-arithmetic.js';
 import { ties } from './ties.js';
 import type { MergeMethod } from './types.js';
 
-const registered: MergeMethod[] = [linear, taskArithmetic, ties, dareLinear, dareTies, rmm];
+const registered: MergeMethod[] = [
+  linear,
+  taskArithmetic,
+  ties,
+  dareLinear,
+  dareTies,
+  rmm,
+  slerp,
+  nuslerp,
+  modelStock,
+  passthrough,
+];
 
 export const METHODS: readonly MergeMethod[] = registered;
 

@@ -23,6 +23,11 @@ export function mergeTensor(
   }
   const resolved = m.resolve(params, inputs.length);
   const out = new Float32Array(len);
-  m.build(tensorParams(resolved, ctx.name))(inputs, m.needsBase ? base : undefined, ctx, out);
+  m.build(tensorParams(resolved, ctx.name, ctx.layers ?? 0))(
+    inputs,
+    m.needsBase || m.optionalBase ? base : undefined,
+    ctx,
+    out,
+  );
   return out;
 }

@@ -1,18 +1,27 @@
-import type { Device } from '../device/index.js';
+import type { Device, KernelDType } from '../device/index.js';
 import type { DType } from '../dtypes.js';
+import type { BufferPool } from '../pipeline/buffers.js';
 import type { GroupHeader, SideFileSource, Sink } from '../pipeline/sink.js';
 import type { ModelSource } from '../safetensors/index.js';
 
 /**
+ * mergekit's gradient: anchor values spread evenly over the layers; a tensor
+ * of layer i of L takes the piecewise-linear interpolation at t = i/(L−1)
+ * (t = 1 when L = 1), a tensor outside the layers the value at t = 0.
+ */
+export type Gradient = number[];
+
+/**
  * A parameter value that may differ per tensor, in mergekit's list form:
  * the first rule whose `filter` is a substring of the tensor name wins; a rule
- * without a filter matches every tensor (so it belongs last).
+ * without a filter, or with the filter `"*"`, matches every tensor (so it
+ * belongs last). A value is a number or a gradient.
  */
 export interface TensorRule<T> {
   filter?: string;
-  value: T;
+  value: T | T[];
 }
-export type PerTensor<T> = T | TensorRule<T>[];
+export type PerTensor<T> = T | T[] | TensorRule<T>[];
 
 /** Parameters as a caller (CLI, mergekit recipe) passes them; every field optional. */
 export interface MergeParams {
@@ -126,6 +135,8 @@ export type MethodParamDef = ParamDecl;
 export interface TensorContext {
   /** Tensor name (drives per-tensor parameters and the DARE stream id). */
   name: string;
+  /** Number of layers of the model, for gradients (mergeTensor; the engine counts them itself). */
+  layers?: number;
   /**
    * Per input: keep entries with |τ| ≥ threshold. Set by the engine for model-wide
    * trimming; when absent, magnitude sparsification computes a per-tensor threshold.
@@ -157,7 +168,21 @@ export interface MergeMethod {
   /** The parameters it takes; everything else derives from these. */
   params: readonly ParamDecl[];
   needsBase: boolean;
+  /** Takes a base when one is given (nuslerp: task vectors then), merges without one otherwise. */
+  optionalBase?: boolean;
+  /**
+   * mergekit's `base_model` is one of the two inputs, the one at t = 0
+   * (slerp): a config's base goes first among the inputs instead of being a base.
+   */
+  mergekitBaseIsInput?: boolean;
   minInputs: number;
+  /**
+   * mergekit keys of this method that wgit takes only at one value (mergekit's
+   * default), e.g. `{ filter_wise: false }`: that value is accepted, any other refused.
+   */
+  mergekitFixed?: Readonly<Record<string, unknown>>;
+  /** Most inputs the method merges (slerp, nuslerp: 2). */
+  maxInputs?: number;
   /** Its name in mergekit YAML configs (`merge_method`), where mergekit has the same method. */
   mergekitName?: string;
   /** For methods built on the general sparsify + consensus method. */
@@ -171,6 +196,19 @@ export interface MergeMethod {
   build(
     params: TensorParams,
   ): (inputs: Float32Array[], base: Float32Array | undefined, ctx: TensorContext, out: Float32Array) => void;
+  /**
+   * A kernel path for one tensor of a kernel dtype: writes the output bytes
+   * and returns true, or false to take `build`'s plain path. `raw` holds the
+   * inputs' bytes, then the base's.
+   */
+  fast?(
+    f: { device: Device; params: TensorParams; ctx: TensorContext },
+    raw: Uint8Array[],
+    dtype: KernelDType,
+    outDtype: KernelDType,
+    outBytes: Uint8Array,
+    pool: Pick<BufferPool, 'f32'>,
+  ): Promise<boolean>;
   /**
    * Declared by a method whose result is more than a model (rmm writes a
    * basis group beside the merged model): the engine hands it the whole

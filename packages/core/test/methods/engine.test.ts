@@ -241,7 +241,7 @@ describe('mergeModels errors (before any output)', () => {
       (e) => code(e) === 'E_BASE_REQUIRED',
     );
     await assert.rejects(
-      mergeModels({ inputs: ins, method: 'slerp', outDir: path.join(dir, 'n5') }),
+      mergeModels({ inputs: ins, method: 'arcee-fusion', outDir: path.join(dir, 'n5') }),
       (e) => code(e) === 'E_UNKNOWN_METHOD',
     );
     await assert.rejects(

@@ -101,22 +101,37 @@ parameters:
 
   it('refuses what it does not support, naming it', () => {
     const cases: [string, string, RegExp][] = [
-      ['merge_method: slerp\nbase_model: a\nmodels: [{model: a}]', 'E_MERGEKIT_UNSUPPORTED', /slerp/],
+      ['merge_method: arcee_fusion\nbase_model: a\nmodels: [{model: a}]', 'E_MERGEKIT_UNSUPPORTED', /arcee_fusion/],
       [
         'merge_method: ties\nbase_model: a\nmodels: [{model: b}]\ntokenizer_source: union',
         'E_MERGEKIT_UNSUPPORTED',
         /tokenizer_source/,
       ],
-      ['merge_method: ties\nbase_model: a\nslices: []\nmodels: [{model: b}]', 'E_MERGEKIT_UNSUPPORTED', /slices/],
+      ['merge_method: ties\nbase_model: a\nslices: []\nmodels: [{model: b}]', 'E_MERGEKIT_INVALID', /models or slices/],
+      [
+        'merge_method: ties\nbase_model: a\nslices: [{sources: [{model: a, layer_range: [0, 2]}]}]',
+        'E_MERGEKIT_UNSUPPORTED',
+        /slices with ties/,
+      ],
+      [
+        'merge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 1}}, {model: b, parameters: {weight: 1}}]\nparameters: {nuslerp_row_wise: true}',
+        'E_MERGEKIT_UNSUPPORTED',
+        /nuslerp_row_wise: true/,
+      ],
+      [
+        'merge_method: model_stock\nbase_model: a\nmodels: [{model: b}]\nparameters: {filter_wise: true}',
+        'E_MERGEKIT_UNSUPPORTED',
+        /filter_wise/,
+      ],
       [
         'merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {epsilon: 0.1}}]',
         'E_MERGEKIT_UNSUPPORTED',
         /epsilon/,
       ],
       [
-        'merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {weight: [0, 0.5, 1]}}]',
-        'E_MERGEKIT_UNSUPPORTED',
-        /gradient/,
+        'merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {weight: [0, x, 1]}}]',
+        'E_MERGEKIT_INVALID',
+        /weight\[1\]/,
       ],
       ['merge_method: ties\nbase_model: a\nmodels: [{model: b}]\ndtype: float64', 'E_MERGEKIT_UNSUPPORTED', /float64/],
       [

@@ -48,6 +48,11 @@ function given(d: ParamDecl, n: number): unknown {
   return d.scope === 'per-model' ? Array.from({ length: n }, () => v) : v;
 }
 
+/** Sample values of the parameters a method requires (slerp's t), so that one other parameter can be tried alone. */
+function required(m: MergeMethod, n: number): Record<string, unknown> {
+  return Object.fromEntries(m.params.filter((d) => d.required).map((d) => [d.name, given(d, n)]));
+}
+
 describe('declared parameters: a table over the registry', () => {
   const n = 2;
   it('every parameter has a type, a scope, help and a flag; flags agree across methods', () => {
@@ -70,7 +75,7 @@ describe('declared parameters: a table over the registry', () => {
   it('every declared parameter is accepted, and its value lands in the resolved recipe', () => {
     for (const m of METHODS) {
       for (const d of m.params) {
-        const r = m.resolve({ [d.name]: given(d, n) }, n) as Record<string, unknown>;
+        const r = m.resolve({ ...required(m, n), [d.name]: given(d, n) }, n) as Record<string, unknown>;
         if (d.alternativeTo) {
           const v = d.alternativeTo.convert(sample(d) as number);
           assert.deepEqual(r[d.alternativeTo.name], [v, v], `${m.name}: ${d.name} → ${d.alternativeTo.name}`);
@@ -94,7 +99,7 @@ describe('declared parameters: a table over the registry', () => {
         else if (d.type === 'object') bads.push(3, { bogus: 1 });
         for (const b of bads) {
           const v = d.scope === 'per-model' ? [b, b] : b;
-          const e = refusal(() => m.resolve({ [d.name]: v }, n));
+          const e = refusal(() => m.resolve({ ...required(m, n), [d.name]: v }, n));
           assert.equal(code(e), 'E_BAD_PARAM', `${m.name}.${d.name} = ${JSON.stringify(v)}`);
           assert.match(String(dataOf(e).param), new RegExp(`^${d.name}`), `${m.name}.${d.name}`);
         }
@@ -110,13 +115,13 @@ describe('declared parameters: a table over the registry', () => {
         if (mine.has(name)) continue;
         const other = METHODS.find((x) => x.params.some((d) => d.name === name)) as MergeMethod;
         const d = other.params.find((x) => x.name === name) as ParamDecl;
-        const e = refusal(() => m.resolve({ [name]: given(d, n) }, n));
+        const e = refusal(() => m.resolve({ ...required(m, n), [name]: given(d, n) }, n));
         assert.equal(code(e), 'E_BAD_PARAM', `${m.name} given ${name}`);
         assert.equal(dataOf(e).param, name);
         assert.match((e as Error).message, new RegExp(`${m.name} takes no ${name}`));
         assert.ok(paramOwners(name).includes(other.name));
       }
-      const e = refusal(() => m.resolve({ bogus: 1 }, n));
+      const e = refusal(() => m.resolve({ ...required(m, n), bogus: 1 }, n));
       assert.equal(code(e), 'E_BAD_PARAM');
       assert.match((e as Error).message, /unknown merge parameter bogus/);
     }
@@ -141,9 +146,13 @@ describe('declared parameters: a table over the registry', () => {
       'dare-linear': { ...want(false, 0.2), rescale: 'inverse' },
       'dare-ties': { ...want(false, 0.2), rescale: 'inverse' },
       rmm: want(true, 1),
+      slerp: { ...want(false, 1), t: sample(getMethod('slerp').params[0]) },
+      nuslerp: want(false, 1),
+      'model-stock': want(false, 1),
+      passthrough: { ...want(false, 1), scale: [1, 1] },
     };
     for (const m of METHODS) {
-      const r = m.resolve({}, 2);
+      const r = m.resolve(required(m, 2), 2);
       assert.deepEqual(r, expected[m.name], m.name);
       // key order too: the recipe is written as JSON
       assert.deepEqual(Object.keys(r), Object.keys(expected[m.name] as object), m.name);
@@ -159,10 +168,16 @@ describe('declared parameters: a table over the registry', () => {
         if (!d.mergekit) continue;
         const v = sample(d);
         const yamlValue = JSON.stringify(v);
+        const weight = m.params.some((x) => x.mergekit?.key === 'weight') ? ', weight: 1' : '';
+        const wOnly = weight ? `parameters: { weight: 1 }\n` : '';
+        const req = m.params
+          .filter((x) => x.required && x !== d && x.mergekit)
+          .map((x) => `, ${x.mergekit?.key}: ${JSON.stringify(sample(x))}`)
+          .join('');
         const text =
           d.scope === 'per-model'
-            ? `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { weight: 1 }\nmodels:\n  - model: a\n    parameters: { ${d.mergekit.key}: ${yamlValue} }\n  - model: b\n`
-            : `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { ${d.mergekit.key}: ${yamlValue}, weight: 1 }\nmodels:\n  - model: a\n  - model: b\n`;
+            ? `merge_method: ${m.mergekitName}\nbase_model: z\n${wOnly}models:\n  - model: a\n    parameters: { ${d.mergekit.key}: ${yamlValue} }\n  - model: b\n`
+            : `merge_method: ${m.mergekitName}\nbase_model: z\nparameters: { ${d.mergekit.key}: ${yamlValue}${weight}${req} }\nmodels:\n  - model: a\n  - model: b\n`;
         const recipe = parseMergekitYaml(text);
         assert.equal(recipe.method, m.name);
         const got = recipe.params[d.name];

@@ -153,7 +153,7 @@ describe('task arithmetic and linear', () => {
   });
   it('unknown method and missing base have their own codes', () => {
     assert.throws(
-      () => getMethod('slerp'),
+      () => getMethod('arcee-fusion'),
       (e) => code(e) === 'E_UNKNOWN_METHOD',
     );
     assert.throws(
@@ -164,7 +164,18 @@ describe('task arithmetic and linear', () => {
   it('the registry lists every method with its parameters', () => {
     assert.deepEqual(
       METHODS.map((m) => m.name),
-      ['linear', 'task-arithmetic', 'ties', 'dare-linear', 'dare-ties', 'rmm'],
+      [
+        'linear',
+        'task-arithmetic',
+        'ties',
+        'dare-linear',
+        'dare-ties',
+        'rmm',
+        'slerp',
+        'nuslerp',
+        'model-stock',
+        'passthrough',
+      ],
     );
     for (const m of METHODS) for (const p of m.params) assert.ok(p.help.length > 0 && typeof p.required === 'boolean');
     assert.equal(getMethod('ties').config?.sparsify, 'magnitude');

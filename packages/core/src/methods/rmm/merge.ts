@@ -28,6 +28,7 @@ import {
 } from '../../pipeline/index.js';
 import type { ModelSource, TensorSpec } from '../../safetensors/index.js';
 import { linearCoefficients } from '../linear.js';
+import { countBlocks } from '../lines.js';
 import { defineMethod, lambdaParam, normalizeParam, rankParam, tensorParams, weightsParam } from '../params.js';
 import { sparseConsensusTensor } from '../sparse-consensus.js';
 import type { MergeMethod, MergeParams, MergeReport, MethodRunOptions, ProgressEvent, TensorParams } from '../types.js';
@@ -137,6 +138,7 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
   }
   const device = opts.device ?? (await getDevice({ device: 'auto' }));
   const ref = opts.inputs[0];
+  const layers = countBlocks(ref.tensors.map((t) => t.name));
   const order = ref.tensors.map((t) => t.name);
   const floatNames = ref.tensors.filter((t) => isFloatDType(t.dtype)).map((t) => t.name);
   const meta: RmmMeta = {
@@ -163,7 +165,7 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
       for await (const lt of streamTensors(models, floatNames, pool, 'rmm.p')) {
         const info = ref.tensor(lt.name);
         const tb = new TensorBlocks(device, pool, info.dtype, lt.raw);
-        const tp = tensorParams(resolved, lt.name);
+        const tp = tensorParams(resolved, lt.name, layers);
         const gram = Array.from({ length: n }, () => new Array<number>(n).fill(0));
         for (const { off, count } of tb.blocks()) await addGram(device, (await tb.deltas(off, count)).deltas, gram);
         const mc = linearCoefficients(tp.weights, tp.normalize).map((c) => c * fr(tp.lambda));
@@ -263,7 +265,7 @@ export async function reversibleMerge(opts: ReversibleMergeOptions): Promise<Rmm
     if (combo.length !== tm.p) throw new Error(`rmm: basis of ${t.name} changed between passes`);
     await group.write(baseName(t.name), t.raw[n]);
     const tb = new TensorBlocks(t.device, t.pool, t.dtype, t.raw);
-    const tp = tensorParams(resolved, t.name);
+    const tp = tensorParams(resolved, t.name, layers);
     const basis = combo.map((_, k) => t.pool.f32(`rmm.basis${k}`, tb.len));
     const esOut = dtypeSize(t.outDtype);
     for (const { off, count } of tb.blocks()) {
