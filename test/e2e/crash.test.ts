@@ -39,7 +39,8 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 async function waitForWriter(tmpDir: string, child: ChildProcess): Promise<boolean> {
   for (;;) {
     if (child.exitCode !== null) return false;
-    if (fs.readdirSync(tmpDir).some((n) => n.startsWith('active-'))) return true;
+    // This child's own marker (active-<host>-<pid>-…): an earlier killed writer's marker is still there.
+    if (fs.readdirSync(tmpDir).some((n) => n.startsWith('active-') && n.includes(`-${child.pid}-`))) return true;
     await sleep(1);
   }
 }

@@ -167,7 +167,9 @@ describe('commit from a tensor stream (store sink)', () => {
       for (const [what, arm] of failures) {
         let seen = 0;
         const throwing = (n: string, i: Float32Array[], bb: Float32Array | undefined, o: Float32Array) => {
-          if (what === 'compute' && ++seen === 4) throw new Error('compute failed');
+          // The third computed tensor (layers.2.w, the fifth written): the norms no input changes are
+          // written without compute, so three tensors reach it.
+          if (what === 'compute' && ++seen === 3) throw new Error('compute failed');
           average(n, i, bb, o);
         };
         // Different bytes from every earlier commit, so new chunks are written before the failure.

@@ -4,7 +4,7 @@ import { WgitCommand } from '../base.js';
 import { type DeviceUsed, deviceFlags, useDevice } from '../device-flag.js';
 import { formatBytes, printable, table } from '../format.js';
 import { closeAll, type ModelArg, openModelArg } from '../method-commit.js';
-import { integerFlag } from '../numbers.js';
+import { decimalFlag, integerFlag } from '../numbers.js';
 
 export interface DiffResult extends DiffReport {
   a: { rev: string; commit: string | null; path: string | null };
@@ -66,11 +66,29 @@ reported without reading them; layer and model totals are over the tensors that 
     html: Flags.string({
       description: 'also write a self-contained HTML page: per-layer chart, sortable tensor table, summary',
     }),
+    rank: Flags.boolean({
+      description:
+        "per changed matrix, the rank that keeps 90% of Δ's energy (randomized SVD; reads and factors every changed 2-D tensor)",
+    }),
+    'rank-energy': Flags.string({ description: 'the energy fraction for --rank (default 0.9)', dependsOn: ['rank'] }),
   };
+
+  private rankEnergy: number | undefined;
 
   async run(): Promise<DiffResult> {
     const { args, flags } = await this.parse(Diff);
     const device = await useDevice(flags.device);
+    const energy = flags['rank-energy'] === undefined ? 0.9 : decimalFlag(flags['rank-energy'], 'rank-energy');
+    if (energy !== undefined && !(energy > 0 && energy <= 1))
+      throw new (await import('@wgit/core')).WgitError(
+        'E_BAD_PARAM',
+        `--rank-energy must be in (0, 1], got ${energy}`,
+        {
+          param: 'rank-energy',
+        },
+      );
+    const rankEnergy = flags.rank ? energy : undefined;
+    this.rankEnergy = rankEnergy;
     const top = flags.all ? Number.POSITIVE_INFINITY : (integerFlag(flags.top, 'top', { min: 0 }) ?? 20);
     const { diffModels, isWgitError } = await import('@wgit/core');
     const { Repository } = await import('@wgit/store');
@@ -88,6 +106,7 @@ reported without reading them; layer and model totals are over the tensors that 
         a = await openModelArg(args.a, repo);
         b = await openModelArg(args.b, repo);
         const report = await diffModels(a.source, b.source, {
+          rankEnergy,
           onProgress: (e) => this.progress(`diff ${e.done}/${e.total} ${e.tensor}`),
         });
         this.progressDone();
@@ -140,6 +159,7 @@ reported without reading them; layer and model totals are over the tensors that 
       deltaBase: ([, b]) => b,
       compute: async ([a, b], outDir, _scratch, sink) => {
         const report = await diffModels(a.source, b.source, {
+          rankEnergy: this.rankEnergy,
           onProgress: (e) => this.progress(`diff ${e.done}/${e.total} ${e.tensor}`),
         });
         await computeDiffVector(a.source, b.source, {
@@ -192,7 +212,8 @@ reported without reading them; layer and model totals are over the tensors that 
       .sort((x, y) => (y.relChange ?? Number.POSITIVE_INFINITY) - (x.relChange ?? Number.POSITIVE_INFINITY));
     if (changed.length && top > 0) {
       this.log('');
-      const rows = [['tensor', 'kind', 'layer', '‖Δ‖/‖A‖', 'cosine', 'same', 'max |Δ|']];
+      const ranked = changed.some((d) => d.energyRank !== undefined);
+      const rows = [['tensor', 'kind', 'layer', '‖Δ‖/‖A‖', 'cosine', 'same', 'max |Δ|', ...(ranked ? ['rank90'] : [])]];
       for (const d of changed.slice(0, top)) {
         rows.push([
           printable(d.name),
@@ -202,9 +223,10 @@ reported without reading them; layer and model totals are over the tensors that 
           d.cosine === null ? '-' : d.cosine.toFixed(6),
           percent(d.identicalFraction),
           d.maxAbsDelta === null ? '-' : d.maxAbsDelta.toPrecision(3),
+          ...(ranked ? [d.energyRank == null ? '-' : `${d.energyRank}/${Math.min(...(d.shape.a ?? [0]))}`] : []),
         ]);
       }
-      for (const line of table(rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r'])) this.log(`  ${line}`);
+      for (const line of table(rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'])) this.log(`  ${line}`);
       if (changed.length > top) this.log(`  … ${changed.length - top} more changed tensors (--all or --json)`);
     }
     const odd = r.tensors.filter((d) => d.status === 'mismatch' || d.status === 'only-a' || d.status === 'only-b');

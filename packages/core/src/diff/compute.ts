@@ -11,6 +11,7 @@
  */
 import { type Device, getDevice } from '../device/index.js';
 import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
+import { energyRank } from './rank.js';
 import { BufferPool, convertIn, isKernelDType, prefetched } from '../pipeline/index.js';
 import type { ModelSource, ModelTensor } from '../safetensors/index.js';
 import { layerOf, TENSOR_KINDS, type TensorKind, tensorKind } from './layers.js';
@@ -39,6 +40,8 @@ export interface TensorDiff {
   cosine: number | null;
   /** max |B − A| over elements that are not NaN. */
   maxAbsDelta: number | null;
+  /** With DiffOptions.rankEnergy, for changed 2-D float tensors: the rank holding that fraction of ‖Δ‖² (rank.ts). */
+  energyRank?: number | null;
 }
 
 /** Totals over a group of tensors (a layer, a kind, the model): only the tensors that were measured count in the norms. */
@@ -89,6 +92,8 @@ export interface DiffOptions {
    */
   fused?: boolean;
   onProgress?: (e: { phase: 'diff'; done: number; total: number; tensor: string }) => void;
+  /** `--rank`: for each changed 2-D float tensor, the rank keeping this fraction of Δ's energy (e.g. 0.9). */
+  rankEnergy?: number;
 }
 
 function elementCount(shape: number[]): number {
@@ -308,6 +313,14 @@ export async function diffModels(a: ModelSource, b: ModelSource, opts: DiffOptio
             d.relChange = ratio(d.normDelta, d.normA);
           }
         }
+      }
+      if (opts.rankEnergy !== undefined && d.status === 'changed' && ta.shape.length === 2 && isKernelDType(ta.dtype)) {
+        const va = await convertIn(pool, 'fa', ra, ta.dtype, device);
+        const vb = await convertIn(pool, 'fb', rb, ta.dtype, device);
+        const delta = pool.f32('delta', va.length);
+        await device.sub(vb, va, delta);
+        const [m, n] = ta.shape;
+        d.energyRank = await energyRank(device, delta, m, n, (d.normDelta ?? 0) ** 2, opts.rankEnergy, done);
       }
       byName.set(name, d);
       opts.onProgress?.({ phase: 'diff', done: ++done, total: toRead.length, tensor: name });

@@ -14,34 +14,12 @@ import { WgitError } from '../errors.js';
 import { convertIn } from '../pipeline/index.js';
 import { applyDelta, type DeltaCounts, type DeltaIO, type DeltaView } from './delta.js';
 import type { ObjectHeader, ObjectKind, ObjectValue } from './kind.js';
+import { factorNames, LOW_RANK_KIND, LOW_RANK_VERSION, type LowRankMeta } from './lowrank/format.js';
 
-export const LOW_RANK_KIND = 'low-rank';
-export const LOW_RANK_VERSION = 1;
-
-export interface LowRankMeta {
-  /** Model tensors held as factors `<name>.lora_B` (out × r) and `<name>.lora_A` (r × in). */
-  lowRank: string[];
-  /** Δ = scale·B·A for the tensors named here; 1 for the rest. */
-  scales: Record<string, number>;
-  /** Float tensors held as dense f32 differences under their own name. */
-  dense: string[];
-  /** Float tensors whose change was left out (the model keeps its own values). */
-  dropped: string[];
-  /** Tensors held whole: new in the fine-tune, or not float. */
-  replaced: string[];
-  /** Tensors of the base the fine-tune does not have. */
-  removed: string[];
-  /** How it was made: the rank or energy and the SVD's parameters, or the adapter it was read from. */
-  params: Record<string, unknown>;
-}
+export { factorNames, LOW_RANK_KIND, LOW_RANK_VERSION, type LowRankMeta } from './lowrank/format.js';
 
 export interface LowRank extends ObjectValue {
   meta: LowRankMeta;
-}
-
-/** The stored names of a tensor's factors. */
-export function factorNames(name: string): { a: string; b: string } {
-  return { a: `${name}.lora_A`, b: `${name}.lora_B` };
 }
 
 const names = (x: unknown): x is string[] => Array.isArray(x) && x.every((n) => typeof n === 'string');

@@ -32,7 +32,7 @@ import {
   rwsCodesName,
   rwsRangeName,
   rwsValueName,
-} from './rws.js';
+} from './rws-format.js';
 
 export interface RwsParams {
   /** Blocks kept, 0 … layers − 1 (default: half the blocks, rounded up). */

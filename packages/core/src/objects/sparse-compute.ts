@@ -32,7 +32,7 @@ import {
   sparseIndexName,
   sparseValueName,
   U32_GAP_LIMIT,
-} from './sparse-delta.js';
+} from './sparse-format.js';
 
 export interface SparseDeltaParams {
   /** Keep every changed entry (lossless). */

@@ -23,24 +23,25 @@ import { WgitError } from '../errors.js';
 import type { ModelSource } from '../safetensors/index.js';
 import { applyDelta, type DeltaView, elementsOf } from './delta.js';
 import type { ObjectHeader, ObjectKind, ObjectValue } from './kind.js';
+import {
+  INDEX_SUFFIX,
+  SPARSE_DELTA_KIND,
+  SPARSE_DELTA_VERSION,
+  type SparseDeltaMeta,
+  sparseIndexName,
+  sparseValueName,
+  U32_GAP_LIMIT,
+  VALUE_SUFFIX,
+} from './sparse-format.js';
 
-export const SPARSE_DELTA_KIND = 'sparse-delta';
-export const SPARSE_DELTA_VERSION = 1;
-
-export const sparseIndexName = (name: string) => `${name}::sparse.index`;
-export const sparseValueName = (name: string) => `${name}::sparse.value`;
-const INDEX_SUFFIX = '::sparse.index';
-const VALUE_SUFFIX = '::sparse.value';
-/** Tensors above this many elements store their gaps as U64. */
-export const U32_GAP_LIMIT = 2 ** 32;
-
-export interface SparseDeltaMeta {
-  mode: 'exact' | 'density';
-  /** The kept fraction per tensor (density mode), else null. */
-  density: number | null;
-  /** Model shape of every float tensor the object may change, by name. */
-  shapes: [string, number[]][];
-}
+export {
+  SPARSE_DELTA_KIND,
+  SPARSE_DELTA_VERSION,
+  type SparseDeltaMeta,
+  sparseIndexName,
+  sparseValueName,
+  U32_GAP_LIMIT,
+} from './sparse-format.js';
 
 export interface SparseDelta extends ObjectValue {
   meta: SparseDeltaMeta;

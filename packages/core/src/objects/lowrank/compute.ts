@@ -15,7 +15,7 @@ import { BufferPool, convertIn } from '../../pipeline/index.js';
 import type { ModelSource, TensorSpec } from '../../safetensors/index.js';
 import { type DeltaIO, sameShape, writeTensors } from '../delta.js';
 import type { ObjectHeader } from '../kind.js';
-import { factorNames, LOW_RANK_KIND, LOW_RANK_VERSION, type LowRankMeta } from '../low-rank.js';
+import { factorNames, LOW_RANK_KIND, LOW_RANK_VERSION, type LowRankMeta } from './format.js';
 
 export interface LowRankParams {
   /** Fixed rank of every factored tensor … */
