@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 // @ts-expect-error s3rver ships no types
 import S3rver from 's3rver';
+import { makeConsistent } from './s3rver-consistent.js';
 
 /** Credentials s3rver accepts; they only ever travel in the environment, as the AWS chain expects. */
 export const S3_ENV = {
@@ -13,7 +14,10 @@ export const S3_ENV = {
   WGIT_S3_MAX_ATTEMPTS: '6',
 };
 
-/** A real S3-compatible server (s3rver) on loopback with one bucket, `wgit`. */
+/**
+ * A real S3-compatible server (s3rver) on loopback with one bucket, `wgit`,
+ * made consistent per key as S3 is (see s3rver-consistent.ts).
+ */
 export async function startS3(dir: string): Promise<{ url: string; close(): Promise<void> }> {
   fs.mkdirSync(dir, { recursive: true });
   const server = new S3rver({
@@ -23,8 +27,16 @@ export async function startS3(dir: string): Promise<{ url: string; close(): Prom
     directory: dir,
     configureBuckets: [{ name: 'wgit' }],
   });
+  makeConsistent(server);
   const addr = (await server.run()) as AddressInfo;
-  return { url: `http://127.0.0.1:${addr.port}`, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    close: () => {
+      // Keep-alive sockets of clients in this process would hold close() open.
+      server.httpServer?.closeAllConnections();
+      return server.close();
+    },
+  };
 }
 
 export type FaultMode =
@@ -54,7 +66,13 @@ export async function startProxy(
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
         r.on('end', resolve);
+        r.on('error', () => {
+          res.destroy();
+          resolve();
+        });
       });
+      // A server that stops answering must not hold the test: cut after 30 s.
+      up.setTimeout(30_000, () => up.destroy(new Error('upstream timeout')));
       up.on('error', () => {
         res.destroy();
         resolve();
@@ -69,6 +87,9 @@ export async function startProxy(
           resolve(r.statusCode === 200 ? String(r.headers.etag ?? '') : null);
         })
         .on('error', () => resolve(null))
+        .setTimeout(30_000, function (this: http.ClientRequest) {
+          this.destroy();
+        })
         .end();
     });
   const server = http.createServer((req, res) => {

@@ -1,7 +1,9 @@
 import './s3-warning.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
@@ -87,27 +89,43 @@ export class S3Store {
     return s === 404 || /NoSuchKey|NotFound/.test(nameOf(e));
   }
 
-  /** An object's bytes and ETag, or null when absent. `maxBytes` bounds what is read (larger: E_REMOTE_CORRUPT). */
+  /**
+   * An object's bytes and ETag, or null when absent. `maxBytes` bounds what is
+   * read (larger: E_REMOTE_CORRUPT). The SDK retries a request that fails
+   * before the response; a body cut off midway (a reset connection, a short
+   * read) is retried here, as a whole GET, up to the same number of attempts.
+   */
   async get(
     rel: string,
     maxBytes = 64 * 1024 * 1024,
     range?: string,
   ): Promise<{ bytes: Uint8Array; etag: string; size: number } | null> {
-    try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), Range: range }));
+    for (let attempt = 1; ; attempt++) {
+      let r: GetObjectCommandOutput;
+      try {
+        r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), Range: range }));
+      } catch (e) {
+        if (S3Store.missing(e) || statusOf(e) === 416) return null;
+        this.fail(e, rel, 'GET');
+      }
       const size = Number(r.ContentLength ?? 0);
       if (!range && size > maxBytes) {
-        await r.Body?.transformToByteArray().catch(() => {});
+        (r.Body as { destroy?: () => void } | undefined)?.destroy?.();
         throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger (${size} bytes) than it can be`, { key: rel });
       }
-      const bytes = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
+      let bytes: Uint8Array;
+      try {
+        bytes = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
+        if (r.ContentLength !== undefined && bytes.length !== size) throw new Error(`short read of ${rel}`);
+      } catch (e) {
+        if (attempt >= maxAttempts()) this.fail(e, rel, 'GET');
+        await sleep(Math.min(100 * 2 ** attempt, 2000) * Math.random());
+        continue;
+      }
       if (!range && bytes.length > maxBytes)
         throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger than it can be`, { key: rel });
       const total = r.ContentRange ? Number(/\/(\d+)$/.exec(r.ContentRange)?.[1] ?? bytes.length) : bytes.length;
       return { bytes, etag: r.ETag ?? '', size: total };
-    } catch (e) {
-      if (S3Store.missing(e) || statusOf(e) === 416) return null;
-      this.fail(e, rel, 'GET');
     }
   }
 
