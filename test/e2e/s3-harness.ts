@@ -44,7 +44,11 @@ export type FaultMode =
   /** Every `every`-th request answers with this status and S3 error code (500 InternalError, 503 SlowDown). */
   | { kind: 'status'; every: number; status: number; code: string }
   /** Every `every`-th PUT with a body is cut: the connection drops after part of the body reached the proxy. */
-  | { kind: 'drop'; every: number };
+  | { kind: 'drop'; every: number }
+  /** Multipart part uploads after the first `after` get no answer (a pusher hangs mid-upload, to be killed). */
+  | { kind: 'stall-parts'; after: number }
+  /** CreateMultipartUpload reaches the server, but the answer is lost (the connection drops). */
+  | { kind: 'swallow-creates' };
 
 /**
  * Our proxy in front of the server: injects faults, and optionally honours
@@ -55,15 +59,38 @@ export type FaultMode =
 export async function startProxy(
   target: string,
   opts: { conditional?: boolean } = {},
-): Promise<{ url: string; mode: FaultMode; requests: number; faults: number; close(): Promise<void> }> {
+): Promise<{
+  url: string;
+  mode: FaultMode;
+  requests: number;
+  faults: number;
+  /** Request body bytes received (what clients sent), and response body bytes forwarded to them. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Part uploads seen, and those held without an answer (stall-parts). */
+  parts: number;
+  stalled: number;
+  close(): Promise<void>;
+}> {
   const t = new URL(target);
-  const state = { mode: { kind: 'none' } as FaultMode, requests: 0, faults: 0 };
+  const state = {
+    mode: { kind: 'none' } as FaultMode,
+    requests: 0,
+    faults: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    parts: 0,
+    stalled: 0,
+  };
   const keyLocks = new Map<string, Promise<void>>();
   const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
     new Promise<void>((resolve) => {
       const headers = { ...req.headers };
       const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
+        r.on('data', (d: Buffer) => {
+          state.bytesOut += d.length;
+        });
         r.pipe(res);
         r.on('end', resolve);
         r.on('error', () => {
@@ -98,6 +125,14 @@ export async function startProxy(
     const chunks: Buffer[] = [];
     const mode = state.mode;
     const isPut = req.method === 'PUT' && Number(req.headers['content-length'] ?? 0) > 0;
+    if (isPut && /[?&]uploadId=/.test(req.url ?? '')) {
+      state.parts++;
+      if (mode.kind === 'stall-parts' && state.parts > mode.after) {
+        state.stalled++;
+        req.resume();
+        return; // no answer until the client goes away or the proxy closes
+      }
+    }
     if (mode.kind === 'drop' && isPut && n % mode.every === 0) {
       let got = 0;
       const cut = () => {
@@ -111,13 +146,29 @@ export async function startProxy(
       req.on('end', cut);
       return;
     }
-    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('data', (d: Buffer) => {
+      state.bytesIn += d.length;
+      chunks.push(d);
+    });
     req.on('end', async () => {
       const body = Buffer.concat(chunks);
       if (mode.kind === 'status' && n % mode.every === 0) {
         state.faults++;
         res.writeHead(mode.status, { 'content-type': 'application/xml' });
         res.end(`<?xml version="1.0"?><Error><Code>${mode.code}</Code><Message>injected</Message></Error>`);
+        return;
+      }
+      if (mode.kind === 'swallow-creates' && req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url ?? '')) {
+        state.faults++;
+        const up = http.request(
+          { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+          (r) => {
+            r.resume();
+            r.on('end', () => req.socket.destroy());
+          },
+        );
+        up.on('error', () => req.socket.destroy());
+        up.end(body);
         return;
       }
       const ifNone = req.headers['if-none-match'];

@@ -28,7 +28,7 @@ export default class Push extends WgitCommand {
     ...progressFlag,
   };
 
-  async run(): Promise<remotes.PushResult & { remote: string; url: string }> {
+  async run(): Promise<remotes.PushResult & { remote: string; url: string; abortedUploads: number }> {
     const { argv, flags } = await this.parse(Push);
     const [remote = 'origin', ...refs] = argv as string[];
     const { Repository, remotes } = await import('@wgit/store');
@@ -49,6 +49,8 @@ export default class Push extends WgitCommand {
       this.log(
         `Sent ${r.sent.objects} objects and ${r.sent.chunks} chunks (${formatBytes(r.sent.bytes)}) to ${printable(r.remote)} in ${r.seconds.toFixed(1)} s; the remote had ${r.present.objects + r.present.chunks} already`,
       );
+      if (r.abortedUploads > 0)
+        this.log(`Aborted ${r.abortedUploads} multipart upload(s) an interrupted push had left in progress`);
     }
     return r;
   }

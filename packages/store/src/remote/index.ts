@@ -72,9 +72,13 @@ export async function removeRemote(
 export async function open(repo: RemoteRepo, name: string): Promise<{ cfg: RemoteConfig; remote: OpenedRemote }> {
   const file = remotesFile(repo);
   const cfg = await file.get(name);
-  const remote = await openRemote(cfg, async (caps) => {
-    if (caps) await file.setCapabilities(name, caps);
-  });
+  const remote = await openRemote(
+    cfg,
+    async (caps) => {
+      if (caps) await file.setCapabilities(name, caps);
+    },
+    { uploadJournal: path.join(repo.wgitDir, 's3-uploads'), tmpDir: repo.tmpDir },
+  );
   return { cfg, remote };
 }
 
@@ -123,16 +127,18 @@ export async function pushToRemote(
   name: string,
   refs: string[],
   opts: { all?: boolean; tags?: boolean; force?: boolean; onProgress?: (p: TransferProgress) => void } = {},
-): Promise<PushResult & { remote: string; url: string }> {
+): Promise<PushResult & { remote: string; url: string; abortedUploads: number }> {
   const updates = await pushUpdates(repo, refs, opts);
   const { cfg, remote } = await open(repo, name);
   await remote.ensureExists(repo.config);
+  // Multipart uploads a killed push left in progress are aborted before anything new goes up.
+  const abortedUploads = (await remote.abortStaleUploads?.()) ?? 0;
   const r = await push(repo, remote.backend, updates, {
     force: opts.force,
     onProgress: opts.onProgress,
     trackingPrefix: `refs/remotes/${name}/`,
   });
-  return { remote: name, url: cfg.url, ...r };
+  return { remote: name, url: cfg.url, ...r, abortedUploads };
 }
 
 export async function fetchFromRemote(

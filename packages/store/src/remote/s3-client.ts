@@ -10,13 +10,9 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { WgitError } from '@wgit/core';
 import type { RemoteConfig } from './config.js';
-
-/** Objects larger than this go up as multipart uploads (lib-storage), in parts of MULTIPART_PART bytes. */
-export const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
-const MULTIPART_PART = 8 * 1024 * 1024;
+import { abortStaleUploads, multipartSizes, putMultipart, type UploadJournal } from './s3-multipart.js';
 
 /** A precondition (If-None-Match / If-Match) failed: the object exists, or changed. */
 export class PreconditionFailed extends Error {}
@@ -45,6 +41,8 @@ export class S3Store {
     cfg: RemoteConfig,
     readonly bucket: string,
     readonly prefix: string,
+    /** Where this repository records its multipart uploads (none: nothing to clean up after a kill). */
+    readonly journal: UploadJournal | null = null,
   ) {
     const endpoint = cfg.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     this.client = new S3Client({
@@ -151,22 +149,12 @@ export class S3Store {
     cond: { ifNoneMatch?: boolean; ifMatch?: string } = {},
   ): Promise<string> {
     try {
-      if (typeof body !== 'string' && body.length > MULTIPART_THRESHOLD && !cond.ifMatch) {
-        const up = new Upload({
-          client: this.client,
-          params: {
-            Bucket: this.bucket,
-            Key: this.key(rel),
-            Body: body,
-            IfNoneMatch: cond.ifNoneMatch ? '*' : undefined,
-          },
-          partSize: MULTIPART_PART,
-          queueSize: 4,
-          leavePartsOnError: false,
+      const mp = multipartSizes();
+      if (typeof body !== 'string' && body.length > mp.threshold && !cond.ifMatch)
+        return await putMultipart(this.client, this.journal, this.bucket, this.key(rel), body, {
+          ifNoneMatch: cond.ifNoneMatch,
+          part: mp.part,
         });
-        const r = await up.done();
-        return (r as { ETag?: string }).ETag ?? '';
-      }
       const r = await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -183,6 +171,18 @@ export class S3Store {
       if ((s === 409 || /ConditionalRequestConflict/.test(nameOf(e))) && (cond.ifMatch || cond.ifNoneMatch))
         throw new PreconditionFailed(rel);
       this.fail(e, rel, 'PUT');
+    }
+  }
+
+  /** Aborts the multipart uploads an earlier, killed push from this repository left in progress. */
+  async abortStaleUploads(): Promise<number> {
+    if (!this.journal) return 0;
+    try {
+      return await abortStaleUploads(this.client, this.journal);
+    } catch (e) {
+      // A server without ListMultipartUploads: the entries stay for a later try.
+      if (statusOf(e) === 501 || /NotImplemented/.test(nameOf(e))) return 0;
+      this.fail(e, 'multipart uploads', 'abort of stale uploads');
     }
   }
 
