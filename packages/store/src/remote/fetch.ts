@@ -1,11 +1,11 @@
 import * as path from 'node:path';
 import { isWgitError, WgitError } from '@wgit/core';
-import type { ChunkBackend, StorageBackend } from '../backend/types.js';
+import type { StorageBackend } from '../backend/types.js';
 import { MAX_CHUNK_HEADER, parseChunkHeader } from '../chunk-file.js';
-import { ChunkStore } from '../chunkstore.js';
 import { fsyncDir } from '../fsutil.js';
 import { checkRefName } from '../names.js';
 import { reachableChunks, walkCommits } from '../ops/reachability.js';
+import { startRunner } from '../pool.js';
 import { type ObjectLinks, OID_RE, parseLinks, verifyAndParse } from './gitobj.js';
 import { ProgressMeter, parallel, type TransferProgress } from './progress.js';
 import { type RemoteHost, setTracking, transferParallelism } from './push.js';
@@ -127,28 +127,21 @@ async function fetchObjects(
 
 /**
  * Fetches chunk files the local store lacks, delta bases first, each decoded
- * through its chain and hashed against its id (ChunkStore's rules) before it
- * is placed: a corrupt remote chunk never enters.
+ * through its chain and hashed against its id before it is placed: a corrupt
+ * remote chunk never enters. The decoding and hashing run on the process's
+ * worker threads (pool.ts), bases read from the local store where they were
+ * placed first, so the transfers go on while chunks are checked.
  */
 async function fetchChunks(
   host: RemoteHost,
   remote: StorageBackend,
-  wanted: Iterable<string>,
+  wanted: string[],
   meter: ProgressMeter,
   received: FetchResult['received'],
 ): Promise<void> {
   const local = host.backend.chunks;
-  const staged = new Map<string, Uint8Array>();
-  // Local chunks plus the one being checked; reads of bases fall through to the local store.
-  const overlay: ChunkBackend = Object.assign(Object.create(local) as ChunkBackend, {
-    getChunk: async (id: string, maxBytes: number) => staged.get(id) ?? local.getChunk(id, maxBytes),
-    getChunkHead: async (id: string, n: number) => {
-      const s = staged.get(id);
-      return s ? { head: s.subarray(0, n), size: s.length } : local.getChunkHead(id, n);
-    },
-    hasChunk: async (id: string) => staged.has(id) || local.hasChunk(id),
-  });
-  const verifier = new ChunkStore(overlay, 64 * 1024 * 1024);
+  // The runner works on this many bytes, about: chunks are 4 MiB unless a repository chose otherwise.
+  const runner = await startRunner(wanted.length * 4 * 1024 * 1024, local.dir, local.tmpDir);
   const inflight = new Map<string, Promise<void>>();
   const one = (id: string): Promise<void> => {
     let p = inflight.get(id);
@@ -164,15 +157,12 @@ async function fetchChunks(
           throw remoteError(`chunk ${id}`, `is damaged: ${(e as Error).message}`, { chunk: id });
         }
         if (base) await one(base);
-        staged.set(id, bytes);
         try {
-          await verifier.get(id);
+          await runner.run({ op: 'verify', id, bytes, maxDepth: 255 });
         } catch (e) {
           if (isWgitError(e) && (e.code === 'E_CORRUPT_CHUNK' || e.code === 'E_MISSING_CHUNK'))
             throw remoteError(`chunk ${id}`, `is damaged: ${e.message}`, { chunk: id });
           throw e;
-        } finally {
-          staged.delete(id);
         }
         await local.putChunkIfAbsent(id, bytes);
         received.chunks++;
@@ -183,7 +173,11 @@ async function fetchChunks(
     }
     return p;
   };
-  await parallel(wanted, transferParallelism(), one);
+  try {
+    await parallel(wanted, transferParallelism(), one);
+  } finally {
+    await runner.close();
+  }
 }
 
 /**
