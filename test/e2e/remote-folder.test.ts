@@ -105,6 +105,34 @@ describe('folder remotes', () => {
     await ok(repoDir('a'), ['checkout', 'main', '--out', full]);
     for (const f of fs.readdirSync(full))
       assert.ok(fs.readFileSync(path.join(out, f)).equals(fs.readFileSync(path.join(full, f))), f);
+
+    // fsck knows the older commits' chunks are absent on purpose (the marker clone wrote) …
+    const fk = await ok(d, ['fsck']);
+    const sh = fk.shallow as { complete: string[]; tensorsWithoutChunks: number };
+    assert.equal(fk.ok, true);
+    assert.ok(sh.tensorsWithoutChunks > 0, JSON.stringify(sh));
+    assert.ok(sh.complete.includes(local.refs['refs/heads/main']), JSON.stringify(sh));
+    assert.match((fk.warnings as string[]).join('\n'), /shallow clone/);
+    // … but a chunk the tip needs is still damage.
+    const broken = repoDir('shallow-broken');
+    fs.cpSync(d, broken, { recursive: true });
+    const victim = local.chunks[0];
+    fs.rmSync(path.join(broken, '.wgit', 'wgit', 'chunks', victim.slice(0, 2), victim.slice(2)));
+    const bad = await wgit(broken, ['fsck']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.json.ok, false);
+    assert.ok(
+      (bad.json.problems as { code: string }[]).some((p) => p.code === 'E_MISSING_CHUNK'),
+      JSON.stringify(bad.json.problems),
+    );
+    // A full fetch brings the rest and drops the marker.
+    await ok(d, ['fetch']);
+    await ok(tmp, ['clone', repoDir('remote'), repoDir('deep')]);
+    assert.deepEqual(snapshot(path.join(d, '.wgit')).chunks, snapshot(path.join(repoDir('deep'), '.wgit')).chunks);
+    assert.equal(fs.existsSync(path.join(d, '.wgit', 'wgit', 'shallow.json')), false);
+    const full2 = await ok(d, ['fsck']);
+    assert.equal(full2.ok, true);
+    assert.equal(full2.shallow, undefined);
   });
 
   it('reports a corrupt or missing remote chunk or object by name, and nothing enters', async () => {

@@ -6,6 +6,7 @@ import { fsyncDir } from '../fsutil.js';
 import { checkRefName } from '../names.js';
 import { reachableChunks, walkCommits } from '../ops/reachability.js';
 import { startRunner } from '../pool.js';
+import { clearShallow, markShallow } from '../shallow.js';
 import { type ObjectLinks, OID_RE, parseLinks, verifyAndParse } from './gitobj.js';
 import { ProgressMeter, parallel, type TransferProgress } from './progress.js';
 import { type RemoteHost, setTracking, transferParallelism } from './push.js';
@@ -190,7 +191,14 @@ async function fetchChunks(
 export async function fetchRemote(
   host: RemoteHost,
   remote: StorageBackend,
-  opts: { name: string; depth?: number; onProgress?: (p: TransferProgress) => void; branches?: string[] },
+  opts: {
+    name: string;
+    depth?: number;
+    onProgress?: (p: TransferProgress) => void;
+    branches?: string[];
+    /** The remote's URL, as the shallow marker records it. */
+    url?: string;
+  },
 ): Promise<FetchResult> {
   const meter = new ProgressMeter(opts.onProgress);
   const received = { objects: 0, chunks: 0, bytes: 0 };
@@ -223,6 +231,10 @@ export async function fetchRemote(
   meter.phase = 'chunks';
   meter.objectsTotal = received.objects + missing.length;
   await fetchChunks(host, remote, missing, meter, received);
+  // A shallow fetch says which commits it brought whole (fsck expects the others' chunks to be absent);
+  // a full one has brought every chunk of the remote's history.
+  if (opts.depth === 1) await markShallow(host.gitdir, host.tmpDir, tips, opts.url ?? opts.name);
+  else await clearShallow(host.gitdir);
   const result: FetchResult = { branches: [], tags: [], received, seconds: 0 };
   for (const [branch, oid] of heads) {
     const tracking = `refs/remotes/${opts.name}/${branch}`;

@@ -147,7 +147,7 @@ export async function fetchFromRemote(
   opts: { depth?: number; onProgress?: (p: TransferProgress) => void; branches?: string[] } = {},
 ): Promise<FetchResult & { remote: string; url: string }> {
   const { cfg, remote } = await open(repo, name);
-  const r = await fetchRemote(repo, remote.backend, { name, ...opts });
+  const r = await fetchRemote(repo, remote.backend, { name, url: cfg.url, ...opts });
   return { remote: name, url: cfg.url, ...r };
 }
 
@@ -233,6 +233,7 @@ export async function cloneInto(
     );
   const fetch = await fetchRemote(repo, remote.backend, {
     name: DEFAULT_REMOTE,
+    url: cfg.url,
     depth: opts.depth,
     onProgress: opts.onProgress,
     branches: opts.depth === 1 ? [branch] : undefined,
