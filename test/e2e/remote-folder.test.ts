@@ -201,4 +201,35 @@ describe('folder remotes', () => {
     const u = await wgit(a, ['push', 'nowhere']);
     assert.equal(u.json.error?.code, 'E_UNKNOWN_REMOTE');
   });
+
+  it('push --delete removes a remote branch or tag by compare-and-swap, and keeps the HEAD branch unless forced', async () => {
+    const a = repoDir('a');
+    const remoteGit = path.join(repoDir('remote'), '.wgit');
+    const remoteRefs = () =>
+      spawnSync('git', [`--git-dir=${remoteGit}`, 'for-each-ref', '--format=%(refname)'], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n');
+    await ok(a, ['branch', 'old-experiment', 'main~1']);
+    await ok(a, ['tag', 'v-old', 'main~1']);
+    await ok(a, ['push', 'origin', 'old-experiment', 'v-old']);
+    assert.ok(remoteRefs().includes('refs/heads/old-experiment'));
+    assert.ok(fs.existsSync(path.join(a, '.wgit', 'refs', 'remotes', 'origin', 'old-experiment')));
+
+    const d = await ok(a, ['push', 'origin', '--delete', 'old-experiment', 'v-old']);
+    assert.deepEqual(
+      (d.deleted as { ref: string }[]).map((x) => x.ref),
+      ['refs/heads/old-experiment', 'refs/tags/v-old'],
+    );
+    assert.ok(!remoteRefs().includes('refs/heads/old-experiment'), remoteRefs().join(' '));
+    assert.ok(!remoteRefs().includes('refs/tags/v-old'));
+    assert.ok(remoteRefs().includes('refs/heads/main'));
+    assert.equal(fs.existsSync(path.join(a, '.wgit', 'refs', 'remotes', 'origin', 'old-experiment')), false);
+    gitFsck(remoteGit);
+
+    const gone = await wgit(a, ['push', 'origin', '--delete', 'old-experiment']);
+    assert.equal(gone.json.error?.code, 'E_REMOTE_REF_NOT_FOUND');
+    const head = await wgit(a, ['push', 'origin', '--delete', 'main']);
+    assert.equal(head.json.error?.code, 'E_INVALID_ARGUMENT');
+    assert.ok(remoteRefs().includes('refs/heads/main'), 'the HEAD branch stays');
+  });
 });

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Repository, remotes } from '../../packages/store/src/index.js';
+import { PreconditionFailed, S3Store } from '../../packages/store/src/remote/s3-client.js';
 import { lineage, ok, STORE_DIST, snapshot, wgit } from './remote-helpers.js';
 import { S3_ENV, startProxy, startS3 } from './s3-harness.js';
 
@@ -100,6 +101,24 @@ describe('S3 remotes', { timeout: 240_000 }, () => {
       const r = await remotes.pushToRemote(a, 'origin', []);
       assert.equal(r.updates[0].status, 'fast-forward');
       assert.equal(await remote.backend.refs.readRef('refs/heads/main'), await a.refs.readRef('refs/heads/main'));
+
+      // Deleting is conditional too: a DELETE with an ETag the ref no longer has is refused (412) …
+      const store = new S3Store({ name: 'x', url: 's3://wgit/cond', endpoint: proxy.url }, 'wgit', 'cond');
+      await assert.rejects(
+        store.delete('refs/heads/main', { ifMatch: '"00000000000000000000000000000000"' }),
+        PreconditionFailed,
+      );
+      assert.equal(await remote.backend.refs.readRef('refs/heads/main'), await a.refs.readRef('refs/heads/main'));
+      // … and push --delete, through the CLI, removes a branch at the value it read.
+      await a.createBranch('gone', 'main~1');
+      await remotes.pushToRemote(a, 'origin', ['gone']);
+      const d = await ok(a.gitdir.replace(/\/\.wgit$/, ''), ['push', 'origin', '--delete', 'gone'], S3_ENV);
+      assert.deepEqual(
+        (d.deleted as { ref: string }[]).map((x) => x.ref),
+        ['refs/heads/gone'],
+      );
+      assert.equal(await remote.backend.refs.readRef('refs/heads/gone'), null);
+      assert.equal(await a.refs.readRef('refs/remotes/origin/gone'), null);
     } finally {
       await proxy.close();
     }

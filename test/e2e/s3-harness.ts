@@ -52,7 +52,7 @@ export type FaultMode =
 
 /**
  * Our proxy in front of the server: injects faults, and optionally honours
- * conditional PUTs (If-None-Match: *, If-Match) that s3rver ignores, one
+ * conditional PUTs and DELETEs (If-None-Match: *, If-Match) that s3rver ignores, one
  * request at a time per key, so the conditional compare-and-swap path runs
  * against a server that implements it.
  */
@@ -173,7 +173,7 @@ export async function startProxy(
       }
       const ifNone = req.headers['if-none-match'];
       const ifMatch = req.headers['if-match'];
-      if (opts.conditional && req.method === 'PUT' && (ifNone || ifMatch)) {
+      if (opts.conditional && (req.method === 'PUT' || req.method === 'DELETE') && (ifNone || ifMatch)) {
         const key = (req.url ?? '').split('?')[0];
         const prev = keyLocks.get(key) ?? Promise.resolve();
         let done!: () => void;

@@ -8,7 +8,7 @@ import { type RemoteConfig, RemoteConfigFile } from './config.js';
 import { type FetchResult, fetchRemote, remoteRefs } from './fetch.js';
 import { type OpenedRemote, openRemote } from './open.js';
 import type { TransferProgress } from './progress.js';
-import { isAncestor, type PushResult, push, type RefUpdate, type RemoteHost } from './push.js';
+import { isAncestor, type PushResult, push, type RefUpdate, type RemoteHost, readRemoteRef } from './push.js';
 import { canonicalUrl, checkEndpoint, parseRemoteUrl } from './url.js';
 
 export type { RemoteCapabilities, RemoteConfig } from './config.js';
@@ -139,6 +139,71 @@ export async function pushToRemote(
     trackingPrefix: `refs/remotes/${name}/`,
   });
   return { remote: name, url: cfg.url, ...r, abortedUploads };
+}
+
+export interface DeleteResult {
+  remote: string;
+  url: string;
+  /** Full remote ref names and the values they held. */
+  deleted: { ref: string; old: string }[];
+}
+
+/**
+ * Deletes branches or tags on a remote (`push --delete`): each by
+ * compare-and-swap from the value read, so a ref someone moved meanwhile is
+ * left alone (E_NON_FAST_FORWARD). The branch the remote's HEAD names is kept
+ * unless `force` (clones start from it). The local remote-tracking ref goes too.
+ */
+export async function deleteRemoteRefs(
+  repo: RemoteRepo,
+  name: string,
+  refs: string[],
+  opts: { force?: boolean } = {},
+): Promise<DeleteResult> {
+  if (refs.length === 0)
+    throw new WgitError('E_INVALID_ARGUMENT', 'push --delete needs the branches or tags to delete');
+  const { cfg, remote } = await open(repo, name);
+  const head = await remote.backend.refs.readHead().catch(() => null);
+  const plan: { ref: string; old: string }[] = [];
+  for (const short of refs) {
+    let found: { ref: string; old: string } | null = null;
+    for (const [kind, full] of [
+      ['branch', `refs/heads/${short}`],
+      ['tag', `refs/tags/${short}`],
+    ] as const) {
+      checkRefName(short, kind);
+      const old: string | null = found ? null : await readRemoteRef(remote.backend, full);
+      if (old) found = { ref: full, old };
+    }
+    if (!found)
+      throw new WgitError('E_REMOTE_REF_NOT_FOUND', `remote ${name} has no branch or tag ${JSON.stringify(short)}`, {
+        remote: name,
+        ref: short,
+      });
+    if (found.ref === head && !opts.force)
+      throw new WgitError(
+        'E_INVALID_ARGUMENT',
+        `${found.ref} is the remote's HEAD branch (clones start from it); give --force to delete it anyway`,
+        { ref: found.ref },
+      );
+    plan.push(found);
+  }
+  const identity = currentIdentity();
+  for (const p of plan) {
+    await remote.backend.refs.compareAndSwapRef(
+      p.ref,
+      p.old,
+      null,
+      { message: 'push: delete', identity },
+      { movedCode: 'E_NON_FAST_FORWARD' },
+    );
+    if (p.ref.startsWith('refs/heads/')) {
+      const tracking = `refs/remotes/${name}/${p.ref.slice('refs/heads/'.length)}`;
+      const cur = await repo.refs.readRef(tracking);
+      if (cur) await repo.refs.compareAndSwapRef(tracking, cur, null, { message: 'push: delete', identity });
+    }
+  }
+  return { remote: name, url: cfg.url, deleted: plan };
 }
 
 export async function fetchFromRemote(

@@ -186,10 +186,15 @@ export class S3Store {
     }
   }
 
-  async delete(rel: string): Promise<void> {
+  /** Deletes a key (absent is fine). `ifMatch`: only while it has that ETag, else PreconditionFailed. */
+  async delete(rel: string, cond: { ifMatch?: string } = {}): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+      await this.client.send(
+        new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel), IfMatch: cond.ifMatch }),
+      );
     } catch (e) {
+      if (cond.ifMatch && (statusOf(e) === 412 || /PreconditionFailed/.test(nameOf(e))))
+        throw new PreconditionFailed(rel);
       if (S3Store.missing(e)) return;
       this.fail(e, rel, 'DELETE');
     }
