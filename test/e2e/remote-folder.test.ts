@@ -229,7 +229,7 @@ describe('folder remotes', () => {
     const gone = await wgit(a, ['push', 'origin', '--delete', 'old-experiment']);
     assert.equal(gone.json.error?.code, 'E_REMOTE_REF_NOT_FOUND');
     const head = await wgit(a, ['push', 'origin', '--delete', 'main']);
-    assert.equal(head.json.error?.code, 'E_INVALID_ARGUMENT');
+    assert.equal(head.json.error?.code, 'E_CURRENT_BRANCH');
     assert.ok(remoteRefs().includes('refs/heads/main'), 'the HEAD branch stays');
   });
 });

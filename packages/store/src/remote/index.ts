@@ -160,8 +160,7 @@ export async function deleteRemoteRefs(
   refs: string[],
   opts: { force?: boolean } = {},
 ): Promise<DeleteResult> {
-  if (refs.length === 0)
-    throw new WgitError('E_INVALID_ARGUMENT', 'push --delete needs the branches or tags to delete');
+  if (refs.length === 0) throw new WgitError('E_USAGE', 'push --delete needs the branches or tags to delete');
   const { cfg, remote } = await open(repo, name);
   const head = await remote.backend.refs.readHead().catch(() => null);
   const plan: { ref: string; old: string }[] = [];
@@ -182,7 +181,7 @@ export async function deleteRemoteRefs(
       });
     if (found.ref === head && !opts.force)
       throw new WgitError(
-        'E_INVALID_ARGUMENT',
+        'E_CURRENT_BRANCH',
         `${found.ref} is the remote's HEAD branch (clones start from it); give --force to delete it anyway`,
         { ref: found.ref },
       );
