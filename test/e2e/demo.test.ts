@@ -14,10 +14,16 @@ after(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('wgit demo --json trains, commits, verifies, transfers, merges and reports accuracies', () => {
+test('wgit demo --json trains, commits, verifies, transfers, merges, reports accuracies, pushes and clones back', {
+  timeout: 240_000,
+}, () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-'));
   const dir = path.join(tmp, 'demo');
-  const r = spawnSync(process.execPath, [BIN, 'demo', '--dir', dir, '--json'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [BIN, 'demo', '--dir', dir, '--json'], {
+    encoding: 'utf8',
+    timeout: 180_000,
+    killSignal: 'SIGKILL',
+  });
   assert.equal(r.status, 0, r.stderr);
   const d = JSON.parse(r.stdout);
   const row = (name: string) => {
@@ -71,6 +77,38 @@ test('wgit demo --json trains, commits, verifies, transfers, merges and reports 
   assert.ok(avg(row('merge task-arithmetic')) > best);
   assert.ok(avg(row('merge ties')) > best);
   for (const t of d.table) for (const v of Object.values(t.scores) as number[]) assert.ok(v >= 0 && v <= 1);
+
+  // The demo ends with a push to a folder remote and a clone of it: every model of the
+  // lineage, checked out of the clone, is the file training wrote; Debian git accepts
+  // both repositories; the clone tracks every branch the demo made, at the same commit.
+  const models = ['base-v1', 'base-v2', 'ft-flip', 'ft-rot', 'ft-invert', 'v2-ft-invert'];
+  assert.deepEqual(Object.keys(d.remote.checkouts).sort(), [...models].sort());
+  for (const m of models) {
+    const files = fs.readdirSync(path.join(dir, 'models', m)).sort();
+    assert.deepEqual(fs.readdirSync(d.remote.checkouts[m]).sort(), files, m);
+    for (const f of files)
+      assert.ok(
+        fs.readFileSync(path.join(d.remote.checkouts[m], f)).equals(fs.readFileSync(path.join(dir, 'models', m, f))),
+        `${m}/${f} from the clone`,
+      );
+  }
+  const git = (gitdir: string, ...args: string[]) => {
+    const g = spawnSync('git', [`--git-dir=${gitdir}`, ...args], { encoding: 'utf8' });
+    assert.equal(g.status, 0, g.stderr);
+    return g.stdout;
+  };
+  for (const g of [path.join(d.remote.url, '.wgit'), path.join(d.remote.clone, '.wgit')])
+    git(g, 'fsck', '--full', '--strict', '--no-dangling');
+  const refs = (gitdir: string, prefix: string) =>
+    git(gitdir, 'for-each-ref', '--format=%(refname) %(objectname)', prefix)
+      .trim()
+      .split('\n')
+      .map((l) => l.replace(prefix, ''))
+      .sort();
+  const branches = refs(path.join(d.repo.root, '.wgit'), 'refs/heads/');
+  assert.ok(branches.length >= 6, branches.join(' '));
+  assert.deepEqual(refs(path.join(d.remote.clone, '.wgit'), 'refs/remotes/origin/'), branches);
+  assert.equal(d.remote.pushed.refs, branches.length + 2, 'every branch and both base tags');
 });
 
 test('wgit demo refuses a folder that is not empty', () => {

@@ -105,6 +105,34 @@ describe('folder remotes', () => {
     await ok(repoDir('a'), ['checkout', 'main', '--out', full]);
     for (const f of fs.readdirSync(full))
       assert.ok(fs.readFileSync(path.join(out, f)).equals(fs.readFileSync(path.join(full, f))), f);
+
+    // fsck knows the older commits' chunks are absent on purpose (the marker clone wrote) …
+    const fk = await ok(d, ['fsck']);
+    const sh = fk.shallow as { complete: string[]; tensorsWithoutChunks: number };
+    assert.equal(fk.ok, true);
+    assert.ok(sh.tensorsWithoutChunks > 0, JSON.stringify(sh));
+    assert.ok(sh.complete.includes(local.refs['refs/heads/main']), JSON.stringify(sh));
+    assert.match((fk.warnings as string[]).join('\n'), /shallow clone/);
+    // … but a chunk the tip needs is still damage.
+    const broken = repoDir('shallow-broken');
+    fs.cpSync(d, broken, { recursive: true });
+    const victim = local.chunks[0];
+    fs.rmSync(path.join(broken, '.wgit', 'wgit', 'chunks', victim.slice(0, 2), victim.slice(2)));
+    const bad = await wgit(broken, ['fsck']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.json.ok, false);
+    assert.ok(
+      (bad.json.problems as { code: string }[]).some((p) => p.code === 'E_MISSING_CHUNK'),
+      JSON.stringify(bad.json.problems),
+    );
+    // A full fetch brings the rest and drops the marker.
+    await ok(d, ['fetch']);
+    await ok(tmp, ['clone', repoDir('remote'), repoDir('deep')]);
+    assert.deepEqual(snapshot(path.join(d, '.wgit')).chunks, snapshot(path.join(repoDir('deep'), '.wgit')).chunks);
+    assert.equal(fs.existsSync(path.join(d, '.wgit', 'wgit', 'shallow.json')), false);
+    const full2 = await ok(d, ['fsck']);
+    assert.equal(full2.ok, true);
+    assert.equal(full2.shallow, undefined);
   });
 
   it('reports a corrupt or missing remote chunk or object by name, and nothing enters', async () => {
@@ -172,5 +200,36 @@ describe('folder remotes', () => {
     assert.doesNotMatch(fs.readFileSync(path.join(a, '.wgit', 'wgit', 'remotes.json'), 'utf8'), /hunter2secret/);
     const u = await wgit(a, ['push', 'nowhere']);
     assert.equal(u.json.error?.code, 'E_UNKNOWN_REMOTE');
+  });
+
+  it('push --delete removes a remote branch or tag by compare-and-swap, and keeps the HEAD branch unless forced', async () => {
+    const a = repoDir('a');
+    const remoteGit = path.join(repoDir('remote'), '.wgit');
+    const remoteRefs = () =>
+      spawnSync('git', [`--git-dir=${remoteGit}`, 'for-each-ref', '--format=%(refname)'], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n');
+    await ok(a, ['branch', 'old-experiment', 'main~1']);
+    await ok(a, ['tag', 'v-old', 'main~1']);
+    await ok(a, ['push', 'origin', 'old-experiment', 'v-old']);
+    assert.ok(remoteRefs().includes('refs/heads/old-experiment'));
+    assert.ok(fs.existsSync(path.join(a, '.wgit', 'refs', 'remotes', 'origin', 'old-experiment')));
+
+    const d = await ok(a, ['push', 'origin', '--delete', 'old-experiment', 'v-old']);
+    assert.deepEqual(
+      (d.deleted as { ref: string }[]).map((x) => x.ref),
+      ['refs/heads/old-experiment', 'refs/tags/v-old'],
+    );
+    assert.ok(!remoteRefs().includes('refs/heads/old-experiment'), remoteRefs().join(' '));
+    assert.ok(!remoteRefs().includes('refs/tags/v-old'));
+    assert.ok(remoteRefs().includes('refs/heads/main'));
+    assert.equal(fs.existsSync(path.join(a, '.wgit', 'refs', 'remotes', 'origin', 'old-experiment')), false);
+    gitFsck(remoteGit);
+
+    const gone = await wgit(a, ['push', 'origin', '--delete', 'old-experiment']);
+    assert.equal(gone.json.error?.code, 'E_REMOTE_REF_NOT_FOUND');
+    const head = await wgit(a, ['push', 'origin', '--delete', 'main']);
+    assert.equal(head.json.error?.code, 'E_CURRENT_BRANCH');
+    assert.ok(remoteRefs().includes('refs/heads/main'), 'the HEAD branch stays');
   });
 });

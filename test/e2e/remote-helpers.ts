@@ -24,6 +24,9 @@ export async function wgit(cwd: string, args: string[], env: NodeJS.ProcessEnv =
       cwd,
       env: { ...process.env, WGIT_AUTHOR_DATE: '1700000000', ...env },
       maxBuffer: 64 * 1024 * 1024,
+      // No CLI call in these tests takes a minute; one that hangs is killed and fails its test.
+      timeout: 120_000,
+      killSignal: 'SIGKILL',
     });
     return { code: 0, json: JSON.parse(r.stdout), stdout: r.stdout, stderr: r.stderr };
   } catch (e) {

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Repository, remotes } from '../../packages/store/src/index.js';
+import { PreconditionFailed, S3Store } from '../../packages/store/src/remote/s3-client.js';
 import { lineage, ok, STORE_DIST, snapshot, wgit } from './remote-helpers.js';
 import { S3_ENV, startProxy, startS3 } from './s3-harness.js';
 
@@ -16,27 +17,33 @@ import { S3_ENV, startProxy, startS3 } from './s3-harness.js';
  * dropped uploads): retried with backoff, then a clear error, never a ref
  * naming a missing object.
  */
-describe('S3 remotes', () => {
+describe('S3 remotes', { timeout: 240_000 }, () => {
   let tmp: string;
   let s3: Awaited<ReturnType<typeof startS3>>;
   let models: string[];
   let src: Repository;
   const saved = { ...process.env };
 
-  before(async () => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-s3-'));
-    Object.assign(process.env, S3_ENV, { WGIT_AUTHOR_DATE: '1700000000' });
-    s3 = await startS3(path.join(tmp, 's3'));
-    models = lineage(tmp, 3);
-    src = await Repository.init(path.join(tmp, 'src'), { chunkSize: 65536 });
-    await src.commit({ path: models[0], message: 'base' });
-    await src.commit({ path: models[1], message: 'fine-tune' });
-  });
-  after(async () => {
-    await s3.close();
-    process.env = saved;
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  before(
+    async () => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wgit-s3-'));
+      Object.assign(process.env, S3_ENV, { WGIT_AUTHOR_DATE: '1700000000' });
+      s3 = await startS3(path.join(tmp, 's3'));
+      models = lineage(tmp, 3);
+      src = await Repository.init(path.join(tmp, 'src'), { chunkSize: 65536 });
+      await src.commit({ path: models[0], message: 'base' });
+      await src.commit({ path: models[1], message: 'fine-tune' });
+    },
+    { timeout: 60_000 },
+  );
+  after(
+    async () => {
+      await s3.close();
+      process.env = saved;
+      fs.rmSync(tmp, { recursive: true, force: true });
+    },
+    { timeout: 30_000 },
+  );
 
   const checkoutEquals = async (repo: Repository, rev: string, model: string) => {
     const out = fs.mkdtempSync(path.join(tmp, 'out-'));
@@ -44,7 +51,9 @@ describe('S3 remotes', () => {
     assert.ok(fs.readFileSync(path.join(out, path.basename(model))).equals(fs.readFileSync(model)), rev);
   };
 
-  it('probes s3rver, records that it ignores conditional writes, pushes and clones back byte for byte', async () => {
+  it('probes s3rver, records that it ignores conditional writes, pushes and clones back byte for byte', {
+    timeout: 120_000,
+  }, async () => {
     await remotes.addRemote(src, 'origin', 's3://wgit/team/models', { endpoint: s3.url });
     const r = await remotes.pushToRemote(src, 'origin', []);
     assert.equal(r.updates[0].status, 'created');
@@ -73,7 +82,7 @@ describe('S3 remotes', () => {
     assert.equal(f.branches[0].new, await c1.refs.readRef('refs/heads/main'));
   });
 
-  it('moves refs by conditional PUT where the server honours it (our proxy)', async () => {
+  it('moves refs by conditional PUT where the server honours it (our proxy)', { timeout: 120_000 }, async () => {
     const proxy = await startProxy(s3.url, { conditional: true });
     try {
       const a = await Repository.init(path.join(tmp, 'cond-a'), { chunkSize: 65536 });
@@ -92,12 +101,32 @@ describe('S3 remotes', () => {
       const r = await remotes.pushToRemote(a, 'origin', []);
       assert.equal(r.updates[0].status, 'fast-forward');
       assert.equal(await remote.backend.refs.readRef('refs/heads/main'), await a.refs.readRef('refs/heads/main'));
+
+      // Deleting is conditional too: a DELETE with an ETag the ref no longer has is refused (412) …
+      const store = new S3Store({ name: 'x', url: 's3://wgit/cond', endpoint: proxy.url }, 'wgit', 'cond');
+      await assert.rejects(
+        store.delete('refs/heads/main', { ifMatch: '"00000000000000000000000000000000"' }),
+        PreconditionFailed,
+      );
+      assert.equal(await remote.backend.refs.readRef('refs/heads/main'), await a.refs.readRef('refs/heads/main'));
+      // … and push --delete, through the CLI, removes a branch at the value it read.
+      await a.createBranch('gone', 'main~1');
+      await remotes.pushToRemote(a, 'origin', ['gone']);
+      const d = await ok(a.gitdir.replace(/\/\.wgit$/, ''), ['push', 'origin', '--delete', 'gone'], S3_ENV);
+      assert.deepEqual(
+        (d.deleted as { ref: string }[]).map((x) => x.ref),
+        ['refs/heads/gone'],
+      );
+      assert.equal(await remote.backend.refs.readRef('refs/heads/gone'), null);
+      assert.equal(await a.refs.readRef('refs/remotes/origin/gone'), null);
     } finally {
       await proxy.close();
     }
   });
 
-  it('retries 500s, SlowDown and dropped uploads, then fails clearly with nothing half-written', async () => {
+  it('retries 500s, SlowDown and dropped uploads, then fails clearly with nothing half-written', {
+    timeout: 120_000,
+  }, async () => {
     const proxy = await startProxy(s3.url);
     try {
       for (const [i, mode] of [
@@ -140,7 +169,7 @@ describe('S3 remotes', () => {
     }
   });
 
-  it('two processes pushing to one branch under lock objects never lose a commit', async () => {
+  it('two processes pushing to one branch under lock objects never lose a commit', { timeout: 120_000 }, async () => {
     const seed = await Repository.init(path.join(tmp, 'race-seed'), { chunkSize: 65536 });
     await seed.commit({ path: models[0], message: 'base' });
     await remotes.addRemote(seed, 'origin', 's3://wgit/race', { endpoint: s3.url });
@@ -186,7 +215,13 @@ console.log(JSON.stringify(landed));`;
         p.stderr.on('data', (d) => {
           err += d;
         });
-        p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`pusher ${k}: ${err}`))));
+        // A pusher that hangs is killed; the test then fails with what it printed.
+        const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
+        p.on('exit', (code) => {
+          clearTimeout(timer);
+          if (code === 0) resolve(JSON.parse(out));
+          else reject(new Error(`pusher ${k} (exit ${code}): ${err}`));
+        });
       });
     const [l1, l2] = await Promise.all([runChild(1), runChild(2)]);
     assert.equal(l1.length + l2.length, 2 * ROUNDS);

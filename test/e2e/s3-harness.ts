@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 // @ts-expect-error s3rver ships no types
 import S3rver from 's3rver';
+import { makeConsistent } from './s3rver-consistent.js';
 
 /** Credentials s3rver accepts; they only ever travel in the environment, as the AWS chain expects. */
 export const S3_ENV = {
@@ -13,7 +14,10 @@ export const S3_ENV = {
   WGIT_S3_MAX_ATTEMPTS: '6',
 };
 
-/** A real S3-compatible server (s3rver) on loopback with one bucket, `wgit`. */
+/**
+ * A real S3-compatible server (s3rver) on loopback with one bucket, `wgit`,
+ * made consistent per key as S3 is (see s3rver-consistent.ts).
+ */
 export async function startS3(dir: string): Promise<{ url: string; close(): Promise<void> }> {
   fs.mkdirSync(dir, { recursive: true });
   const server = new S3rver({
@@ -23,8 +27,16 @@ export async function startS3(dir: string): Promise<{ url: string; close(): Prom
     directory: dir,
     configureBuckets: [{ name: 'wgit' }],
   });
+  makeConsistent(server);
   const addr = (await server.run()) as AddressInfo;
-  return { url: `http://127.0.0.1:${addr.port}`, close: () => server.close() };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    close: () => {
+      // Keep-alive sockets of clients in this process would hold close() open.
+      server.httpServer?.closeAllConnections();
+      return server.close();
+    },
+  };
 }
 
 export type FaultMode =
@@ -32,29 +44,62 @@ export type FaultMode =
   /** Every `every`-th request answers with this status and S3 error code (500 InternalError, 503 SlowDown). */
   | { kind: 'status'; every: number; status: number; code: string }
   /** Every `every`-th PUT with a body is cut: the connection drops after part of the body reached the proxy. */
-  | { kind: 'drop'; every: number };
+  | { kind: 'drop'; every: number }
+  /** Multipart part uploads after the first `after` get no answer (a pusher hangs mid-upload, to be killed). */
+  | { kind: 'stall-parts'; after: number }
+  /** CreateMultipartUpload reaches the server, but the answer is lost (the connection drops). */
+  | { kind: 'swallow-creates' };
 
 /**
  * Our proxy in front of the server: injects faults, and optionally honours
- * conditional PUTs (If-None-Match: *, If-Match) that s3rver ignores, one
+ * conditional PUTs and DELETEs (If-None-Match: *, If-Match) that s3rver ignores, one
  * request at a time per key, so the conditional compare-and-swap path runs
  * against a server that implements it.
  */
 export async function startProxy(
   target: string,
   opts: { conditional?: boolean } = {},
-): Promise<{ url: string; mode: FaultMode; requests: number; faults: number; close(): Promise<void> }> {
+): Promise<{
+  url: string;
+  mode: FaultMode;
+  requests: number;
+  faults: number;
+  /** Request body bytes received (what clients sent), and response body bytes forwarded to them. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Part uploads seen, and those held without an answer (stall-parts). */
+  parts: number;
+  stalled: number;
+  close(): Promise<void>;
+}> {
   const t = new URL(target);
-  const state = { mode: { kind: 'none' } as FaultMode, requests: 0, faults: 0 };
+  const state = {
+    mode: { kind: 'none' } as FaultMode,
+    requests: 0,
+    faults: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    parts: 0,
+    stalled: 0,
+  };
   const keyLocks = new Map<string, Promise<void>>();
   const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
     new Promise<void>((resolve) => {
       const headers = { ...req.headers };
       const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
+        r.on('data', (d: Buffer) => {
+          state.bytesOut += d.length;
+        });
         r.pipe(res);
         r.on('end', resolve);
+        r.on('error', () => {
+          res.destroy();
+          resolve();
+        });
       });
+      // A server that stops answering must not hold the test: cut after 30 s.
+      up.setTimeout(30_000, () => up.destroy(new Error('upstream timeout')));
       up.on('error', () => {
         res.destroy();
         resolve();
@@ -69,6 +114,9 @@ export async function startProxy(
           resolve(r.statusCode === 200 ? String(r.headers.etag ?? '') : null);
         })
         .on('error', () => resolve(null))
+        .setTimeout(30_000, function (this: http.ClientRequest) {
+          this.destroy();
+        })
         .end();
     });
   const server = http.createServer((req, res) => {
@@ -77,6 +125,14 @@ export async function startProxy(
     const chunks: Buffer[] = [];
     const mode = state.mode;
     const isPut = req.method === 'PUT' && Number(req.headers['content-length'] ?? 0) > 0;
+    if (isPut && /[?&]uploadId=/.test(req.url ?? '')) {
+      state.parts++;
+      if (mode.kind === 'stall-parts' && state.parts > mode.after) {
+        state.stalled++;
+        req.resume();
+        return; // no answer until the client goes away or the proxy closes
+      }
+    }
     if (mode.kind === 'drop' && isPut && n % mode.every === 0) {
       let got = 0;
       const cut = () => {
@@ -90,7 +146,10 @@ export async function startProxy(
       req.on('end', cut);
       return;
     }
-    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('data', (d: Buffer) => {
+      state.bytesIn += d.length;
+      chunks.push(d);
+    });
     req.on('end', async () => {
       const body = Buffer.concat(chunks);
       if (mode.kind === 'status' && n % mode.every === 0) {
@@ -99,9 +158,22 @@ export async function startProxy(
         res.end(`<?xml version="1.0"?><Error><Code>${mode.code}</Code><Message>injected</Message></Error>`);
         return;
       }
+      if (mode.kind === 'swallow-creates' && req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url ?? '')) {
+        state.faults++;
+        const up = http.request(
+          { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+          (r) => {
+            r.resume();
+            r.on('end', () => req.socket.destroy());
+          },
+        );
+        up.on('error', () => req.socket.destroy());
+        up.end(body);
+        return;
+      }
       const ifNone = req.headers['if-none-match'];
       const ifMatch = req.headers['if-match'];
-      if (opts.conditional && req.method === 'PUT' && (ifNone || ifMatch)) {
+      if (opts.conditional && (req.method === 'PUT' || req.method === 'DELETE') && (ifNone || ifMatch)) {
         const key = (req.url ?? '').split('?')[0];
         const prev = keyLocks.get(key) ?? Promise.resolve();
         let done!: () => void;

@@ -128,7 +128,19 @@ export interface ReadGroupDone {
   peakBaseBytes: number;
 }
 
-export type ChunkJob = PutJob | PutBytesJob | GetJob | ReadJob | ReadGroupJob;
+/**
+ * Fetch: the chunk file `bytes` (not yet in the store) decoded through its
+ * delta chain, its bases read from the store, and hashed against `id`.
+ * Answers its raw length; a mismatch throws E_CORRUPT_CHUNK.
+ */
+export interface VerifyJob {
+  op: 'verify';
+  id: string;
+  bytes: Uint8Array;
+  maxDepth: number;
+}
+
+export type ChunkJob = PutJob | PutBytesJob | GetJob | ReadJob | ReadGroupJob | VerifyJob;
 export type JobResult<J extends ChunkJob> = J extends PutJob | PutBytesJob
   ? PutDone
   : J extends ReadGroupJob
@@ -231,7 +243,21 @@ export class ChunkIO {
     if (job.op === 'read') return this.read(job) as JobResult<J>;
     if (job.op === 'read-group') return this.readGroup(job) as JobResult<J>;
     if (job.op === 'put-bytes') return this.store(job.bytes, job.dtype, job.base, job.maxDepth) as JobResult<J>;
+    if (job.op === 'verify') return this.verifyFile(job) as JobResult<J>;
     return this.get(job) as JobResult<J>;
+  }
+
+  /**
+   * Bases come from the store, whose chunks were verified when they entered,
+   * and are not hashed again; the chunk itself is (decodeChunkChain level 0).
+   */
+  private verifyFile(job: VerifyJob): number {
+    const header = parseChunkHeader(job.id, job.bytes.subarray(0, MAX_CHUNK_HEADER), job.bytes.length);
+    const files: ChunkFiles = {
+      load: (id, rawLength, level) => (level === 0 ? { header, file: job.bytes } : this.load(id, rawLength, level)),
+      output: (level, rawLength) => this.chain.output!(level, rawLength),
+    };
+    return decodeChunkChain(files, job.id, undefined, job.maxDepth, { checkBases: false }).length;
   }
 
   /** Closes the model files opened by put jobs and forgets this operation's chunks. */

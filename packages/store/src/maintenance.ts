@@ -17,6 +17,7 @@ import {
   type TensorSet,
 } from './model.js';
 import { describeError as describe, reachableChunks, tensorSetsOf, walkCommits } from './ops/reachability.js';
+import { readShallow } from './shallow.js';
 
 /**
  * What fsck and gc need from a repository. Passed in rather than imported,
@@ -54,6 +55,11 @@ export interface FsckResult {
   problems: FsckProblem[];
   warnings: string[];
   unreachableChunks: number;
+  /**
+   * A shallow clone (`clone --depth 1`): the commits fetched whole, and how
+   * many tensors of the other commits have no chunks here, as expected.
+   */
+  shallow?: { complete: string[]; tensorsWithoutChunks: number };
 }
 
 /** Unreferenced chunks younger than this many seconds are kept by gc (override with `graceSeconds`). */
@@ -96,6 +102,8 @@ export async function fsckRepository(repo: MaintainedRepository, opts: Progress 
   const starts: [string, string][] = [...roots.refs].map(([ref, oid]) => [oid, ref]);
   for (const oid of roots.reflog) starts.push([oid, 'reflog']);
   const commits = await walkCommits(repo.git, starts, (p) => problems.push(p));
+  const shallow = await readShallow(repo.gitdir);
+  let shallowTensors = 0;
   // A store of its own: every chunk is read from disk once in this run, then delta bases come from memory.
   const chunks = new ChunkStore(repo.chunks.backend, 64 * 1024 * 1024);
 
@@ -142,6 +150,10 @@ export async function fsckRepository(repo: MaintainedRepository, opts: Progress 
           }
           tensorOk.set(key, verdict);
         }
+        if (verdict && shallow && verdict.code === 'E_MISSING_CHUNK' && !shallow.complete.includes(c.oid)) {
+          shallowTensors++;
+          continue;
+        }
         if (verdict) {
           const where = `commit ${c.oid.slice(0, 12)}${set.group ? ` (group ${set.group})` : ''}, ${isTensor ? 'tensor' : 'side file'} ${JSON.stringify(rec.name)}`;
           const why = verdict.message.replace(/^commit [0-9a-f]+(?: \(group [^)]*\))?, tensor "(?:[^"\\]|\\.)*": /, '');
@@ -162,6 +174,10 @@ export async function fsckRepository(repo: MaintainedRepository, opts: Progress 
   for (const t of await repo.staleTemps()) warnings.push(`stale temp file .wgit/wgit/tmp/${t} (wgit gc removes it)`);
   for (const l of await repo.staleLocks())
     warnings.push(`stale lock .wgit/${l} (its process is gone; the next writer breaks it)`);
+  if (shallow && shallowTensors > 0)
+    warnings.push(
+      `shallow clone (--depth 1): ${shallowTensors} tensors of older commits have no chunks here, as expected; wgit fetch brings them`,
+    );
   const all = await repo.chunks.list();
   const reachable = await reachableChunks(repo, commits.values());
   return {
@@ -172,6 +188,7 @@ export async function fsckRepository(repo: MaintainedRepository, opts: Progress 
     problems,
     warnings,
     unreachableChunks: all.filter((id) => !reachable.has(id)).length,
+    ...(shallow ? { shallow: { complete: shallow.complete, tensorsWithoutChunks: shallowTensors } } : {}),
   };
 }
 

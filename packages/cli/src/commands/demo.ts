@@ -12,8 +12,10 @@ export default class Demo extends WgitCommand {
 a direct fine-tune of the second base) in a few seconds, inspects a model,
 commits the lineage to a new repository and reports stored vs raw bytes,
 checks a model out and verifies it byte for byte, runs a fine-tuning
-transfer, a LiNeS edit and two merges, and prints every model's test
-accuracy on every task. Needs no network.`;
+transfer, a LiNeS edit and two merges, prints every model's test accuracy
+on every task, and ends by pushing the repository to a folder remote and
+cloning it back, every model checked out of the clone byte for byte. Needs
+no network.`;
   static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --dir ./wgit-demo --seed 3'];
   static override flags = {
     dir: Flags.string({

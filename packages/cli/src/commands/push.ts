@@ -13,6 +13,7 @@ export default class Push extends WgitCommand {
     '<%= config.bin %> push origin main v1',
     '<%= config.bin %> push origin --all --tags',
     '<%= config.bin %> push backup experiment:main --force',
+    '<%= config.bin %> push origin --delete old-experiment',
   ];
   static override args = {
     remote: Args.string({ description: 'the remote (default origin)' }),
@@ -23,16 +24,30 @@ export default class Push extends WgitCommand {
     tags: Flags.boolean({ description: 'push every tag' }),
     force: Flags.boolean({
       char: 'f',
-      description: 'overwrite remote refs even when the update is not a fast-forward',
+      description:
+        "overwrite remote refs even when the update is not a fast-forward (with --delete: also the remote's HEAD branch)",
+    }),
+    delete: Flags.boolean({
+      char: 'd',
+      description: 'delete the named branches or tags on the remote (and their remote-tracking refs here)',
+      exclusive: ['all', 'tags'],
     }),
     ...progressFlag,
   };
 
-  async run(): Promise<remotes.PushResult & { remote: string; url: string }> {
+  async run(): Promise<
+    (remotes.PushResult & { remote: string; url: string; abortedUploads: number }) | remotes.DeleteResult
+  > {
     const { argv, flags } = await this.parse(Push);
     const [remote = 'origin', ...refs] = argv as string[];
     const { Repository, remotes } = await import('@wgit/store');
     const repo = await Repository.open(flags.repo);
+    if (flags.delete) {
+      const d = await remotes.deleteRemoteRefs(repo, remote, refs, { force: flags.force });
+      if (!this.jsonEnabled())
+        for (const x of d.deleted) this.log(`${printable(x.ref)}: deleted (was ${x.old.slice(0, 12)})`);
+      return d;
+    }
     const p = progressReporter('push', { json: this.jsonEnabled(), force: flags.progress }, remotes.formatProgress);
     const r = await remotes.pushToRemote(repo, remote, refs, {
       all: flags.all,
@@ -49,6 +64,8 @@ export default class Push extends WgitCommand {
       this.log(
         `Sent ${r.sent.objects} objects and ${r.sent.chunks} chunks (${formatBytes(r.sent.bytes)}) to ${printable(r.remote)} in ${r.seconds.toFixed(1)} s; the remote had ${r.present.objects + r.present.chunks} already`,
       );
+      if (r.abortedUploads > 0)
+        this.log(`Aborted ${r.abortedUploads} multipart upload(s) an interrupted push had left in progress`);
     }
     return r;
   }

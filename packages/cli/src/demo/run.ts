@@ -18,6 +18,7 @@ import {
 import { Repository } from '@wgit/store';
 import { evaluateModel, type Scores } from './evaluate.js';
 import { buildLineage, DEFAULT_SEED, LINEAGE, type LineageName } from './lineage.js';
+import { type DemoRemote, pushAndClone } from './remote.js';
 import { TASKS } from './tasks.js';
 
 export interface DemoRow {
@@ -58,6 +59,8 @@ export interface DemoResult {
     /** The page `wgit diff --html` writes for it. */
     html: string;
   };
+  /** Pushed to a folder remote and cloned back; every lineage model checked out of the clone. */
+  remote: DemoRemote;
   totalMs: number;
 }
 
@@ -268,6 +271,19 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     totals: d.totals,
     tensors: d.tensors.map((t) => ({ name: t.name, relChange: t.relChange })),
   };
+  const remote = await pushAndClone(
+    repo,
+    dir,
+    Object.fromEntries(LINEAGE.map((spec) => [spec.name, lineage.models[spec.name].dir])),
+    sameFolders,
+  );
+  log(
+    `${9 + merges.length}. wgit push --all --tags to a folder remote, ./${relative(dir, remote.url)}: ${remote.pushed.refs} refs, ` +
+      `${remote.pushed.objects} objects and ${remote.pushed.chunks} chunks (${mb(remote.pushed.bytes)})`,
+  );
+  log(
+    `   wgit clone ./${relative(dir, remote.url)} ./${relative(dir, remote.clone)}: all ${Object.keys(remote.checkouts).length} models check out of the clone byte-identical to the originals`,
+  );
   const totalMs = performance.now() - t0;
   log(`done in ${(totalMs / 1000).toFixed(1)} s; everything is in ${dir}`);
   await rm(scratch, { recursive: true, force: true });
@@ -281,6 +297,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     transfer: { commit: trCommit.commit, cosine: tr.closeness.cosine, relDistance: tr.closeness.relDistance },
     table,
     diff,
+    remote,
     totalMs,
   };
 }

@@ -128,9 +128,9 @@ export const ERROR_CODES = {
     fix: 're-run the command; nothing was lost',
   },
   E_CURRENT_BRANCH: {
-    meaning: 'the branch to delete is the one HEAD points to',
-    commands: 'branch --delete',
-    fix: 'switch HEAD to another branch first',
+    meaning: 'the branch to delete is the one HEAD points to (here, or on the remote for push --delete)',
+    commands: 'branch --delete, push --delete',
+    fix: 'switch HEAD to another branch first; on a remote, give --force to delete its HEAD branch anyway',
   },
   E_UNKNOWN_REVISION: {
     meaning: 'a revision names no branch, tag or commit (or an input is neither a revision nor a model path)',

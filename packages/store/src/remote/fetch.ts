@@ -1,11 +1,12 @@
 import * as path from 'node:path';
 import { isWgitError, WgitError } from '@wgit/core';
-import type { ChunkBackend, StorageBackend } from '../backend/types.js';
+import type { StorageBackend } from '../backend/types.js';
 import { MAX_CHUNK_HEADER, parseChunkHeader } from '../chunk-file.js';
-import { ChunkStore } from '../chunkstore.js';
 import { fsyncDir } from '../fsutil.js';
 import { checkRefName } from '../names.js';
 import { reachableChunks, walkCommits } from '../ops/reachability.js';
+import { startRunner } from '../pool.js';
+import { clearShallow, markShallow } from '../shallow.js';
 import { type ObjectLinks, OID_RE, parseLinks, verifyAndParse } from './gitobj.js';
 import { ProgressMeter, parallel, type TransferProgress } from './progress.js';
 import { type RemoteHost, setTracking, transferParallelism } from './push.js';
@@ -127,28 +128,21 @@ async function fetchObjects(
 
 /**
  * Fetches chunk files the local store lacks, delta bases first, each decoded
- * through its chain and hashed against its id (ChunkStore's rules) before it
- * is placed: a corrupt remote chunk never enters.
+ * through its chain and hashed against its id before it is placed: a corrupt
+ * remote chunk never enters. The decoding and hashing run on the process's
+ * worker threads (pool.ts), bases read from the local store where they were
+ * placed first, so the transfers go on while chunks are checked.
  */
 async function fetchChunks(
   host: RemoteHost,
   remote: StorageBackend,
-  wanted: Iterable<string>,
+  wanted: string[],
   meter: ProgressMeter,
   received: FetchResult['received'],
 ): Promise<void> {
   const local = host.backend.chunks;
-  const staged = new Map<string, Uint8Array>();
-  // Local chunks plus the one being checked; reads of bases fall through to the local store.
-  const overlay: ChunkBackend = Object.assign(Object.create(local) as ChunkBackend, {
-    getChunk: async (id: string, maxBytes: number) => staged.get(id) ?? local.getChunk(id, maxBytes),
-    getChunkHead: async (id: string, n: number) => {
-      const s = staged.get(id);
-      return s ? { head: s.subarray(0, n), size: s.length } : local.getChunkHead(id, n);
-    },
-    hasChunk: async (id: string) => staged.has(id) || local.hasChunk(id),
-  });
-  const verifier = new ChunkStore(overlay, 64 * 1024 * 1024);
+  // The runner works on this many bytes, about: chunks are 4 MiB unless a repository chose otherwise.
+  const runner = await startRunner(wanted.length * 4 * 1024 * 1024, local.dir, local.tmpDir);
   const inflight = new Map<string, Promise<void>>();
   const one = (id: string): Promise<void> => {
     let p = inflight.get(id);
@@ -164,15 +158,12 @@ async function fetchChunks(
           throw remoteError(`chunk ${id}`, `is damaged: ${(e as Error).message}`, { chunk: id });
         }
         if (base) await one(base);
-        staged.set(id, bytes);
         try {
-          await verifier.get(id);
+          await runner.run({ op: 'verify', id, bytes, maxDepth: 255 });
         } catch (e) {
           if (isWgitError(e) && (e.code === 'E_CORRUPT_CHUNK' || e.code === 'E_MISSING_CHUNK'))
             throw remoteError(`chunk ${id}`, `is damaged: ${e.message}`, { chunk: id });
           throw e;
-        } finally {
-          staged.delete(id);
         }
         await local.putChunkIfAbsent(id, bytes);
         received.chunks++;
@@ -183,7 +174,11 @@ async function fetchChunks(
     }
     return p;
   };
-  await parallel(wanted, transferParallelism(), one);
+  try {
+    await parallel(wanted, transferParallelism(), one);
+  } finally {
+    await runner.close();
+  }
 }
 
 /**
@@ -196,7 +191,14 @@ async function fetchChunks(
 export async function fetchRemote(
   host: RemoteHost,
   remote: StorageBackend,
-  opts: { name: string; depth?: number; onProgress?: (p: TransferProgress) => void; branches?: string[] },
+  opts: {
+    name: string;
+    depth?: number;
+    onProgress?: (p: TransferProgress) => void;
+    branches?: string[];
+    /** The remote's URL, as the shallow marker records it. */
+    url?: string;
+  },
 ): Promise<FetchResult> {
   const meter = new ProgressMeter(opts.onProgress);
   const received = { objects: 0, chunks: 0, bytes: 0 };
@@ -229,6 +231,10 @@ export async function fetchRemote(
   meter.phase = 'chunks';
   meter.objectsTotal = received.objects + missing.length;
   await fetchChunks(host, remote, missing, meter, received);
+  // A shallow fetch says which commits it brought whole (fsck expects the others' chunks to be absent);
+  // a full one has brought every chunk of the remote's history.
+  if (opts.depth === 1) await markShallow(host.gitdir, host.tmpDir, tips, opts.url ?? opts.name);
+  else await clearShallow(host.gitdir);
   const result: FetchResult = { branches: [], tags: [], received, seconds: 0 };
   for (const [branch, oid] of heads) {
     const tracking = `refs/remotes/${opts.name}/${branch}`;

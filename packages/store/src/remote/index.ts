@@ -8,7 +8,7 @@ import { type RemoteConfig, RemoteConfigFile } from './config.js';
 import { type FetchResult, fetchRemote, remoteRefs } from './fetch.js';
 import { type OpenedRemote, openRemote } from './open.js';
 import type { TransferProgress } from './progress.js';
-import { isAncestor, type PushResult, push, type RefUpdate, type RemoteHost } from './push.js';
+import { isAncestor, type PushResult, push, type RefUpdate, type RemoteHost, readRemoteRef } from './push.js';
 import { canonicalUrl, checkEndpoint, parseRemoteUrl } from './url.js';
 
 export type { RemoteCapabilities, RemoteConfig } from './config.js';
@@ -72,9 +72,13 @@ export async function removeRemote(
 export async function open(repo: RemoteRepo, name: string): Promise<{ cfg: RemoteConfig; remote: OpenedRemote }> {
   const file = remotesFile(repo);
   const cfg = await file.get(name);
-  const remote = await openRemote(cfg, async (caps) => {
-    if (caps) await file.setCapabilities(name, caps);
-  });
+  const remote = await openRemote(
+    cfg,
+    async (caps) => {
+      if (caps) await file.setCapabilities(name, caps);
+    },
+    { uploadJournal: path.join(repo.wgitDir, 's3-uploads'), tmpDir: repo.tmpDir },
+  );
   return { cfg, remote };
 }
 
@@ -123,16 +127,82 @@ export async function pushToRemote(
   name: string,
   refs: string[],
   opts: { all?: boolean; tags?: boolean; force?: boolean; onProgress?: (p: TransferProgress) => void } = {},
-): Promise<PushResult & { remote: string; url: string }> {
+): Promise<PushResult & { remote: string; url: string; abortedUploads: number }> {
   const updates = await pushUpdates(repo, refs, opts);
   const { cfg, remote } = await open(repo, name);
   await remote.ensureExists(repo.config);
+  // Multipart uploads a killed push left in progress are aborted before anything new goes up.
+  const abortedUploads = (await remote.abortStaleUploads?.()) ?? 0;
   const r = await push(repo, remote.backend, updates, {
     force: opts.force,
     onProgress: opts.onProgress,
     trackingPrefix: `refs/remotes/${name}/`,
   });
-  return { remote: name, url: cfg.url, ...r };
+  return { remote: name, url: cfg.url, ...r, abortedUploads };
+}
+
+export interface DeleteResult {
+  remote: string;
+  url: string;
+  /** Full remote ref names and the values they held. */
+  deleted: { ref: string; old: string }[];
+}
+
+/**
+ * Deletes branches or tags on a remote (`push --delete`): each by
+ * compare-and-swap from the value read, so a ref someone moved meanwhile is
+ * left alone (E_NON_FAST_FORWARD). The branch the remote's HEAD names is kept
+ * unless `force` (clones start from it). The local remote-tracking ref goes too.
+ */
+export async function deleteRemoteRefs(
+  repo: RemoteRepo,
+  name: string,
+  refs: string[],
+  opts: { force?: boolean } = {},
+): Promise<DeleteResult> {
+  if (refs.length === 0) throw new WgitError('E_USAGE', 'push --delete needs the branches or tags to delete');
+  const { cfg, remote } = await open(repo, name);
+  const head = await remote.backend.refs.readHead().catch(() => null);
+  const plan: { ref: string; old: string }[] = [];
+  for (const short of refs) {
+    let found: { ref: string; old: string } | null = null;
+    for (const [kind, full] of [
+      ['branch', `refs/heads/${short}`],
+      ['tag', `refs/tags/${short}`],
+    ] as const) {
+      checkRefName(short, kind);
+      const old: string | null = found ? null : await readRemoteRef(remote.backend, full);
+      if (old) found = { ref: full, old };
+    }
+    if (!found)
+      throw new WgitError('E_REMOTE_REF_NOT_FOUND', `remote ${name} has no branch or tag ${JSON.stringify(short)}`, {
+        remote: name,
+        ref: short,
+      });
+    if (found.ref === head && !opts.force)
+      throw new WgitError(
+        'E_CURRENT_BRANCH',
+        `${found.ref} is the remote's HEAD branch (clones start from it); give --force to delete it anyway`,
+        { ref: found.ref },
+      );
+    plan.push(found);
+  }
+  const identity = currentIdentity();
+  for (const p of plan) {
+    await remote.backend.refs.compareAndSwapRef(
+      p.ref,
+      p.old,
+      null,
+      { message: 'push: delete', identity },
+      { movedCode: 'E_NON_FAST_FORWARD' },
+    );
+    if (p.ref.startsWith('refs/heads/')) {
+      const tracking = `refs/remotes/${name}/${p.ref.slice('refs/heads/'.length)}`;
+      const cur = await repo.refs.readRef(tracking);
+      if (cur) await repo.refs.compareAndSwapRef(tracking, cur, null, { message: 'push: delete', identity });
+    }
+  }
+  return { remote: name, url: cfg.url, deleted: plan };
 }
 
 export async function fetchFromRemote(
@@ -141,7 +211,7 @@ export async function fetchFromRemote(
   opts: { depth?: number; onProgress?: (p: TransferProgress) => void; branches?: string[] } = {},
 ): Promise<FetchResult & { remote: string; url: string }> {
   const { cfg, remote } = await open(repo, name);
-  const r = await fetchRemote(repo, remote.backend, { name, ...opts });
+  const r = await fetchRemote(repo, remote.backend, { name, url: cfg.url, ...opts });
   return { remote: name, url: cfg.url, ...r };
 }
 
@@ -227,6 +297,7 @@ export async function cloneInto(
     );
   const fetch = await fetchRemote(repo, remote.backend, {
     name: DEFAULT_REMOTE,
+    url: cfg.url,
     depth: opts.depth,
     onProgress: opts.onProgress,
     branches: opts.depth === 1 ? [branch] : undefined,

@@ -16,6 +16,14 @@ export interface OpenedRemote {
   ensureExists(config: RepoConfig): Promise<void>;
   /** Whether a repository is there at all. */
   exists(): Promise<boolean>;
+  /** S3: aborts multipart uploads that earlier, killed pushes from this repository left in progress. */
+  abortStaleUploads?(): Promise<number>;
+}
+
+/** Where the local repository keeps what an S3 remote needs between runs (its multipart upload journal). */
+export interface LocalState {
+  uploadJournal: string;
+  tmpDir: string;
 }
 
 /** The `.wgit` folder of a folder remote: `DIR/.wgit`, or DIR itself when it is one. */
@@ -34,6 +42,7 @@ async function folderGitdir(dir: string): Promise<string | null> {
 export type S3Opener = (
   cfg: RemoteConfig,
   onCapabilities?: (c: RemoteConfig['capabilities']) => Promise<void>,
+  local?: LocalState,
 ) => Promise<OpenedRemote>;
 let s3Opener: S3Opener | null = null;
 
@@ -46,11 +55,12 @@ export function registerS3(opener: S3Opener): void {
 export async function openRemote(
   cfg: RemoteConfig,
   onCapabilities?: (c: RemoteConfig['capabilities']) => Promise<void>,
+  local?: LocalState,
 ): Promise<OpenedRemote> {
   const loc = parseRemoteUrl(cfg.url);
   if (loc.kind === 's3') {
     if (!s3Opener) s3Opener = (await import('./s3-open.js')).openS3Remote;
-    return s3Opener(cfg, onCapabilities);
+    return s3Opener(cfg, onCapabilities, local);
   }
   const dir = loc.path;
   let backend: FolderBackend | null = null;

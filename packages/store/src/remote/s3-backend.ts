@@ -10,9 +10,10 @@ export type PutMode = () => Promise<boolean>;
 
 /**
  * Put-if-absent on S3: `If-None-Match: *` where the server honours it (a 412
- * means someone stored it first); otherwise a HEAD, then a plain PUT —
- * harmless for content-addressed bytes, since a racing writer puts the same
- * content under the same name.
+ * means someone stored it first); otherwise a plain PUT. A push has listed
+ * the remote's chunks and objects before it sends any, so a HEAD first would
+ * only double the requests: chunks and objects are content-addressed, and a
+ * writer racing this one puts the same bytes under the same name.
  */
 async function putIfAbsent(s3: S3Store, rel: string, bytes: Uint8Array, conditional: PutMode): Promise<boolean> {
   if (await conditional()) {
@@ -24,7 +25,6 @@ async function putIfAbsent(s3: S3Store, rel: string, bytes: Uint8Array, conditio
       throw e;
     }
   }
-  if (await s3.head(rel)) return false;
   await s3.put(rel, bytes);
   return true;
 }

@@ -1,20 +1,18 @@
 import './s3-warning.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { WgitError } from '@wgit/core';
 import type { RemoteConfig } from './config.js';
-
-/** Objects larger than this go up as multipart uploads (lib-storage), in parts of MULTIPART_PART bytes. */
-export const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
-const MULTIPART_PART = 8 * 1024 * 1024;
+import { abortStaleUploads, multipartSizes, putMultipart, type UploadJournal } from './s3-multipart.js';
 
 /** A precondition (If-None-Match / If-Match) failed: the object exists, or changed. */
 export class PreconditionFailed extends Error {}
@@ -43,6 +41,8 @@ export class S3Store {
     cfg: RemoteConfig,
     readonly bucket: string,
     readonly prefix: string,
+    /** Where this repository records its multipart uploads (none: nothing to clean up after a kill). */
+    readonly journal: UploadJournal | null = null,
   ) {
     const endpoint = cfg.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     this.client = new S3Client({
@@ -87,27 +87,43 @@ export class S3Store {
     return s === 404 || /NoSuchKey|NotFound/.test(nameOf(e));
   }
 
-  /** An object's bytes and ETag, or null when absent. `maxBytes` bounds what is read (larger: E_REMOTE_CORRUPT). */
+  /**
+   * An object's bytes and ETag, or null when absent. `maxBytes` bounds what is
+   * read (larger: E_REMOTE_CORRUPT). The SDK retries a request that fails
+   * before the response; a body cut off midway (a reset connection, a short
+   * read) is retried here, as a whole GET, up to the same number of attempts.
+   */
   async get(
     rel: string,
     maxBytes = 64 * 1024 * 1024,
     range?: string,
   ): Promise<{ bytes: Uint8Array; etag: string; size: number } | null> {
-    try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), Range: range }));
+    for (let attempt = 1; ; attempt++) {
+      let r: GetObjectCommandOutput;
+      try {
+        r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), Range: range }));
+      } catch (e) {
+        if (S3Store.missing(e) || statusOf(e) === 416) return null;
+        this.fail(e, rel, 'GET');
+      }
       const size = Number(r.ContentLength ?? 0);
       if (!range && size > maxBytes) {
-        await r.Body?.transformToByteArray().catch(() => {});
+        (r.Body as { destroy?: () => void } | undefined)?.destroy?.();
         throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger (${size} bytes) than it can be`, { key: rel });
       }
-      const bytes = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
+      let bytes: Uint8Array;
+      try {
+        bytes = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
+        if (r.ContentLength !== undefined && bytes.length !== size) throw new Error(`short read of ${rel}`);
+      } catch (e) {
+        if (attempt >= maxAttempts()) this.fail(e, rel, 'GET');
+        await sleep(Math.min(100 * 2 ** attempt, 2000) * Math.random());
+        continue;
+      }
       if (!range && bytes.length > maxBytes)
         throw new WgitError('E_REMOTE_CORRUPT', `remote ${rel} is larger than it can be`, { key: rel });
       const total = r.ContentRange ? Number(/\/(\d+)$/.exec(r.ContentRange)?.[1] ?? bytes.length) : bytes.length;
       return { bytes, etag: r.ETag ?? '', size: total };
-    } catch (e) {
-      if (S3Store.missing(e) || statusOf(e) === 416) return null;
-      this.fail(e, rel, 'GET');
     }
   }
 
@@ -133,22 +149,12 @@ export class S3Store {
     cond: { ifNoneMatch?: boolean; ifMatch?: string } = {},
   ): Promise<string> {
     try {
-      if (typeof body !== 'string' && body.length > MULTIPART_THRESHOLD && !cond.ifMatch) {
-        const up = new Upload({
-          client: this.client,
-          params: {
-            Bucket: this.bucket,
-            Key: this.key(rel),
-            Body: body,
-            IfNoneMatch: cond.ifNoneMatch ? '*' : undefined,
-          },
-          partSize: MULTIPART_PART,
-          queueSize: 4,
-          leavePartsOnError: false,
+      const mp = multipartSizes();
+      if (typeof body !== 'string' && body.length > mp.threshold && !cond.ifMatch)
+        return await putMultipart(this.client, this.journal, this.bucket, this.key(rel), body, {
+          ifNoneMatch: cond.ifNoneMatch,
+          part: mp.part,
         });
-        const r = await up.done();
-        return (r as { ETag?: string }).ETag ?? '';
-      }
       const r = await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -168,10 +174,27 @@ export class S3Store {
     }
   }
 
-  async delete(rel: string): Promise<void> {
+  /** Aborts the multipart uploads an earlier, killed push from this repository left in progress. */
+  async abortStaleUploads(): Promise<number> {
+    if (!this.journal) return 0;
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+      return await abortStaleUploads(this.client, this.journal);
     } catch (e) {
+      // A server without ListMultipartUploads: the entries stay for a later try.
+      if (statusOf(e) === 501 || /NotImplemented/.test(nameOf(e))) return 0;
+      this.fail(e, 'multipart uploads', 'abort of stale uploads');
+    }
+  }
+
+  /** Deletes a key (absent is fine). `ifMatch`: only while it has that ETag, else PreconditionFailed. */
+  async delete(rel: string, cond: { ifMatch?: string } = {}): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel), IfMatch: cond.ifMatch }),
+      );
+    } catch (e) {
+      if (cond.ifMatch && (statusOf(e) === 412 || /PreconditionFailed/.test(nameOf(e))))
+        throw new PreconditionFailed(rel);
       if (S3Store.missing(e)) return;
       this.fail(e, rel, 'DELETE');
     }

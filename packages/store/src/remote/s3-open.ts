@@ -3,9 +3,10 @@ import { WgitError } from '@wgit/core';
 import type { StorageBackend } from '../backend/types.js';
 import type { RepoConfig } from '../config.js';
 import type { RemoteCapabilities, RemoteConfig } from './config.js';
-import type { OpenedRemote } from './open.js';
+import type { LocalState, OpenedRemote } from './open.js';
 import { S3Chunks, S3Objects } from './s3-backend.js';
 import { PreconditionFailed, S3Store } from './s3-client.js';
+import { UploadJournal } from './s3-multipart.js';
 import { S3Refs } from './s3-refs.js';
 import { parseRemoteUrl } from './url.js';
 
@@ -52,10 +53,12 @@ export async function probeConditionalWrites(s3: S3Store): Promise<RemoteCapabil
 export async function openS3Remote(
   cfg: RemoteConfig,
   onCapabilities?: (c: RemoteCapabilities) => Promise<void>,
+  local?: LocalState,
 ): Promise<OpenedRemote> {
   const loc = parseRemoteUrl(cfg.url);
   if (loc.kind !== 's3') throw new WgitError('E_REMOTE_URL', `not an s3 URL: ${cfg.url}`);
-  const s3 = new S3Store(cfg, loc.bucket, loc.prefix);
+  const journal = local ? new UploadJournal(local.uploadJournal, local.tmpDir, cfg.url, cfg.endpoint ?? null) : null;
+  const s3 = new S3Store(cfg, loc.bucket, loc.prefix, journal);
   let caps: Promise<boolean> | null = cfg.capabilities ? Promise.resolve(cfg.capabilities.conditionalWrites) : null;
   const conditional = () => {
     caps ??= probeConditionalWrites(s3).then(async (c) => {
@@ -74,6 +77,7 @@ export async function openS3Remote(
     backend,
     url: s3.url,
     exists,
+    abortStaleUploads: () => s3.abortStaleUploads(),
     ensureExists: async (config: RepoConfig) => {
       await conditional();
       if (await s3.head('HEAD')) return;

@@ -82,7 +82,7 @@ export class S3Refs implements RefBackend {
       const cur = await this.readWithTag(name);
       if (cur.oid !== expected) throw this.moved(name, expected, cur.oid, opts.movedCode);
       try {
-        if (next === null) await this.s3.delete(name);
+        if (next === null) await this.deleteIfMatch(name, cur.etag);
         else if (cur.etag === null) await this.s3.put(name, `${next}\n`, { ifNoneMatch: true });
         else await this.s3.put(name, `${next}\n`, { ifMatch: cur.etag });
       } catch (e) {
@@ -103,6 +103,22 @@ export class S3Refs implements RefBackend {
     }
     if (next !== null) await this.appendReflog(name, expected, next, log);
     return expected;
+  }
+
+  /**
+   * Deletes a ref only while it holds what was read (`If-Match` on DELETE).
+   * A server that honours conditional PUTs but rejects the header on DELETE
+   * (400, 501) gets a plain DELETE, right after the value was checked.
+   */
+  private async deleteIfMatch(name: string, etag: string | null): Promise<void> {
+    if (etag === null) return;
+    try {
+      await this.s3.delete(name, { ifMatch: etag });
+    } catch (e) {
+      const status = (e as WgitError).data?.status;
+      if (!(e instanceof WgitError && (status === 400 || status === 501))) throw e;
+      await this.s3.delete(name);
+    }
   }
 
   private async appendReflog(name: string, old: string | null, next: string, log: RefLogLine): Promise<void> {
