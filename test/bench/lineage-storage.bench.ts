@@ -1,5 +1,8 @@
 // Bytes wgit stores for a model lineage, against (a) raw copies, (b) zstd -3
-// of each file, (c) 64 KB content-defined-chunking dedupe across the lineage,
+// of each file, (b') zstd -3 --patch-from the model committed before (the
+// delta-aware baseline), (c) 64 KB content-defined-chunking dedupe across the
+// lineage, each unique chunk compressed with zstd -3 (a Xet-style chunk store;
+// the uncompressed unique bytes are printed too),
 // (d) the wgit codec without deltas, twice: as payload bytes alone (every
 // 4 MiB chunk encoded alone, identical chunks stored once) and as the same
 // repository with deltas switched off (maxDeltaDepth 0), which pays the same
@@ -10,6 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { openModel } from '../../packages/core/src/index.js';
@@ -42,10 +46,52 @@ function zstdBytes(files: string[], dir: string): number {
   return total;
 }
 
-function cdcBytes(files: string[]): { bytes: number; avgChunk: number } {
-  const d = new CdcDedupe();
+/** `zstd -3` of the first model, then each model as `zstd -3 --patch-from=` the one committed before it. */
+function zstdPatchBytes(files: string[], dir: string): number {
+  if (!hasCommand('zstd')) return Number.NaN;
+  let total = 0;
+  files.forEach((f, i) => {
+    const out = join(dir, `${basename(f)}.patch.zst`);
+    const args = ['-3', '-T0', '-q', '-f', f, '-o', out];
+    // --patch-from needs a window covering the parent: --long sized to the larger of the two files.
+    if (i > 0) {
+      const size = Math.max(statSync(f).size, statSync(files[i - 1]).size);
+      args.unshift(`--patch-from=${files[i - 1]}`, `--long=${Math.max(10, Math.min(31, Math.ceil(Math.log2(size))))}`);
+    }
+    execFileSync('zstd', args, { maxBuffer: 1 << 20 });
+    total += statSync(out).size;
+    rmSync(out);
+  });
+  return total;
+}
+
+/** zstd -3 of one chunk (zstd-napi, the store's own binding): the compressed size. */
+const zstd3 = (() => {
+  interface Binding {
+    CCtx: new () => {
+      setParameter(p: number, v: number): void;
+      compress2(dst: Uint8Array, src: Uint8Array): number;
+    };
+    CParameter: { compressionLevel: number };
+    compressBound(n: number): number;
+  }
+  const zstd = createRequire(new URL('../../packages/store/package.json', import.meta.url))(
+    'zstd-napi/binding.js',
+  ) as Binding;
+  const c = new zstd.CCtx();
+  c.setParameter(zstd.CParameter.compressionLevel, 3);
+  let dst = new Uint8Array(0);
+  return (chunk: Uint8Array): number => {
+    const bound = zstd.compressBound(chunk.length);
+    if (dst.length < bound) dst = new Uint8Array(bound);
+    return c.compress2(dst, chunk);
+  };
+})();
+
+function cdcBytes(files: string[]): { bytes: number; zstdBytes: number; avgChunk: number } {
+  const d = new CdcDedupe(zstd3);
   for (const f of files) d.add(readFileSync(f));
-  return { bytes: d.uniqueBytes, avgChunk: d.totalBytes / d.chunks };
+  return { bytes: d.uniqueBytes, zstdBytes: d.compressedBytes, avgChunk: d.totalBytes / d.chunks };
 }
 
 /** Codec alone: each tensor cut at 4 MiB like the repository, encoded without a base; identical raw chunks counted once. */
@@ -112,12 +158,15 @@ async function main(): Promise<void> {
       'wgit MB',
       'vs raw',
       'vs zstd -3',
-      'vs CDC 64K',
+      'vs zstd patch-from',
+      'vs CDC 64K + zstd',
       'vs codec no delta',
       'vs repo no delta',
       'beats all',
       'zstd MB',
-      'CDC MB',
+      'zstd patch MB',
+      'CDC + zstd MB',
+      'CDC raw MB',
       'codec MB',
       'repo no delta MB',
       'commit s',
@@ -129,6 +178,7 @@ async function main(): Promise<void> {
     try {
       const raw = rawBytes(l.files);
       const z = zstdBytes(l.files, dir);
+      const zp = zstdPatchBytes(l.files, dir);
       const cdc = cdcBytes(l.files);
       const codec = await codecNoDeltaBytes(l.files);
       const w = await wgitBytes(l.files, dir);
@@ -148,14 +198,17 @@ async function main(): Promise<void> {
           '-',
           '-',
           '-',
+          '-',
           z / 1e6,
+          zp / 1e6,
+          cdc.zstdBytes / 1e6,
           cdc.bytes / 1e6,
           codec / 1e6,
           '-',
           '-',
         ]);
       } else {
-        const beats = w.bytes < raw && w.bytes < z && w.bytes < cdc.bytes && w.bytes < nd;
+        const beats = w.bytes < raw && w.bytes < z && w.bytes < zp && w.bytes < cdc.zstdBytes && w.bytes < nd;
         rows.push([
           l.name,
           l.files.length,
@@ -163,11 +216,14 @@ async function main(): Promise<void> {
           w.bytes / 1e6,
           raw / w.bytes,
           z / w.bytes,
-          cdc.bytes / w.bytes,
+          zp / w.bytes,
+          cdc.zstdBytes / w.bytes,
           codec / w.bytes,
           nd / w.bytes,
           beats ? 'yes' : 'NO',
           z / 1e6,
+          zp / 1e6,
+          cdc.zstdBytes / 1e6,
           cdc.bytes / 1e6,
           codec / 1e6,
           nd / 1e6,

@@ -5,8 +5,18 @@
  * and dare-ties by wgit's engine and by the same per-tensor merge in PyTorch
  * (test/bench/merge_torch.py, Debian's python3-torch), in the same run, with
  * the same number of threads. Each merge runs in its own process so peak RSS
- * is per run. Outputs go to /dev/shm when it has room (so both sides pay for
- * fsync on tmpfs, not the disk), the models are cached in .bench/.
+ * is per run. The models are cached in .bench/.
+ *
+ * Rows:
+ * - `wgit merge` (the CLI, whole process) in a repository holding the four
+ *   models (base on main, each fine-tune on a branch of its own from it):
+ *   once from the revisions, once from the folders; either way it writes the
+ *   merged model into the store and commits it, as users run it;
+ * - the torch script (whole process, from the folders) run as production torch
+ *   runs, with jemalloc as a caching allocator (LD_PRELOAD, decay off), writing
+ *   its output file next to the repository (same file system);
+ * - the library call alone (mergeModels on the folders, output on /dev/shm
+ *   when it has room), for where the time goes.
  *
  *   pnpm bench merge            (WGIT_BENCH_LAYERS=4 for a quick, smaller run)
  */
@@ -126,6 +136,47 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): RunResul
   return { ...JSON.parse(last), wallSeconds };
 }
 
+const BIN = path.join(root, 'packages', 'cli', 'bin', 'run.js');
+const repoDir = `${cacheDir}-repo`;
+
+function wgitCli(args: string[], env: NodeJS.ProcessEnv = {}): { seconds: number; json: Record<string, unknown> } {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [BIN, ...args, '--json'], {
+    cwd: repoDir,
+    env: { ...process.env, WGIT_AUTHOR_DATE: '1700000000', ...env },
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`wgit ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
+  return { seconds, json: JSON.parse(r.stdout) };
+}
+
+/** The four models in a repository: base on main, ft0..ft2 each on its own branch from it (cached). */
+function ensureRepo(): void {
+  if (fs.existsSync(path.join(repoDir, 'complete'))) return;
+  fs.rmSync(repoDir, { recursive: true, force: true });
+  fs.mkdirSync(repoDir, { recursive: true });
+  console.log(`committing the four models into ${repoDir} …`);
+  wgitCli(['init', '.']);
+  wgitCli(['commit', path.join(cacheDir, 'base'), '-m', 'base']);
+  for (const n of ['ft0', 'ft1', 'ft2']) {
+    wgitCli(['branch', n, 'main']);
+    wgitCli(['commit', path.join(cacheDir, n), '-b', n, '-m', n]);
+  }
+  fs.writeFileSync(path.join(repoDir, 'complete'), '');
+}
+
+/** jemalloc for the torch baseline when it loads here; null (glibc malloc) otherwise. */
+function jemallocEnv(): NodeJS.ProcessEnv | null {
+  const env = { LD_PRELOAD: 'libjemalloc.so.2', MALLOC_CONF: 'dirty_decay_ms:-1,muzzy_decay_ms:-1' };
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch'], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+  });
+  return r.status === 0 && !/cannot be preloaded/.test(r.stderr) ? env : null;
+}
+
 function outRoot(): string {
   const shm = '/dev/shm';
   try {
@@ -138,7 +189,12 @@ function outRoot(): string {
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') return child(process.argv[3], process.argv[4]);
   await generate();
+  const cliOk = fs.existsSync(path.join(root, 'packages', 'cli', 'dist', 'commands', 'merge.js'));
+  if (cliOk) ensureRepo();
+  else console.log('CLI not built (packages/cli/dist missing): wgit merge rows skipped; run pnpm build first');
   const torchOk = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+  const jemalloc = torchOk ? jemallocEnv() : null;
+  if (torchOk && !jemalloc) console.log('warning: libjemalloc.so.2 not loadable: torch runs on glibc malloc');
   const out = outRoot();
   const bytes = fs
     .readdirSync(path.join(cacheDir, 'ft0'))
@@ -164,46 +220,91 @@ async function main(): Promise<void> {
         },
       );
       fs.rmSync(wOut, { recursive: true, force: true });
+      // The command end to end: from revisions, then from the folders; each commits its result.
+      const flags =
+        method === 'linear' ? ['--method', method] : ['--method', method, '--density', String(DENSITY), '--seed', '0'];
+      const cli = (from: 'revs' | 'files') => {
+        if (!cliOk) return null;
+        const branch = `bench-${method}-${from}`;
+        const inputs =
+          from === 'revs' ? ['ft0', 'ft1', 'ft2'] : ['ft0', 'ft1', 'ft2'].map((n) => path.join(cacheDir, n));
+        const base = method === 'linear' ? [] : ['--base', from === 'revs' ? 'main' : path.join(cacheDir, 'base')];
+        const r = wgitCli(['merge', ...inputs, ...base, ...flags, '--branch', branch, '-m', branch], {
+          WGIT_THREADS: String(THREADS),
+        });
+        // Not timed: drop the merged commit so the cached repository does not grow.
+        wgitCli(['branch', branch, '--delete']);
+        wgitCli(['gc', '--grace', '0']);
+        return r.seconds;
+      };
+      const cliRevs = cli('revs');
+      const cliFiles = cli('files');
       let t: RunResult | null = null;
       if (torchOk) {
-        const tOut = path.join(out, `torch-${method}.safetensors`);
+        // Next to the repository: the same file system wgit merge commits to.
+        const tOut = path.join(path.dirname(repoDir), `torch-${method}-${process.pid}.safetensors`);
         const dirs = ['ft0', 'ft1', 'ft2'].map((n) => path.join(cacheDir, n));
-        t = run('/usr/bin/python3', [
-          path.join(root, 'test/bench/merge_torch.py'),
-          method,
-          tOut,
-          path.join(cacheDir, 'base'),
-          ...dirs,
-          '--density',
-          String(DENSITY),
-          '--threads',
-          String(THREADS),
-        ]);
+        t = run(
+          '/usr/bin/python3',
+          [
+            path.join(root, 'test/bench/merge_torch.py'),
+            method,
+            tOut,
+            path.join(cacheDir, 'base'),
+            ...dirs,
+            '--density',
+            String(DENSITY),
+            '--threads',
+            String(THREADS),
+          ],
+          jemalloc ?? {},
+        );
         fs.rmSync(tOut, { force: true });
       }
+      const f = (x: number | null | undefined) => (x == null ? 'n/a' : x.toFixed(2));
+      const ratio = (a: number | null, b: number | undefined) => (a == null || b == null ? 'n/a' : (a / b).toFixed(2));
       rows.push([
         method,
-        w.seconds.toFixed(2),
-        t ? t.seconds.toFixed(2) : 'n/a',
-        t ? (w.seconds / t.seconds).toFixed(2) : 'n/a',
+        f(cliRevs),
+        f(cliFiles),
+        f(t?.wallSeconds),
+        ratio(cliRevs, t?.wallSeconds),
+        ratio(cliFiles, t?.wallSeconds),
+        f(w.seconds),
+        f(t?.seconds),
+        ratio(w.seconds, t?.seconds),
         (w.maxRssKb / 1024).toFixed(0),
         t ? (t.maxRssKb / 1024).toFixed(0) : 'n/a',
       ]);
       console.log(
-        `  ${method}: wgit ${w.seconds.toFixed(2)} s (process ${w.wallSeconds.toFixed(2)} s)${t ? `, torch ${t.seconds.toFixed(2)} s (process ${t.wallSeconds.toFixed(2)} s)` : ''}`,
+        `  ${method}: wgit merge revs ${f(cliRevs)} s, files ${f(cliFiles)} s; library ${w.seconds.toFixed(2)} s (process ${w.wallSeconds.toFixed(2)} s)${t ? `, torch ${t.seconds.toFixed(2)} s (process ${t.wallSeconds.toFixed(2)} s)` : ''}`,
       );
     }
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
-  const head = ['method', 'wgit s', 'torch s', 'wgit/torch', 'wgit RSS MB', 'torch RSS MB'];
+  const head = [
+    'method',
+    'wgit merge revs s',
+    'wgit merge files s',
+    'torch process s',
+    'revs/torch',
+    'files/torch',
+    'library s',
+    'torch merge s',
+    'library/torch',
+    'library RSS MB',
+    'torch RSS MB',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padStart(widths[i])).join(' | ')} |`;
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));
   console.log(
-    'goal: wgit/torch ≤ 0.5 (same threads; times are the merge call in each process, inputs from page cache)',
+    `goal: wgit/torch ≤ 0.5 (same threads, inputs in the page cache). "wgit merge" = the CLI process, result committed; ` +
+      `"torch process" = the script's process under ${jemalloc ? 'jemalloc' : 'glibc malloc'}, output beside the repository; ` +
+      '"library"/"torch merge" = the merge call inside each process (library output on /dev/shm when it fits)',
   );
 }
 

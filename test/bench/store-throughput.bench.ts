@@ -4,6 +4,7 @@
 // CLI too when packages/cli/dist exists (pnpm build).
 //   pnpm bench store-throughput      (THROUGHPUT_GB=0.5 for a quicker run)
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { BENCH_DIR } from './fixtures/real-weights.js';
 import { bestOf, bytesOf, machineLine, normalBf16, Rng, table } from './fixtures/synthetic.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
+const CHUNK = 4 << 20; // the repository's chunk size
 
 interface Spec {
   name: string;
@@ -36,13 +38,17 @@ function llamaSpecs(hidden: number, inter: number, layers: number, vocab: number
 
 /**
  * Unique content for every tensor without drawing a billion normals: a 16M
- * element pool of normal(0, 0.02) bf16 values read through a per-tensor
- * affine permutation (odd multiplier mod 2^24), so no two 4 MiB chunks repeat
- * and the value distribution stays that of trained weights.
+ * element pool of normal(0, 0.02) bf16 values read through an affine
+ * permutation (odd multiplier mod 2^24) drawn afresh for every 2^24-element
+ * segment of every tensor, so the value distribution stays that of trained
+ * weights and no 4 MiB block of a weight matrix repeats (checked below: a
+ * repeated chunk is stored once and skips its fsync, which would flatter
+ * wgit). Only the norm vectors (4 KiB each, all 1.0) repeat, as they do in
+ * a freshly initialised model.
  */
 async function ensureCheckpoint(gb: number): Promise<string> {
   const layers = Math.max(1, Math.round((gb * 18) / 2.1));
-  const dir = join(BENCH_DIR, `throughput-l${layers}`);
+  const dir = join(BENCH_DIR, `throughput-v2-l${layers}`);
   if (existsSync(join(dir, 'model.safetensors.index.json')) || existsSync(join(dir, 'model.safetensors'))) return dir;
   rmSync(dir, { recursive: true, force: true });
   const specs = llamaSpecs(2048, 5632, layers, 32000).map((s) => ({ ...s, dtype: 'BF16' as DType }));
@@ -50,6 +56,7 @@ async function ensureCheckpoint(gb: number): Promise<string> {
   const POOL = 1 << 24;
   const pool = normalBf16(POOL, 0.02, new Rng(7));
   const rng = new Rng(8);
+  const blocks = new Map<string, string>(); // sha256 of every 4 MiB block of a weight matrix
   const w = await ModelWriter.create(dir, specs, { maxShardBytes: 500_000_000 });
   for (const s of specs) {
     const n = s.shape.reduce((a, b) => a * b, 1);
@@ -57,9 +64,19 @@ async function ensureCheckpoint(gb: number): Promise<string> {
     if (s.shape.length === 1)
       out.fill(0x3f80); // norms start at 1.0
     else {
-      const a = (rng.u32() | 1) & (POOL - 1);
-      const b = rng.u32() & (POOL - 1);
-      for (let i = 0; i < n; i++) out[i] = pool[(Math.imul(i, a) + b) & (POOL - 1)];
+      for (let seg = 0; seg < n; seg += POOL) {
+        const a = (rng.u32() | 1) & (POOL - 1);
+        const b = rng.u32() & (POOL - 1);
+        const end = Math.min(n, seg + POOL);
+        for (let i = seg; i < end; i++) out[i] = pool[(Math.imul(i - seg, a) + b) & (POOL - 1)];
+      }
+      for (let o = 0; o < out.byteLength; o += CHUNK) {
+        const id = createHash('sha256')
+          .update(bytesOf(out).subarray(o, Math.min(out.byteLength, o + CHUNK)))
+          .digest('base64');
+        if (blocks.has(id)) throw new Error(`generated data repeats: ${s.name} at byte ${o} equals ${blocks.get(id)}`);
+        blocks.set(id, `${s.name} at byte ${o}`);
+      }
     }
     await w.write(s.name, bytesOf(out));
   }

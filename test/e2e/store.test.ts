@@ -187,6 +187,37 @@ describe('wgit history and maintenance commands (CLI)', () => {
     assert.equal(wgit(repo, 'fsck').status, 0);
   });
 
+  it('a full disk inside the chunk workers (WGIT_TEST_WRITE_BUDGET) fails checkout with E_DISK_FULL and no temp folder', () => {
+    // Runs without root: the write budget is shared with the worker threads, which stay on (2 threads).
+    const r = path.join(dir, 'budget-repo');
+    fs.mkdirSync(r);
+    assert.equal(wgit(r, 'init', '.', '--chunk-size', '4096').status, 0);
+    const file = path.join(dir, 'budget.safetensors');
+    const bytes = buildSafetensors([{ name: 'w', dtype: 'BF16', shape: [64, 1024], data: bf16Weights(64 * 1024, 5) }]);
+    fs.writeFileSync(file, bytes);
+    const c = wgit(r, 'commit', file, '-m', 'base');
+    assert.equal(c.status, 0, JSON.stringify(c.json));
+    const outs = path.join(dir, 'budget-outs');
+    fs.mkdirSync(outs);
+    const run = (budget: number, out: string) => {
+      const p = spawnSync(process.execPath, [BIN, 'checkout', 'main', '--out', path.join(outs, out), '--json'], {
+        cwd: r,
+        env: { ...ENV, WGIT_TEST_WRITE_BUDGET: String(budget), WGIT_THREADS: '2', WGIT_PARALLEL_MIN_BYTES: '0' },
+        encoding: 'utf8',
+      });
+      return { status: p.status, json: JSON.parse(p.stdout || '{}') };
+    };
+    const fail = run(bytes.length / 2, 'half');
+    assert.equal(fail.json.error?.code, 'E_DISK_FULL', JSON.stringify(fail.json));
+    assert.notEqual(fail.status, 0);
+    assert.deepEqual(fs.readdirSync(outs), []);
+    assert.deepEqual(fs.readdirSync(path.join(r, '.wgit/wgit/tmp')), []);
+    const ok = run(bytes.length, 'full');
+    assert.equal(ok.status, 0, JSON.stringify(ok.json));
+    assert.ok(fs.readFileSync(path.join(outs, 'full', 'budget.safetensors')).equals(bytes));
+    assert.deepEqual(fs.readdirSync(outs), ['full']);
+  });
+
   it('a really full disk (tmpfs) gives E_DISK_FULL and leaves the repository intact', (t) => {
     const mnt = path.join(dir, 'tiny');
     fs.mkdirSync(mnt);

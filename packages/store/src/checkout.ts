@@ -6,7 +6,7 @@ import { checkoutTempFolder, recordCheckoutTemp, releaseCheckoutTemp } from './c
 import type { GetJob } from './chunkio.js';
 import type { ChunkStore } from './chunkstore.js';
 import { JobWindow } from './commit.js';
-import { fsyncDir, mapFsError } from './fsutil.js';
+import { checkFault, fsyncDir, mapFsError } from './fsutil.js';
 import type { GitStore } from './gitstore.js';
 import {
   checkChunkList,
@@ -209,13 +209,14 @@ export async function checkoutSet(
   const submitChunks = async (
     rec: TensorRecord,
     fd: number,
+    file: string,
     start: number,
     name: string,
     onWrote?: (n: number) => void,
   ): Promise<void> => {
     for (let i = 0, pos = start; i < rec.chunks.length; i++) {
       const rawLength = Math.min(rec.chunkSize, rec.byteLength - i * rec.chunkSize);
-      const job: GetJob = { op: 'get', id: rec.chunks[i].hash, rawLength, fd, position: pos };
+      const job: GetJob = { op: 'get', id: rec.chunks[i].hash, rawLength, fd, position: pos, file };
       pos += rawLength;
       await window.submit(
         () => runner.run(job),
@@ -285,6 +286,7 @@ export async function checkoutSet(
       try {
         let pos = 0;
         const write = async (data: Uint8Array) => {
+          checkFault(target, data.length);
           let off = 0;
           while (off < data.length) {
             const { bytesWritten } = await fh.write(data, off, data.length - off, pos);
@@ -306,7 +308,7 @@ export async function checkoutSet(
             continue;
           }
           checkChunkList(set, rec);
-          await submitChunks(rec, fh.fd, pos, name, wrote);
+          await submitChunks(rec, fh.fd, target, pos, name, wrote);
           pos += rec.byteLength;
         }
         await window.drain();
@@ -337,7 +339,7 @@ export async function checkoutSet(
         const fh = await fsp.open(target, 'wx');
         window = new JobWindow(runner.window);
         try {
-          await submitChunks(rec, fh.fd, 0, rel);
+          await submitChunks(rec, fh.fd, target, 0, rel);
           await window.drain();
           await fh.sync();
         } finally {
@@ -355,6 +357,7 @@ export async function checkoutSet(
       await fsp.mkdir(path.dirname(target), { recursive: true });
       const fh = await fsp.open(target, 'wx');
       try {
+        checkFault(target, data.length);
         await fh.writeFile(data);
         await fh.sync();
       } finally {

@@ -18,7 +18,7 @@ import {
   sha256hex,
 } from './chunk-file.js';
 import type { ChunkEncoding } from './codec/index.js';
-import { checkFault, tempName } from './fsutil.js';
+import { checkFault, tempName, writeBudgetSlotsOf } from './fsutil.js';
 
 /**
  * The per-chunk work of commit and checkout, synchronous so that it runs the
@@ -75,6 +75,8 @@ export interface GetJob {
   rawLength: number;
   fd: number;
   position: number;
+  /** The file behind `fd`, for fault injection and messages. */
+  file?: string;
 }
 
 /**
@@ -219,10 +221,15 @@ export class ChunkIO {
   /** Where a read job's chunk decodes to (the chain's level 0 output), while it runs. */
   private target: Uint8Array | null = null;
 
+  /** The test-only write budget (fsutil.ts) this thread charges; null when none is set. */
+  private readonly budget: BigInt64Array | null;
+
   constructor(
     readonly chunksDir: string,
     readonly tmpDir: string,
+    budget: SharedArrayBuffer | null = null,
   ) {
+    this.budget = writeBudgetSlotsOf(budget);
     this.folder = new FolderChunks(chunksDir, tmpDir);
     this.chain = {
       load: (id, rawLength, level) => this.load(id, rawLength, level),
@@ -371,7 +378,7 @@ export class ChunkIO {
     this.encoded = grow(this.encoded, raw.length);
     const enc = encodeChunkFor(id, raw, job.dtype, base, job.maxDepth, this.encoded);
     const tmp = path.join(this.tmpDir, tempName('chunk'));
-    checkFault(this.pathOf(id), enc.stored);
+    checkFault(this.pathOf(id), enc.stored, this.budget);
     const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
     try {
       writeFully(fd, enc.head, null);
@@ -396,6 +403,7 @@ export class ChunkIO {
 
   private get(job: GetJob): number {
     const raw = decodeChunkChain(this.chain, job.id, job.rawLength, 255);
+    checkFault(job.file ?? `fd ${job.fd}`, raw.length, this.budget);
     writeFully(job.fd, raw, job.position);
     return raw.length;
   }

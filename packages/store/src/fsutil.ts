@@ -3,8 +3,10 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { writeFileAtomic } from '@wgit/core/atomic';
 import { WgitError } from '@wgit/core/errors';
+import { parseInteger } from '@wgit/core/parse';
 
 /**
  * Test hook for fault injection: called before every file write the store
@@ -23,8 +25,90 @@ export function hasWriteFaultHook(): boolean {
   return writeFaultHook !== null;
 }
 
-export function checkFault(file: string, bytes: number): void {
+/**
+ * Test-only free-space budget: fault injection for a full disk that reaches
+ * every thread, without root or a real full file system. While one is set,
+ * each file write the store makes (chunks, records, checked-out files), on
+ * this thread and in the chunk workers, first takes its size from the budget
+ * with one atomic subtraction; a write the budget cannot cover fails with
+ * ENOSPC, as on a full disk, and so does every later one. The budget lives in
+ * a SharedArrayBuffer that chunk runners hand to their workers when they
+ * install (pool.ts), so, unlike the hook, it keeps chunk work on the workers.
+ * Set with setWriteBudget() or, for a whole process (the CLI),
+ * WGIT_TEST_WRITE_BUDGET=BYTES; unset, writes pay one null check.
+ */
+export interface WriteBudgetState {
+  /** Bytes still allowed (negative once a write has been refused). */
+  left: number;
+  /** Writes refused, and how many of them were on worker threads. */
+  refused: number;
+  refusedInWorkers: number;
+}
+// Slots: 0 bytes left, 1 writes refused, 2 writes refused on a worker thread.
+let writeBudgetSlots: BigInt64Array | null = null;
+
+export function setWriteBudget(bytes: number | null): void {
+  if (bytes === null) {
+    writeBudgetSlots = null;
+    return;
+  }
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`write budget must be a byte count: ${bytes}`);
+  writeBudgetSlots = new BigInt64Array(new SharedArrayBuffer(3 * 8));
+  writeBudgetSlots[0] = BigInt(bytes);
+}
+
+/** The budget's memory, for chunk runners to hand to their workers; null when none is set. */
+export function writeBudgetBuffer(): SharedArrayBuffer | null {
+  return (writeBudgetSlots?.buffer as SharedArrayBuffer | undefined) ?? null;
+}
+
+export function writeBudgetState(): WriteBudgetState | null {
+  const b = writeBudgetSlots;
+  if (!b) return null;
+  return {
+    left: Number(Atomics.load(b, 0)),
+    refused: Number(Atomics.load(b, 1)),
+    refusedInWorkers: Number(Atomics.load(b, 2)),
+  };
+}
+
+if (isMainThread) {
+  // Workers get the main thread's buffer instead (a copy of the variable would be a second budget).
+  const v = process.env.WGIT_TEST_WRITE_BUDGET;
+  if (v !== undefined && v !== '')
+    setWriteBudget(
+      parseInteger(v, {
+        what: 'WGIT_TEST_WRITE_BUDGET',
+        code: 'E_BAD_ENV',
+        min: 0,
+        max: Number.MAX_SAFE_INTEGER,
+        data: { name: 'WGIT_TEST_WRITE_BUDGET' },
+      }),
+    );
+}
+
+/** Wraps a worker's copy of the budget's memory (ChunkIO); null stays null. */
+export function writeBudgetSlotsOf(buf: SharedArrayBuffer | null | undefined): BigInt64Array | null {
+  return buf ? new BigInt64Array(buf) : null;
+}
+
+/**
+ * Called before every file write the store makes: runs the fault hook and
+ * charges the write budget (this thread's, or the one a worker was handed).
+ */
+export function checkFault(file: string, bytes: number, budget: BigInt64Array | null = writeBudgetSlots): void {
   if (writeFaultHook) writeFaultHook(file, bytes);
+  if (budget === null) return;
+  const n = BigInt(bytes);
+  if (Atomics.sub(budget, 0, n) >= n) return;
+  Atomics.add(budget, 1, 1n);
+  if (!isMainThread) Atomics.add(budget, 2, 1n);
+  throw Object.assign(new Error(`ENOSPC: no space left on device, write ${file}`), {
+    code: 'ENOSPC',
+    errno: -28,
+    syscall: 'write',
+    path: file,
+  });
 }
 
 export const HOST = hostname();

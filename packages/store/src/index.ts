@@ -17,7 +17,13 @@ export {
   type StreamCommitResult,
 } from './commit-stream.js';
 export { DEFAULT_CONFIG, type RepoConfig } from './config.js';
-export { setWriteFaultHook, type WriteFaultHook } from './fsutil.js';
+export {
+  setWriteBudget,
+  setWriteFaultHook,
+  type WriteBudgetState,
+  type WriteFaultHook,
+  writeBudgetState,
+} from './fsutil.js';
 export {
   DEFAULT_AUTHOR,
   parseUserSection,

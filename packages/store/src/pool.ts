@@ -2,7 +2,7 @@ import { WgitError } from '@wgit/core/errors';
 import { parseInteger } from '@wgit/core/parse';
 import { acquireWorkerPool, defaultThreads, type WorkerPool } from '@wgit/core/workers';
 import { ChunkIO, type ChunkJob, type JobResult } from './chunkio.js';
-import { hasWriteFaultHook } from './fsutil.js';
+import { hasWriteFaultHook, writeBudgetBuffer } from './fsutil.js';
 
 /**
  * Runs chunk jobs (chunkio.ts) on the process's worker threads
@@ -25,7 +25,8 @@ const DEFAULT_MIN_BYTES = 48 << 20;
  * Thread count: the process's (WGIT_THREADS, else the machine's parallelism,
  * at most 8: beyond that the disk, not the codec, is the limit). Models
  * smaller than WGIT_PARALLEL_MIN_BYTES (default 48 MiB) run on the calling
- * thread, and so does everything while a test's write fault hook is set.
+ * thread, and so does everything while a test's write fault hook is set
+ * (a function cannot cross threads; the write budget, shared memory, can).
  */
 export function plannedThreads(totalBytes: number): number {
   const threads = defaultThreads();
@@ -48,7 +49,7 @@ class InlineRunner implements ChunkRunner {
   readonly window = 1;
   private readonly io: ChunkIO;
   constructor(chunksDir: string, tmpDir: string) {
-    this.io = new ChunkIO(chunksDir, tmpDir);
+    this.io = new ChunkIO(chunksDir, tmpDir, writeBudgetBuffer());
   }
   run<J extends ChunkJob>(job: J): Promise<JobResult<J>> {
     try {
@@ -104,7 +105,7 @@ class PoolRunner implements ChunkRunner {
     const pool = await acquireWorkerPool(n);
     const key = `chunks/${++runnerSeq}/${chunksDir}`;
     try {
-      await pool.install(key, HANDLER_URL, { chunksDir, tmpDir });
+      await pool.install(key, HANDLER_URL, { chunksDir, tmpDir, budget: writeBudgetBuffer() });
     } catch (e) {
       await pool.release();
       throw e;
