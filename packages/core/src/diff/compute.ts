@@ -11,10 +11,10 @@
  */
 import { type Device, getDevice } from '../device/index.js';
 import { type DType, dtypeSize, isFloatDType } from '../dtypes.js';
-import { energyRank } from './rank.js';
 import { BufferPool, convertIn, isKernelDType, prefetched } from '../pipeline/index.js';
 import type { ModelSource, ModelTensor } from '../safetensors/index.js';
 import { layerOf, TENSOR_KINDS, type TensorKind, tensorKind } from './layers.js';
+import { energyRank } from './rank.js';
 
 export type TensorDiffStatus = 'changed' | 'identical' | 'mismatch' | 'only-a' | 'only-b';
 

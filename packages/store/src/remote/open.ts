@@ -4,27 +4,13 @@ import { WgitError } from '@wgit/core';
 import { FolderBackend } from '../backend/fs/index.js';
 import { createRepositoryFolder, WGIT_SUBDIR } from '../backend/fs/layout.js';
 import type { StorageBackend } from '../backend/types.js';
-import { DEFAULT_CONFIG, type RepoConfig } from '../config.js';
+import { DEFAULT_CONFIG } from '../config.js';
 import type { RemoteConfig } from './config.js';
+/** A remote opened for one command: its backend, and what to call it in messages (never a secret). */
+import type { LocalState, OpenedRemote } from './opened.js';
 import { parseRemoteUrl } from './url.js';
 
-/** A remote opened for one command: its backend, and what to call it in messages (never a secret). */
-export interface OpenedRemote {
-  backend: StorageBackend;
-  url: string;
-  /** Creates an empty repository there when there is none (push to a new remote). */
-  ensureExists(config: RepoConfig): Promise<void>;
-  /** Whether a repository is there at all. */
-  exists(): Promise<boolean>;
-  /** S3: aborts multipart uploads that earlier, killed pushes from this repository left in progress. */
-  abortStaleUploads?(): Promise<number>;
-}
-
-/** Where the local repository keeps what an S3 remote needs between runs (its multipart upload journal). */
-export interface LocalState {
-  uploadJournal: string;
-  tmpDir: string;
-}
+export type { LocalState, OpenedRemote };
 
 /** The `.wgit` folder of a folder remote: `DIR/.wgit`, or DIR itself when it is one. */
 async function folderGitdir(dir: string): Promise<string | null> {

@@ -3,7 +3,7 @@ import { WgitError } from '@wgit/core';
 import type { StorageBackend } from '../backend/types.js';
 import type { RepoConfig } from '../config.js';
 import type { RemoteCapabilities, RemoteConfig } from './config.js';
-import type { LocalState, OpenedRemote } from './open.js';
+import type { LocalState, OpenedRemote } from './opened.js';
 import { S3Chunks, S3Objects } from './s3-backend.js';
 import { PreconditionFailed, S3Store } from './s3-client.js';
 import { UploadJournal } from './s3-multipart.js';
