@@ -18,6 +18,7 @@ import {
 import { Repository } from '@wgit/store';
 import { evaluateModel, type Scores } from './evaluate.js';
 import { buildLineage, DEFAULT_SEED, LINEAGE, type LineageName } from './lineage.js';
+import { type DemoLora, exportDemoLora } from './lora.js';
 import { type DemoRemote, pushAndClone } from './remote.js';
 import { TASKS } from './tasks.js';
 
@@ -59,6 +60,8 @@ export interface DemoResult {
     /** The page `wgit diff --html` writes for it. */
     html: string;
   };
+  /** The fine-tune's change as a rank-8 basis, exported as a PEFT LoRA adapter. */
+  lora: DemoLora;
   /** Pushed to a folder remote and cloned back; every lineage model checked out of the clone. */
   remote: DemoRemote;
   totalMs: number;
@@ -271,6 +274,14 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     totals: d.totals,
     tensors: d.tensors.map((t) => ({ name: t.name, relChange: t.relChange })),
   };
+  const lora = await withModel(open('base-v1'), (base) =>
+    withModel(open('ft-flip'), (ft) => exportDemoLora(base, ft, scratch, dir, 8)),
+  );
+  log(
+    `${9 + merges.length}. wgit lowrank ft-flip --base base-v1 --rank 8; wgit export-lora → ./${relative(dir, lora.dir)}: ` +
+      `a PEFT ${lora.peftType} adapter for ${lora.modules.join(', ')} (relative error ${lora.relError.toExponential(2)}; ` +
+      `${lora.skipped.length} tensors a LoRA cannot carry left out)`,
+  );
   const remote = await pushAndClone(
     repo,
     dir,
@@ -278,7 +289,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     sameFolders,
   );
   log(
-    `${9 + merges.length}. wgit push --all --tags to a folder remote, ./${relative(dir, remote.url)}: ${remote.pushed.refs} refs, ` +
+    `${10 + merges.length}. wgit push --all --tags to a folder remote, ./${relative(dir, remote.url)}: ${remote.pushed.refs} refs, ` +
       `${remote.pushed.objects} objects and ${remote.pushed.chunks} chunks (${mb(remote.pushed.bytes)})`,
   );
   log(
@@ -297,6 +308,7 @@ export async function runDemo(opts: { dir: string; seed?: number; log?: (line: s
     transfer: { commit: trCommit.commit, cosine: tr.closeness.cosine, relDistance: tr.closeness.relDistance },
     table,
     diff,
+    lora,
     remote,
     totalMs,
   };
