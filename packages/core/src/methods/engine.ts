@@ -166,10 +166,12 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     }
     return f;
   };
+  const shapes = new Map(opts.inputs[0].tensors.map((t) => [t.name, t.shape]));
   const ctxFor = (name: string): TensorContext => {
-    if (!thresholds) return { name };
+    const shape = shapes.get(name);
+    if (!thresholds) return { name, shape };
     const q = tieQuotas?.get(name);
-    return q ? { name, thresholds, tieQuotas: q } : { name, thresholds };
+    return q ? { name, shape, thresholds, tieQuotas: q } : { name, shape, thresholds };
   };
   let lines: { alpha: number; beta: number; blocks: number } | undefined;
 

@@ -5,7 +5,9 @@
  * mapping and the `wgit merge` flags follow from the declaration.
  */
 import { WgitError } from '../errors.js';
+import { breadcrumbs, breadcrumbsTies } from './breadcrumbs.js';
 import { dareLinear, dareTies } from './dare.js';
+import { della, dellaLinear } from './della.js';
 import { linear } from './linear.js';
 import { modelStock } from './model-stock.js';
 import { nuslerp } from './nuslerp.js';
@@ -27,6 +29,10 @@ const registered: MergeMethod[] = [
   nuslerp,
   modelStock,
   passthrough,
+  breadcrumbs,
+  breadcrumbsTies,
+  della,
+  dellaLinear,
 ];
 
 export const METHODS: readonly MergeMethod[] = registered;

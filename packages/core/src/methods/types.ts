@@ -137,6 +137,8 @@ export interface TensorContext {
   name: string;
   /** Number of layers of the model, for gradients (mergeTensor; the engine counts them itself). */
   layers?: number;
+  /** The tensor's shape (the engine sets it; della ranks a 2-D tensor's entries per row). */
+  shape?: number[];
   /**
    * Per input: keep entries with |τ| ≥ threshold. Set by the engine for model-wide
    * trimming; when absent, magnitude sparsification computes a per-tensor threshold.

@@ -150,6 +150,10 @@ describe('declared parameters: a table over the registry', () => {
       nuslerp: want(false, 1),
       'model-stock': want(false, 1),
       passthrough: { ...want(false, 1), scale: [1, 1] },
+      breadcrumbs: { ...want(false, 0.2), gamma: [0.01, 0.01], rescale: 'none' },
+      'breadcrumbs-ties': { ...want(false, 0.2), gamma: [0.01, 0.01], rescale: 'none' },
+      della: { ...want(true, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
+      'della-linear': { ...want(false, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
     };
     for (const m of METHODS) {
       const r = m.resolve(required(m, 2), 2);
