@@ -8,11 +8,13 @@ import { WgitError } from '../errors.js';
 import { breadcrumbs, breadcrumbsTies } from './breadcrumbs.js';
 import { dareLinear, dareTies } from './dare.js';
 import { della, dellaLinear } from './della.js';
+import { karcher } from './karcher.js';
 import { linear } from './linear.js';
 import { modelStock } from './model-stock.js';
 import { nuslerp } from './nuslerp.js';
 import { passthrough } from './passthrough.js';
 import { rmm } from './rmm.js';
+import { sce } from './sce.js';
 import { slerp } from './slerp.js';
 import { taskArithmetic } from './task-arithmetic.js';
 import { ties } from './ties.js';
@@ -33,6 +35,8 @@ const registered: MergeMethod[] = [
   breadcrumbsTies,
   della,
   dellaLinear,
+  sce,
+  karcher,
 ];
 
 export const METHODS: readonly MergeMethod[] = registered;

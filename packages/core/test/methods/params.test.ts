@@ -154,6 +154,8 @@ describe('declared parameters: a table over the registry', () => {
       'breadcrumbs-ties': { ...want(false, 0.2), gamma: [0.01, 0.01], rescale: 'none' },
       della: { ...want(true, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
       'della-linear': { ...want(false, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
+      sce: { ...want(false, 1), select_topk: 1 },
+      karcher: { ...want(false, 1), max_iter: 10, tol: 1e-5 },
     };
     for (const m of METHODS) {
       const r = m.resolve(required(m, 2), 2);
