@@ -95,7 +95,7 @@ function karcherOracle(ts: number[][], maxIter = 10, tol = 1e-5): number[] {
   const alphas = ts.map(() => 1 / ts.length);
   const norms = ts.map(nrm);
   const units = ts.map((t, i) => (norms[i] === 0 ? t.map(() => 0) : t.map((x) => x / norms[i])));
-  const valid = norms.map((x, i) => i).filter((i) => norms[i] > tol);
+  const valid = norms.map((_, i) => i).filter((i) => norms[i] > tol);
   if (valid.length === 0) return ts[0].map(() => 0);
   const a = valid.map((i) => alphas[i] / valid.reduce((s, k) => s + alphas[k], 0));
   let u = ts[0].map(() => 0);
