@@ -46,6 +46,14 @@ export {
   linesMergeAlpha,
   linesScale,
 } from './lines.js';
+export {
+  type PruneOptions,
+  type PruneReport,
+  type PruneTensorReport,
+  pruneModel,
+  pruneNM,
+  pruneUnstructured,
+} from './prune.js';
 export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
 export type { RecipeSlice } from './mergekit-slices.js';
 export { modelStock, modelStockT } from './model-stock.js';
