@@ -46,14 +46,6 @@ export {
   linesMergeAlpha,
   linesScale,
 } from './lines.js';
-export {
-  type PruneOptions,
-  type PruneReport,
-  type PruneTensorReport,
-  pruneModel,
-  pruneNM,
-  pruneUnstructured,
-} from './prune.js';
 export { MERGEKIT_DEFAULT_DENSITY, type MergekitRecipe, normalizeMergekit, parseMergekitYaml } from './mergekit.js';
 export type { RecipeSlice } from './mergekit-slices.js';
 export { modelStock, modelStockT } from './model-stock.js';
@@ -84,6 +76,14 @@ export {
 } from './params.js';
 export { passthrough } from './passthrough.js';
 export { type MergePlan, type MergePlanOptions, mergePlan, type PlanGroup } from './plan.js';
+export {
+  type PruneOptions,
+  type PruneReport,
+  type PruneTensorReport,
+  pruneModel,
+  pruneNM,
+  pruneUnstructured,
+} from './prune.js';
 export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
   basisTensor,

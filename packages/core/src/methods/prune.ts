@@ -19,9 +19,9 @@ import type { Device } from '../device/index.js';
 import { getDevice } from '../device/index.js';
 import { type DType, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
-import type { ModelSource } from '../safetensors/index.js';
 import { convertIn, convertOut } from '../pipeline/buffers.js';
 import { type PipelineOptions, runTensorPipeline } from '../pipeline/run.js';
+import type { ModelSource } from '../safetensors/index.js';
 import { blockIndex } from './lines.js';
 import type { MergeReport } from './types.js';
 
