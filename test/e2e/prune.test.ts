@@ -57,7 +57,9 @@ describe('wgit prune (CLI)', () => {
     repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
     ['model.embed_tokens.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.1.mlp.up_proj.weight'].forEach(
-      (name, i) => model.push({ name, dtype: 'BF16', shape: [32, 24], data: bf16Weights(32 * 24, 70 + i) }),
+      (name, i) => {
+        model.push({ name, dtype: 'BF16', shape: [32, 24], data: bf16Weights(32 * 24, 70 + i) });
+      },
     );
     writeShardedFolder(path.join(dir, 'm'), [model], { 'config.json': '{"v":1}' });
     assert.equal(wgit(repo, 'init', '--json').status, 0);
