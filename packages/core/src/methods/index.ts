@@ -103,6 +103,7 @@ export {
 export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
 export { SLERP_DOT_THRESHOLD, slerp, slerpCoefficients } from './slerp.js';
 export { renumber, type SliceDef, type SlicedInputs, type SliceSource, slicedInputs } from './slices.js';
+export { type GreedySoupResult, greedySoup, type SoupTrial } from './soup.js';
 export {
   combine,
   dareInPlace,
