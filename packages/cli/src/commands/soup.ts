@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
@@ -66,8 +67,13 @@ recipe; without --branch on a new branch soup/<first member>.`;
         const score = async (members: number[]) => {
           const dir = join(scratch, `trial-${serial++}`);
           this.progress(`scoring ${members.map((i) => specs[i]).join(' + ')}`);
-          await average(members, dir);
-          return runEval(cmd as string[], dir);
+          try {
+            await average(members, dir);
+            return runEval(cmd as string[], dir);
+          } finally {
+            // one trial model on disk at a time
+            await rm(dir, { recursive: true, force: true });
+          }
         };
         const all = specs.map((_, i) => i);
         const g = flags.greedy ? await greedySoup(specs.length, score) : null;
