@@ -37,6 +37,8 @@ export interface MergeResult {
   rmm?: { rank: number; basisTensors: number; models: { relError: number; mergedRelError: number; fixes: number }[] };
   /** LiNeS post-step: α (from the norms) and β. */
   lines?: { alpha: number; beta: number; blocks: number };
+  /** Share of zero entries over the float tensors: per input, and of the merged model. */
+  sparsity?: { elements: number; inputs: number[]; output: number };
 }
 
 /** The groups a method wrote to folders, as `repo.commit` takes them (none when they went to the store sink). */
@@ -322,6 +324,7 @@ again (wgit checkout REV --model N).`;
           seed: report.params.seed,
         };
         if (report.lines) recipe.lines = report.lines;
+        if (report.sparsity) recipe.sparsity = report.sparsity;
         if (flags.config) recipe.config = flags.config;
         recipe.sideFilesFrom = recipeRef(sf ?? base ?? ins[0]);
         if (slices) recipe.slices = slices;
@@ -354,6 +357,7 @@ again (wgit checkout REV --model N).`;
     };
     if (rmm) out.rmm = { rank: rmm.rank, basisTensors: rmm.basisTensors, models: rmm.models };
     if (report.lines) out.lines = report.lines;
+    if (report.sparsity) out.sparsity = report.sparsity;
     if (!this.jsonEnabled()) this.render(out);
     return out;
   }
@@ -369,6 +373,11 @@ again (wgit checkout REV --model N).`;
         const rel = m.relError.toExponential(3);
         this.log(`  input ${i}: recovery rel. error ${rel} (merged model: ${m.mergedRelError.toExponential(3)})`);
       }
+    }
+    const sp = r.sparsity;
+    if (sp && (sp.output > 0 || sp.inputs.some((x) => x > 0))) {
+      const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+      this.log(`sparsity: inputs ${sp.inputs.map(pct).join(', ')} → merged ${pct(sp.output)}`);
     }
     this.log(`stored ${r.storedBytes} bytes for ${r.rawBytes} raw`);
     for (const w of r.warnings) this.warn(w);

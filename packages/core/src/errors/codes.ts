@@ -75,6 +75,11 @@ export const ERROR_CODES = {
     commands: METHODS,
     fix: 'give --base',
   },
+  E_EVAL_FAILED: {
+    meaning: 'the evaluation command of `wgit soup --eval` exited non-zero, or did not print one finite number',
+    commands: 'soup',
+    fix: 'run the command by hand on a model folder: it must exit 0 and print one number (higher is better)',
+  },
   E_MERGEKIT_INVALID: {
     meaning: 'a mergekit YAML config is malformed (not UTF-8, not YAML, a field of the wrong type)',
     commands: 'merge --config',

@@ -5,13 +5,14 @@
  * declares `run` (its result is more than a model) is handed the whole merge.
  */
 import { getDevice } from '../device/index.js';
-import { dtypeSize } from '../dtypes.js';
+import { dtypeSize, isFloatDType } from '../dtypes.js';
 import { WgitError } from '../errors.js';
 import { BufferPool, forEachFloatTensor, isKernelDType, runTensorPipeline, validateModels } from '../pipeline/index.js';
 import type { ModelSource } from '../safetensors/index.js';
 import { type FastTensor, fastMergeTensor } from './fast.js';
 import { countBlocks, linesMergeAlpha, linesScale } from './lines.js';
 import { tensorParams } from './params.js';
+import { SparsityCount } from './prune.js';
 import { getMethod } from './registry.js';
 import { AbsSelector, keepCount } from './select.js';
 import type { MergeReport, MethodRunOptions, TensorContext } from './types.js';
@@ -166,10 +167,12 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     }
     return f;
   };
+  const shapes = new Map(opts.inputs[0].tensors.map((t) => [t.name, t.shape]));
   const ctxFor = (name: string): TensorContext => {
-    if (!thresholds) return { name };
+    const shape = shapes.get(name);
+    if (!thresholds) return { name, shape };
     const q = tieQuotas?.get(name);
-    return q ? { name, thresholds, tieQuotas: q } : { name, thresholds };
+    return q ? { name, shape, thresholds, tieQuotas: q } : { name, shape, thresholds };
   };
   let lines: { alpha: number; beta: number; blocks: number } | undefined;
 
@@ -208,6 +211,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
   const device = await getDeviceOnce();
   const minElements = opts.kernelMinElements ?? 1 << 16;
   let fastTensors = 0;
+  const sparsity = new SparsityCount(opts.inputs.length);
   const report = await runTensorPipeline({
     device,
     fast: async (name, raw, dtype, outDtype, outBytes, pool) => {
@@ -221,8 +225,17 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
       };
       if (lines) fast.linesScale = fr(linesScale(name, lines.blocks, lines.alpha, lines.beta));
       const done = await fastMergeTensor(fast, raw, dtype, outDtype, outBytes, pool);
-      if (done) fastTensors++;
+      if (done) {
+        fastTensors++;
+        sparsity.addOutputRaw(outBytes, outDtype);
+      }
       return done;
+    },
+    // zeros of every float tensor's inputs (and of its output where nothing changes it)
+    step: async (t) => {
+      if (isFloatDType(t.dtype))
+        sparsity.addInputs(t.raw, t.dtype, t.outDtype, t.raw[0].byteLength / dtypeSize(t.dtype));
+      return false;
     },
     label: method.name,
     inputs: opts.inputs,
@@ -241,8 +254,10 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
         const s = fr(linesScale(name, lines.blocks, lines.alpha, lines.beta));
         for (let j = 0; j < out.length; j++) out[j] = fr(b[j] + fr(s * fr(out[j] - b[j])));
       }
+      sparsity.addOutputF32(out);
     },
   });
+  report.sparsity = sparsity.report();
   report.engine = { kernels: device.name !== 'reference', device: device.name, kernelTensors: fastTensors };
   if (thresholds) report.thresholds = thresholds;
   if (lines) report.lines = lines;

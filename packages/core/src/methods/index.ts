@@ -76,6 +76,14 @@ export {
 } from './params.js';
 export { passthrough } from './passthrough.js';
 export { type MergePlan, type MergePlanOptions, mergePlan, type PlanGroup } from './plan.js';
+export {
+  type PruneOptions,
+  type PruneReport,
+  type PruneTensorReport,
+  pruneModel,
+  pruneNM,
+  pruneUnstructured,
+} from './prune.js';
 export { getMethod, METHODS, registerMethod } from './registry.js';
 export {
   basisTensor,
@@ -95,6 +103,7 @@ export {
 export { AbsSelector, keepCount, kthLargestAbs } from './select.js';
 export { SLERP_DOT_THRESHOLD, slerp, slerpCoefficients } from './slerp.js';
 export { renumber, type SliceDef, type SlicedInputs, type SliceSource, slicedInputs } from './slices.js';
+export { type GreedySoupResult, greedySoup, type SoupTrial } from './soup.js';
 export {
   combine,
   dareInPlace,

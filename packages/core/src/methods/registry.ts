@@ -5,12 +5,16 @@
  * mapping and the `wgit merge` flags follow from the declaration.
  */
 import { WgitError } from '../errors.js';
+import { breadcrumbs, breadcrumbsTies } from './breadcrumbs.js';
 import { dareLinear, dareTies } from './dare.js';
+import { della, dellaLinear } from './della.js';
+import { karcher } from './karcher.js';
 import { linear } from './linear.js';
 import { modelStock } from './model-stock.js';
 import { nuslerp } from './nuslerp.js';
 import { passthrough } from './passthrough.js';
 import { rmm } from './rmm.js';
+import { sce } from './sce.js';
 import { slerp } from './slerp.js';
 import { taskArithmetic } from './task-arithmetic.js';
 import { ties } from './ties.js';
@@ -27,6 +31,12 @@ const registered: MergeMethod[] = [
   nuslerp,
   modelStock,
   passthrough,
+  breadcrumbs,
+  breadcrumbsTies,
+  della,
+  dellaLinear,
+  sce,
+  karcher,
 ];
 
 export const METHODS: readonly MergeMethod[] = registered;

@@ -137,6 +137,8 @@ export interface TensorContext {
   name: string;
   /** Number of layers of the model, for gradients (mergeTensor; the engine counts them itself). */
   layers?: number;
+  /** The tensor's shape (the engine sets it; della ranks a 2-D tensor's entries per row). */
+  shape?: number[];
   /**
    * Per input: keep entries with |τ| ≥ threshold. Set by the engine for model-wide
    * trimming; when absent, magnitude sparsification computes a per-tensor threshold.
@@ -280,6 +282,11 @@ export interface MergeReport {
   bytesWritten: number;
   /** The device (and whether it is a compiled backend), and how many tensors took the device kernel path. */
   engine?: { kernels: boolean; device: string; kernelTensors: number };
+  /**
+   * Zeros over the float tensors: the share of each input's entries that are
+   * 0, and of the output's (a linear merge of inputs sharing a mask keeps it).
+   */
+  sparsity?: { elements: number; inputs: number[]; output: number };
   /** Tensor groups written beside the model: name, header, and the folder when they went to one (null: a sink). */
   groups?: { name: string; header: GroupHeader; dir: string | null }[];
 }

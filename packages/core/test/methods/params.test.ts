@@ -150,6 +150,12 @@ describe('declared parameters: a table over the registry', () => {
       nuslerp: want(false, 1),
       'model-stock': want(false, 1),
       passthrough: { ...want(false, 1), scale: [1, 1] },
+      breadcrumbs: { ...want(false, 0.2), gamma: [0.01, 0.01], rescale: 'none' },
+      'breadcrumbs-ties': { ...want(false, 0.2), gamma: [0.01, 0.01], rescale: 'none' },
+      della: { ...want(true, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
+      'della-linear': { ...want(false, 0.2), epsilon: [0.15, 0.15], rescale: 'inverse' },
+      sce: { ...want(false, 1), select_topk: 1 },
+      karcher: { ...want(false, 1), max_iter: 10, tol: 1e-5 },
     };
     for (const m of METHODS) {
       const r = m.resolve(required(m, 2), 2);

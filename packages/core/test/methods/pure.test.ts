@@ -175,6 +175,12 @@ describe('task arithmetic and linear', () => {
         'nuslerp',
         'model-stock',
         'passthrough',
+        'breadcrumbs',
+        'breadcrumbs-ties',
+        'della',
+        'della-linear',
+        'sce',
+        'karcher',
       ],
     );
     for (const m of METHODS) for (const p of m.params) assert.ok(p.help.length > 0 && typeof p.required === 'boolean');
