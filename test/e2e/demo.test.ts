@@ -78,6 +78,19 @@ test('wgit demo --json trains, commits, verifies, transfers, merges, reports acc
   assert.ok(avg(row('merge ties')) > best);
   for (const t of d.table) for (const v of Object.values(t.scores) as number[]) assert.ok(v >= 0 && v <= 1);
 
+  // A PEFT LoRA adapter of ft-flip's change, in PEFT's layout: read here with the safetensors
+  // format written out by hand (8-byte length, JSON header).
+  const cfg = JSON.parse(fs.readFileSync(path.join(d.lora.dir, 'adapter_config.json'), 'utf8'));
+  assert.equal(cfg.peft_type, 'LORA');
+  assert.equal(cfg.r, 8);
+  const st = fs.readFileSync(path.join(d.lora.dir, 'adapter_model.safetensors'));
+  const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8'));
+  for (const m of d.lora.modules) {
+    assert.equal(header[`base_model.model.${m}.lora_A.weight`].shape[0], 8, m);
+    assert.equal(header[`base_model.model.${m}.lora_B.weight`].shape[1], 8, m);
+  }
+  assert.ok(d.lora.modules.length > 0 && d.lora.relError > 0 && d.lora.relError < 1);
+
   // The demo ends with a push to a folder remote and a clone of it: every model of the
   // lineage, checked out of the clone, is the file training wrote; Debian git accepts
   // both repositories; the clone tracks every branch the demo made, at the same commit.
