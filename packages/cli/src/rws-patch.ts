@@ -4,6 +4,7 @@
  * SIGNATURE.
  */
 import type { DeltaCounts } from '@wgit/core';
+import { manifestOf } from './delta-arg.js';
 import { branchPiece, recipeRef, runMethodCommit } from './method-commit.js';
 
 export interface RwsPatchResult {
@@ -43,7 +44,7 @@ export async function rwsPatch(plan: RwsPatchPlan): Promise<RwsPatchResult> {
     branchName: ([, model]) => branchPiece(model),
     deltaBase: ([, model]) => model,
     compute: async ([sig, model], outDir, _scratch, sink) => {
-      const header = (sig.source as { manifest?: { object?: { kind: string; version: number } } }).manifest?.object;
+      const header = manifestOf(sig.source)?.object;
       if (sig.commit === null || header?.kind !== RWS_KIND)
         throw new WgitError(
           'E_NOT_AN_OBJECT',

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { WgitCommand } from '../base.js';
+import { manifestOf } from '../delta-arg.js';
 import { printable } from '../format.js';
 import { closeAll, openModelArg, openRepo } from '../method-commit.js';
 
@@ -44,8 +45,7 @@ listed as skipped.`;
     const repo = await openRepo(flags.repo);
     const arg = await openModelArg(args.rev, repo);
     try {
-      const manifest = (arg.source as { manifest?: { object?: { kind: string; version: number }; recipe?: unknown } })
-        .manifest;
+      const manifest = manifestOf(arg.source);
       const header = manifest?.object;
       const resolved = header
         ? resolveObject(

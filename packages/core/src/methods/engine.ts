@@ -234,7 +234,7 @@ export async function mergeModels(opts: MergeModelsOptions): Promise<MergeReport
     // zeros of every float tensor's inputs (and of its output where nothing changes it)
     step: async (t) => {
       if (isFloatDType(t.dtype))
-        sparsity.addInputs(t.raw, t.dtype, t.outDtype, t.raw[0].byteLength / dtypeSize(t.dtype));
+        sparsity.addInputs(t.raw, t.dtype, t.unchanged, t.raw[0].byteLength / dtypeSize(t.dtype));
       return false;
     },
     label: method.name,

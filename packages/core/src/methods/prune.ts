@@ -104,17 +104,15 @@ export class SparsityCount {
   constructor(n: number) {
     this.inputs = new Array<number>(n).fill(0);
   }
-  /** Every float tensor, before it is computed; true when its output is known to be raw[0] (nothing changes it). */
-  addInputs(raw: Uint8Array[], dtype: DType, outDtype: DType, elements: number): void {
+  /** Every float tensor, before it is computed; `unchanged`: the output is raw[0] (nothing changes it, PipelineTensor). */
+  addInputs(raw: Uint8Array[], dtype: DType, unchanged: boolean, elements: number): void {
     const zs = raw.slice(0, this.inputs.length).map((r) => zeroCountRaw(r, dtype));
     if (zs.some((z) => z < 0)) return;
     this.elements += elements;
     zs.forEach((z, i) => {
       this.inputs[i] += z;
     });
-    const first = Buffer.from(raw[0].buffer, raw[0].byteOffset, raw[0].byteLength);
-    const same = raw.every((r) => first.equals(Buffer.from(r.buffer, r.byteOffset, r.byteLength)));
-    if (same && dtype === outDtype) this.output += zs[0];
+    if (unchanged) this.output += zs[0];
   }
   addOutputRaw(out: Uint8Array, outDtype: DType): void {
     this.output += Math.max(0, zeroCountRaw(out, outDtype));

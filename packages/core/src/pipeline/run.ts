@@ -101,6 +101,8 @@ export interface PipelineTensor {
   out: Uint8Array;
   pool: BufferPool;
   device: Device;
+  /** A float tensor whose bytes are the same in every model (and the output dtype is theirs): written as it is unless `step` fills it. */
+  unchanged: boolean;
   /** The open groups, by name. */
   groups: Readonly<Record<string, Sink>>;
 }
@@ -161,6 +163,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
           `o${lt.index & 1}`,
           float ? elements(info.shape) * dtypeSize(spec.dtype) : lt.raw[0].byteLength,
         );
+        const unchanged = float && spec.dtype === info.dtype && allEqual(lt.raw);
         const done = opts.step
           ? await opts.step({
               name: lt.name,
@@ -172,6 +175,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
               pool: buffers,
               device,
               groups,
+              unchanged,
             })
           : false;
         if (!float && !done) {
@@ -185,7 +189,7 @@ export async function runTensorPipeline(opts: PipelineOptions): Promise<MergeRep
             action: 'copied',
             note: 'integer/bool tensor taken from the first model',
           });
-        } else if (!done && spec.dtype === info.dtype && allEqual(lt.raw)) {
+        } else if (!done && unchanged) {
           // No model changes it (every input, and the base, hold these bytes): any merge gives it
           // back, so it is written as it is — -0 stays -0, NaN payloads stay, and it deduplicates.
           outBytes.set(lt.raw[0]);
